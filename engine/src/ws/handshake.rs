@@ -1,0 +1,1 @@
+//! The opening handshake for both roles. STUB: being written.

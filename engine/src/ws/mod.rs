@@ -1,0 +1,19 @@
+//! The WebSocket protocol (RFC 6455) as a pure state machine.
+//!
+//! A connection's life: the HTTP head is parsed by [`crate::http`]; [`handshake`] checks it and
+//! writes the answer (server) or writes the request and checks the answer (client); then a
+//! [`Connection`] takes bytes in and gives [`Event`]s out, and takes messages in and gives bytes
+//! out. Both roles run the same [`Connection`]; [`Role`] decides masking and the close rules.
+
+pub mod close;
+pub mod connection;
+pub mod extension;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use connection::{Config, Connection, Event, PingId, Role, SendError, State};
+pub use extension::{Extension, ExtensionError, ExtensionSession, Rsv};
+pub use frame::{FrameError, FrameHeader, OpCode};
