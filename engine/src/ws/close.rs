@@ -83,7 +83,9 @@ impl fmt::Display for ClosePayloadError {
         match self {
             Self::OneByte => f.write_str("Received close frame with a one-byte payload"),
             Self::InvalidCode(c) => write!(f, "Received close frame with invalid code {c}"),
-            Self::InvalidUtf8 => f.write_str("Received close frame with a reason that is not UTF-8"),
+            Self::InvalidUtf8 => {
+                f.write_str("Received close frame with a reason that is not UTF-8")
+            }
         }
     }
 }
@@ -134,7 +136,9 @@ mod tests {
 
     #[test]
     fn close_codes_a_peer_may_not_send_are_invalid() {
-        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for code in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             let p = code.to_be_bytes();
             assert_eq!(
                 CloseFrame::parse(&p),
@@ -142,7 +146,9 @@ mod tests {
                 "{code}"
             );
         }
-        for code in [1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999] {
+        for code in [
+            1000u16, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999,
+        ] {
             assert!(CloseFrame::parse(&code.to_be_bytes()).is_ok(), "{code}");
         }
     }

@@ -1,23 +1,922 @@
-//! The connection state machine. STUB: being written.
+//! The connection state machine, one engine for both roles.
+//!
+//! Bytes in, events out: [`Connection::recv`] parses what the transport delivered and returns
+//! [`Event`]s one at a time. Messages in, bytes out: `send_*`, [`Connection::ping`] and
+//! [`Connection::close`] queue frames that [`Connection::poll_transmit`] hands to the transport.
+//! Time is an argument: the close timeout is armed from the `now` the caller passes and fires in
+//! [`Connection::handle_timeout`]. Nothing here reads a clock or touches a socket.
+//!
+//! Payloads are copied once: from the caller's receive buffer into the message being assembled,
+//! unmasked on the way. Small outgoing frames are corked into one buffer; a large `Bytes` payload
+//! from the server role is queued as is, so a frame fanned out to many connections is not copied.
 
-/// Which end of the connection this is.
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::close::{CloseCode, CloseFrame, ClosePayloadError};
+use super::extension::{DataKind, ExtMessage, ExtensionError, Extensions, Rsv};
+use super::frame::{FrameError, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use super::mask;
+use super::message::Utf8Bytes;
+use super::utf8::Utf8Validator;
+
+/// Which end of the connection this is; it decides masking and which frames are acceptable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Accepts connections; receives masked frames, sends unmasked ones.
+    /// Accepted the connection: receives masked frames, sends unmasked ones.
     Server,
-    /// Opens connections; masks what it sends.
+    /// Opened the connection: masks every frame it sends with a fresh random key.
     Client,
 }
-/// Connection settings.
+
+/// Limits and timeouts of one connection.
 #[derive(Clone, Debug)]
-pub struct Config;
-/// A connection.
-pub struct Connection;
-/// What the connection reports.
-pub enum Event {}
-/// Identifies a ping.
-pub struct PingId;
-/// Why a send was refused.
-pub enum SendError {}
-/// Connection state.
-pub enum State {}
+pub struct Config {
+    /// The largest message accepted, in bytes, summed over its fragments (and, with compression,
+    /// after inflating). Larger ones end the connection with 1009. Default 2^26 − 1, as faye.
+    pub max_length: usize,
+    /// How long to wait for the peer's close frame after sending ours before giving up with 1006.
+    pub close_timeout: Duration,
+    /// Payloads at least this long, handed over as `Bytes` by the server role, are queued without
+    /// copying; shorter ones are copied next to their header so one write carries many frames.
+    pub zero_copy_threshold: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_length: (1 << 26) - 1,
+            close_timeout: Duration::from_secs(30),
+            zero_copy_threshold: 1024,
+        }
+    }
+}
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// This side sent a close frame and waits for the peer's (or the close timeout).
+    Closing,
+    /// The close handshake finished or the connection failed; the transport may be shut.
+    Closed,
+}
+
+/// Identifies a ping sent with [`Connection::ping`], so its pong can be recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PingId(pub u64);
+
+/// What [`Connection::recv`] reports. After [`Event::Close`] nothing more comes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A whole text message.
+    Text(Utf8Bytes),
+    /// A whole binary message.
+    Binary(Bytes),
+    /// The peer pinged; the pong is already queued.
+    Ping(Bytes),
+    /// A pong arrived; `id` names the ping it answers, if it matches one still outstanding.
+    Pong {
+        /// The pong's payload.
+        payload: Bytes,
+        /// The matching [`Connection::ping`], or `None` for an unsolicited pong.
+        id: Option<PingId>,
+    },
+    /// The peer broke the protocol; [`Event::Close`] follows with the code sent to it.
+    Error(ProtocolError),
+    /// The connection is closed: by a close handshake (the peer's code), by a protocol error (the
+    /// code sent), or without a handshake (1006).
+    Close(CloseFrame),
+}
+
+/// A rule of RFC 6455 the peer broke. Each maps to the close code sent in answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// The frame header is invalid on its own.
+    Frame(FrameError),
+    /// A client sent an unmasked frame.
+    UnmaskedClientFrame,
+    /// A server sent a masked frame.
+    MaskedServerFrame,
+    /// RSV bits no negotiated extension owns, or on a frame where none may be set.
+    ReservedBits(u8),
+    /// A continuation frame with no message to continue.
+    UnexpectedContinuation,
+    /// A new text or binary frame while a fragmented message was unfinished.
+    ExpectedContinuation,
+    /// A message longer than the configured maximum.
+    MessageTooBig {
+        /// Bytes the message would have had.
+        length: u64,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A text message that is not UTF-8.
+    InvalidUtf8,
+    /// A close frame whose payload is invalid.
+    InvalidClosePayload(ClosePayloadError),
+    /// A negotiated extension could not process a message.
+    Extension(ExtensionError),
+}
+
+impl ProtocolError {
+    /// The close code this error is answered with.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            Self::Extension(e) => e.code,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Frame(e) => e.fmt(f),
+            Self::UnmaskedClientFrame => f.write_str("Received unmasked frame from a client"),
+            Self::MaskedServerFrame => f.write_str("Received masked frame from a server"),
+            Self::ReservedBits(rsv) => write!(
+                f,
+                "One or more reserved bits are on: reserved1 = {}, reserved2 = {}, reserved3 = {}",
+                rsv >> 6 & 1,
+                rsv >> 5 & 1,
+                rsv >> 4 & 1
+            ),
+            Self::UnexpectedContinuation => f.write_str("Received unexpected continuation frame"),
+            Self::ExpectedContinuation => {
+                f.write_str("Received new data frame but previous continuous frame is unfinished")
+            }
+            Self::MessageTooBig { length, max } => write!(
+                f,
+                "WebSocket message of {length} bytes exceeds the maximum of {max}"
+            ),
+            Self::InvalidUtf8 => f.write_str("Could not decode a text frame as UTF-8"),
+            Self::InvalidClosePayload(e) => e.fmt(f),
+            Self::Extension(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why a send, ping or close was refused. Nothing was queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection is closing or closed; no more messages may be sent.
+    Closed,
+    /// Applications may close only with 1000 or 3000–4999.
+    InvalidCloseCode(u16),
+    /// A close reason longer than 123 bytes does not fit a control frame.
+    ReasonTooLong(usize),
+    /// A ping or pong payload longer than 125 bytes does not fit a control frame.
+    ControlPayloadTooLong(usize),
+    /// An extension could not encode the message.
+    Extension(ExtensionError),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the WebSocket is closing or closed"),
+            Self::InvalidCloseCode(c) => write!(
+                f,
+                "close code {c} is not allowed: use 1000 or a code from 3000 to 4999"
+            ),
+            Self::ReasonTooLong(n) => {
+                write!(
+                    f,
+                    "close reason of {n} bytes is longer than the 123 allowed"
+                )
+            }
+            Self::ControlPayloadTooLong(n) => {
+                write!(
+                    f,
+                    "control frame payload of {n} bytes is longer than the 125 allowed"
+                )
+            }
+            Self::Extension(e) => write!(f, "extension failed to encode the message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// How many pings may await their pongs; past this the oldest is forgotten.
+const MAX_OUTSTANDING_PINGS: usize = 32;
+
+/// Fresh space for small messages is taken in chunks this large, so many messages share one
+/// allocation (each keeps its slice alive by reference count).
+const RX_CHUNK: usize = 4096;
+
+/// The frame whose payload is being read.
+#[derive(Clone, Copy, Debug)]
+struct FrameInProgress {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes still to come.
+    remaining: u64,
+    /// Where in the masking key the next byte falls.
+    phase: usize,
+}
+
+/// The data message being assembled across frames.
+#[derive(Clone, Copy, Debug)]
+struct MessageInProgress {
+    kind: DataKind,
+    rsv: Rsv,
+    /// Bytes received so far, over all its frames.
+    length: u64,
+}
+
+/// A WebSocket connection after the handshake: the protocol for one role, without I/O.
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    extensions: Extensions,
+
+    // Receiving.
+    /// A frame header split across reads: its bytes so far.
+    header: [u8; MAX_HEADER_LEN],
+    header_len: usize,
+    frame: Option<FrameInProgress>,
+    message: Option<MessageInProgress>,
+    /// The data message's payload; small messages share chunks of it.
+    rx: BytesMut,
+    /// A control frame's payload (at most 125 bytes).
+    control: [u8; MAX_CONTROL_PAYLOAD],
+    control_len: usize,
+    utf8: Utf8Validator,
+    /// Events decided but not yet returned (a protocol error yields two).
+    pending: VecDeque<Event>,
+
+    // Sending.
+    /// Small frames written back to back, flushed as one chunk.
+    cork: BytesMut,
+    /// Chunks ready for the transport, oldest first; `cork` goes after them.
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    pings: VecDeque<(PingId, Bytes)>,
+    next_ping: u64,
+    close_deadline: Option<Instant>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("extensions", &self.extensions)
+            .field("pending_output", &self.pending_output())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A connection whose handshake has completed, with the extensions it negotiated.
+    pub fn new(role: Role, config: Config, extensions: Extensions) -> Self {
+        Self {
+            role,
+            config,
+            state: State::Open,
+            extensions,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            message: None,
+            rx: BytesMut::new(),
+            control: [0; MAX_CONTROL_PAYLOAD],
+            control_len: 0,
+            utf8: Utf8Validator::new(),
+            pending: VecDeque::new(),
+            cork: BytesMut::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            pings: VecDeque::new(),
+            next_ping: 0,
+            close_deadline: None,
+        }
+    }
+
+    /// This connection's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the connection is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Whether the connection is over and the transport may be shut once output is flushed.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// The limits this connection runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Receiving
+    // ----------------------------------------------------------------------------------------
+
+    /// Parses bytes from the transport and returns the next event, if one is complete.
+    ///
+    /// `input` is advanced past what was consumed. Call again until it returns `None`: then all
+    /// of `input` has been taken in (a partial frame is kept internally). After the connection is
+    /// closed, further input is discarded.
+    pub fn recv(&mut self, input: &mut &[u8], now: Instant) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if self.state == State::Closed {
+                *input = &[];
+                return None;
+            }
+            let frame = match self.frame {
+                Some(f) => f,
+                None => match self.read_header(input, now) {
+                    Some(f) => f,
+                    // Either the header failed (events wait) or more input is needed.
+                    None if !self.pending.is_empty() => continue,
+                    None => return None,
+                },
+            };
+            if frame.remaining > 0 {
+                if input.is_empty() {
+                    return None;
+                }
+                let take = (frame.remaining.min(input.len() as u64)) as usize;
+                let (chunk, rest) = input.split_at(take);
+                *input = rest;
+                if let Err(e) = self.take_payload(chunk) {
+                    self.fail(e, now);
+                    continue;
+                }
+                let Some(f) = self.frame.as_ref() else {
+                    continue;
+                };
+                if f.remaining > 0 {
+                    return None;
+                }
+            }
+            self.frame = None;
+            if let Some(event) = self.finish_frame(frame, now) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// Returns an event decided without new input (after [`Connection::handle_timeout`] or
+    /// [`Connection::transport_closed`]), if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.pending.pop_front()
+    }
+
+    /// Reads a frame header from `input` (and earlier partial bytes) and checks it against the
+    /// connection's state. Returns `None` when more bytes are needed or the frame failed (then
+    /// `pending` holds the events).
+    fn read_header(&mut self, input: &mut &[u8], now: Instant) -> Option<FrameInProgress> {
+        let parsed = if self.header_len == 0 {
+            match FrameHeader::parse(input) {
+                Ok(Some((h, n))) => {
+                    *input = &input[n..];
+                    Ok(h)
+                }
+                Ok(None) => {
+                    self.header[..input.len()].copy_from_slice(input);
+                    self.header_len = input.len();
+                    *input = &[];
+                    return None;
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            // Complete the split header: first learn its length, then take exactly the rest.
+            while self.header_len < 2 && !input.is_empty() {
+                self.header[self.header_len] = input[0];
+                self.header_len += 1;
+                *input = &input[1..];
+            }
+            if self.header_len < 2 {
+                return None;
+            }
+            let need = FrameHeader::len_from_prefix(self.header[0], self.header[1]);
+            let take = (need - self.header_len).min(input.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&input[..take]);
+            self.header_len += take;
+            *input = &input[take..];
+            if self.header_len < need {
+                return None;
+            }
+            self.header_len = 0;
+            match FrameHeader::parse(&self.header[..need]) {
+                Ok(Some((h, _))) => Ok(h),
+                Ok(None) => unreachable!("a header of its announced length parses"),
+                Err(e) => Err(e),
+            }
+        };
+        let header = match parsed {
+            Ok(h) => h,
+            Err(e) => {
+                self.fail(ProtocolError::Frame(e), now);
+                return None;
+            }
+        };
+        match self.check_header(&header) {
+            Ok(()) => {}
+            Err(e) => {
+                self.fail(e, now);
+                return None;
+            }
+        }
+        let frame = FrameInProgress {
+            opcode: header.opcode,
+            fin: header.fin,
+            mask: header.mask,
+            remaining: header.payload_len,
+            phase: 0,
+        };
+        self.frame = Some(frame);
+        Some(frame)
+    }
+
+    /// The rules a header breaks only in context: masking by role, RSV ownership, fragment
+    /// order and the message size limit.
+    fn check_header(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        let rsv = Rsv(h.rsv);
+        let starts_message = matches!(h.opcode, OpCode::Text | OpCode::Binary);
+        if h.rsv != 0 && !(starts_message && rsv.is_subset_of(self.extensions.rsv())) {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        match h.opcode {
+            OpCode::Continuation => {
+                let Some(msg) = self.message.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                let length = msg.length + h.payload_len;
+                if length > self.config.max_length as u64 {
+                    return Err(ProtocolError::MessageTooBig {
+                        length,
+                        max: self.config.max_length,
+                    });
+                }
+                msg.length = length;
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(ProtocolError::ExpectedContinuation);
+                }
+                if h.payload_len > self.config.max_length as u64 {
+                    return Err(ProtocolError::MessageTooBig {
+                        length: h.payload_len,
+                        max: self.config.max_length,
+                    });
+                }
+                let kind = if h.opcode == OpCode::Text {
+                    DataKind::Text
+                } else {
+                    DataKind::Binary
+                };
+                self.message = Some(MessageInProgress {
+                    kind,
+                    rsv,
+                    length: h.payload_len,
+                });
+                self.utf8.reset();
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control_len = 0,
+        }
+        Ok(())
+    }
+
+    /// Copies (and unmasks) a piece of the current frame's payload into place.
+    fn take_payload(&mut self, chunk: &[u8]) -> Result<(), ProtocolError> {
+        let Some(frame) = self.frame.as_mut() else {
+            return Ok(());
+        };
+        frame.remaining -= chunk.len() as u64;
+        if frame.opcode.is_control() {
+            let dst = &mut self.control[self.control_len..self.control_len + chunk.len()];
+            dst.copy_from_slice(chunk);
+            if let Some(key) = frame.mask {
+                frame.phase = mask::apply_mask(dst, key, frame.phase);
+            }
+            self.control_len += chunk.len();
+            return Ok(());
+        }
+        if self.rx.capacity() - self.rx.len() < chunk.len() {
+            self.rx.reserve(chunk.len().max(RX_CHUNK));
+        }
+        let start = self.rx.len();
+        match frame.mask {
+            Some(key) => frame.phase = mask::extend_masked(&mut self.rx, chunk, key, frame.phase),
+            None => self.rx.extend_from_slice(chunk),
+        }
+        // Compressed text is checked after inflating; plain text as it arrives, so an invalid
+        // byte ends the connection inside the fragment that carries it.
+        let msg = self
+            .message
+            .as_ref()
+            .expect("a data frame belongs to a message");
+        if msg.kind == DataKind::Text && msg.rsv == Rsv::NONE {
+            self.utf8
+                .feed(&self.rx[start..])
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
+    }
+
+    /// Acts on a frame whose payload is complete.
+    fn finish_frame(&mut self, frame: FrameInProgress, now: Instant) -> Option<Event> {
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                if !frame.fin {
+                    return None;
+                }
+                let msg = self
+                    .message
+                    .take()
+                    .expect("checked when the header was read");
+                match self.finish_message(msg) {
+                    Ok(event) => Some(event),
+                    Err(e) => {
+                        self.fail(e, now);
+                        None
+                    }
+                }
+            }
+            OpCode::Ping => {
+                let payload = Bytes::copy_from_slice(&self.control[..self.control_len]);
+                // Answered even while closing: the peer may be waiting on it to finish.
+                self.write_frame(OpCode::Pong, Rsv::NONE, &payload);
+                Some(Event::Ping(payload))
+            }
+            OpCode::Pong => {
+                let payload = Bytes::copy_from_slice(&self.control[..self.control_len]);
+                let id = self
+                    .pings
+                    .iter()
+                    .position(|(_, p)| *p == payload)
+                    .and_then(|i| self.pings.remove(i))
+                    .map(|(id, _)| id);
+                Some(Event::Pong { payload, id })
+            }
+            OpCode::Close => {
+                let payload = &self.control[..self.control_len];
+                match CloseFrame::parse(payload) {
+                    Ok(close) => {
+                        if self.state == State::Open {
+                            // Echo the peer's code; an empty close is answered with an empty one.
+                            let mut reply = [0u8; 2];
+                            let n = if payload.is_empty() {
+                                0
+                            } else {
+                                reply = close.code.0.to_be_bytes();
+                                2
+                            };
+                            self.write_frame(OpCode::Close, Rsv::NONE, &reply[..n]);
+                        }
+                        self.enter_closed();
+                        Some(Event::Close(close))
+                    }
+                    Err(e) => {
+                        self.fail(ProtocolError::InvalidClosePayload(e), now);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns the assembled payload into a message event, through the extensions.
+    fn finish_message(&mut self, msg: MessageInProgress) -> Result<Event, ProtocolError> {
+        let payload = self.rx.split().freeze();
+        if msg.rsv != Rsv::NONE || !self.extensions.is_empty() {
+            let decoded = self
+                .extensions
+                .decode(
+                    ExtMessage {
+                        kind: msg.kind,
+                        rsv: msg.rsv,
+                        payload,
+                    },
+                    self.config.max_length,
+                )
+                .map_err(ProtocolError::Extension)?;
+            if decoded.payload.len() > self.config.max_length {
+                return Err(ProtocolError::MessageTooBig {
+                    length: decoded.payload.len() as u64,
+                    max: self.config.max_length,
+                });
+            }
+            return Ok(match msg.kind {
+                DataKind::Binary => Event::Binary(decoded.payload),
+                DataKind::Text if msg.rsv == Rsv::NONE => {
+                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Event::Text(Utf8Bytes::from_validated(decoded.payload))
+                }
+                DataKind::Text => Event::Text(
+                    Utf8Bytes::try_from_bytes(decoded.payload)
+                        .map_err(|_| ProtocolError::InvalidUtf8)?,
+                ),
+            });
+        }
+        Ok(match msg.kind {
+            DataKind::Binary => Event::Binary(payload),
+            DataKind::Text => {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                Event::Text(Utf8Bytes::from_validated(payload))
+            }
+        })
+    }
+
+    /// Fails the connection: reports the error, sends a close frame with its code (unless one
+    /// was already sent) and closes.
+    fn fail(&mut self, error: ProtocolError, _now: Instant) {
+        let code = error.close_code();
+        let reason = error.to_string();
+        if self.state == State::Open {
+            self.write_close(code, truncate_reason(&reason));
+        }
+        self.enter_closed();
+        self.pending.push_back(Event::Error(error));
+        self.pending
+            .push_back(Event::Close(CloseFrame { code, reason }));
+    }
+
+    fn enter_closed(&mut self) {
+        self.state = State::Closed;
+        self.close_deadline = None;
+        self.frame = None;
+        self.message = None;
+        self.rx = BytesMut::new();
+        self.pings.clear();
+    }
+
+    /// Tells the connection its transport ended (EOF or reset). If the close handshake had not
+    /// finished, [`Event::Close`] with 1006 becomes available from [`Connection::poll_event`].
+    pub fn transport_closed(&mut self) {
+        if self.state != State::Closed {
+            self.enter_closed();
+            self.pending.push_back(Event::Close(CloseFrame {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+            }));
+        }
+    }
+
+    /// When [`Connection::handle_timeout`] next needs calling, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.close_deadline
+    }
+
+    /// Advances time: a close handshake unanswered past its deadline ends with 1006.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.close_deadline {
+            if now >= deadline && self.state == State::Closing {
+                self.transport_closed();
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Sending
+    // ----------------------------------------------------------------------------------------
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
+        self.send_data(DataKind::Text, text.as_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
+        self.send_data(DataKind::Binary, data)
+    }
+
+    /// Queues a message whose payload is already shared bytes; the server role queues large
+    /// payloads without copying them. A text payload must be UTF-8 ([`Utf8Bytes`] guarantees it).
+    pub fn send_shared(&mut self, kind: DataKind, payload: Bytes) -> Result<(), SendError> {
+        self.ensure_open()?;
+        if !self.extensions.is_empty() {
+            let encoded = self
+                .extensions
+                .encode(ExtMessage {
+                    kind,
+                    rsv: Rsv::NONE,
+                    payload,
+                })
+                .map_err(SendError::Extension)?;
+            self.write_frame_shared(data_opcode(kind), encoded.rsv, encoded.payload);
+        } else {
+            self.write_frame_shared(data_opcode(kind), Rsv::NONE, payload);
+        }
+        Ok(())
+    }
+
+    fn send_data(&mut self, kind: DataKind, payload: &[u8]) -> Result<(), SendError> {
+        if !self.extensions.is_empty() {
+            return self.send_shared(kind, Bytes::copy_from_slice(payload));
+        }
+        self.ensure_open()?;
+        self.write_frame(data_opcode(kind), Rsv::NONE, payload);
+        Ok(())
+    }
+
+    /// Sends a ping; the [`Event::Pong`] with the same payload will carry the returned id.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<PingId, SendError> {
+        self.ensure_open()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        let id = PingId(self.next_ping);
+        self.next_ping += 1;
+        if self.pings.len() == MAX_OUTSTANDING_PINGS {
+            self.pings.pop_front();
+        }
+        self.pings.push_back((id, Bytes::copy_from_slice(payload)));
+        self.write_frame(OpCode::Ping, Rsv::NONE, payload);
+        Ok(id)
+    }
+
+    /// Sends an unsolicited pong (a one-way heartbeat).
+    pub fn pong(&mut self, payload: &[u8]) -> Result<(), SendError> {
+        self.ensure_open()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlPayloadTooLong(payload.len()));
+        }
+        self.write_frame(OpCode::Pong, Rsv::NONE, payload);
+        Ok(())
+    }
+
+    /// Starts the close handshake as an application: code 1000 or 3000–4999, reason of at most
+    /// 123 bytes. The peer has `close_timeout` from `now` to answer.
+    pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) -> Result<(), SendError> {
+        if !code.is_allowed_for_application() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        self.close_as_endpoint(code, reason, now)
+    }
+
+    /// Starts the close handshake with any code an endpoint may send (1001 when shutting down,
+    /// 1008 or 1013 for a slow consumer, 1011 on an internal error).
+    pub fn close_as_endpoint(
+        &mut self,
+        code: CloseCode,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), SendError> {
+        if !code.is_valid_on_wire() {
+            return Err(SendError::InvalidCloseCode(code.0));
+        }
+        if reason.len() > MAX_CONTROL_PAYLOAD - 2 {
+            return Err(SendError::ReasonTooLong(reason.len()));
+        }
+        self.ensure_open()?;
+        self.write_close(code, reason);
+        self.state = State::Closing;
+        self.close_deadline = Some(now + self.config.close_timeout);
+        Ok(())
+    }
+
+    fn ensure_open(&self) -> Result<(), SendError> {
+        match self.state {
+            State::Open => Ok(()),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    fn write_close(&mut self, code: CloseCode, reason: &str) {
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        payload[..2].copy_from_slice(&code.0.to_be_bytes());
+        payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
+        self.write_frame(OpCode::Close, Rsv::NONE, &payload[..2 + reason.len()]);
+    }
+
+    fn mask_key(&self) -> Option<[u8; 4]> {
+        match self.role {
+            Role::Server => None,
+            Role::Client => Some(rand::random()),
+        }
+    }
+
+    /// Writes a whole frame, header and payload, into the cork.
+    fn write_frame(&mut self, opcode: OpCode, rsv: Rsv, payload: &[u8]) {
+        let mask = self.mask_key();
+        let header = FrameHeader {
+            fin: true,
+            rsv: rsv.0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        self.cork.reserve(n + payload.len());
+        self.cork.put_slice(&head[..n]);
+        match mask {
+            Some(key) => {
+                mask::extend_masked(&mut self.cork, payload, key, 0);
+            }
+            None => self.cork.put_slice(payload),
+        }
+        self.queued_bytes += n + payload.len();
+    }
+
+    /// Writes a frame whose payload is shared: queued as is when large and unmasked.
+    fn write_frame_shared(&mut self, opcode: OpCode, rsv: Rsv, payload: Bytes) {
+        if self.role == Role::Client || payload.len() < self.config.zero_copy_threshold {
+            return self.write_frame(opcode, rsv, &payload);
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv: rsv.0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        self.cork.put_slice(&head[..n]);
+        self.queue.push_back(self.cork.split().freeze());
+        self.queued_bytes += n + payload.len();
+        self.queue.push_back(payload);
+    }
+
+    /// Queues bytes that already form whole frames for this role (a message framed once and
+    /// fanned out to many server connections). The caller vouches for the framing.
+    pub fn send_raw_frames(&mut self, frames: Bytes) -> Result<(), SendError> {
+        self.ensure_open()?;
+        if !self.cork.is_empty() {
+            self.queue.push_back(self.cork.split().freeze());
+        }
+        self.queued_bytes += frames.len();
+        self.queue.push_back(frames);
+        Ok(())
+    }
+
+    /// The next chunk of bytes to write to the transport, oldest first.
+    ///
+    /// The caller owns the chunk and writes it in full (keeping any unwritten tail itself);
+    /// gathering several chunks into one vectored write is the intended use.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        let chunk = match self.queue.pop_front() {
+            Some(c) => c,
+            None if !self.cork.is_empty() => self.cork.split().freeze(),
+            None => return None,
+        };
+        self.queued_bytes -= chunk.len();
+        Some(chunk)
+    }
+
+    /// Bytes queued and not yet taken by [`Connection::poll_transmit`].
+    pub fn pending_output(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Gives back idle buffer space, so a quiet connection holds no buffers. Call when the
+    /// transport has drained the output and no frame is half received.
+    pub fn release_buffers(&mut self) {
+        if self.cork.is_empty() && self.queue.is_empty() {
+            self.cork = BytesMut::new();
+        }
+        if self.rx.is_empty() {
+            self.rx = BytesMut::new();
+        }
+    }
+}
+
+fn data_opcode(kind: DataKind) -> OpCode {
+    match kind {
+        DataKind::Text => OpCode::Text,
+        DataKind::Binary => OpCode::Binary,
+    }
+}
+
+/// Cuts a reason to what fits a close frame, on a character boundary.
+fn truncate_reason(reason: &str) -> &str {
+    let max = MAX_CONTROL_PAYLOAD - 2;
+    if reason.len() <= max {
+        return reason;
+    }
+    let mut end = max;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}

@@ -75,7 +75,11 @@ pub struct ExtensionHeaderError {
 
 impl fmt::Display for ExtensionHeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Invalid Sec-WebSocket-Extensions header: {}", self.message)
+        write!(
+            f,
+            "Invalid Sec-WebSocket-Extensions header: {}",
+            self.message
+        )
     }
 }
 
@@ -131,45 +135,48 @@ pub fn parse_extensions(value: &str) -> Result<Vec<ExtensionParams>, ExtensionHe
             let key = token(&mut i)
                 .ok_or_else(|| err(format!("expected a parameter name at byte {i}")))?;
             skip_ws(&mut i);
-            let val = if i < s.len() && s[i] == b'=' {
-                i += 1;
-                skip_ws(&mut i);
-                if i < s.len() && s[i] == b'"' {
+            let val =
+                if i < s.len() && s[i] == b'=' {
                     i += 1;
-                    let mut v = String::new();
-                    loop {
-                        match s.get(i) {
-                            None => return Err(err("unterminated quoted string".into())),
-                            Some(b'"') => {
-                                i += 1;
-                                break;
-                            }
-                            Some(b'\\') if i + 1 < s.len() => {
-                                v.push(s[i + 1] as char);
-                                i += 2;
-                            }
-                            Some(&b) if b.is_ascii() && !b.is_ascii_control() => {
-                                v.push(b as char);
-                                i += 1;
-                            }
-                            Some(_) => {
-                                return Err(err(format!("bad character in quoted string at byte {i}")))
+                    skip_ws(&mut i);
+                    if i < s.len() && s[i] == b'"' {
+                        i += 1;
+                        let mut v = String::new();
+                        loop {
+                            match s.get(i) {
+                                None => return Err(err("unterminated quoted string".into())),
+                                Some(b'"') => {
+                                    i += 1;
+                                    break;
+                                }
+                                Some(b'\\') if i + 1 < s.len() => {
+                                    v.push(s[i + 1] as char);
+                                    i += 2;
+                                }
+                                Some(&b) if b.is_ascii() && !b.is_ascii_control() => {
+                                    v.push(b as char);
+                                    i += 1;
+                                }
+                                Some(_) => {
+                                    return Err(err(format!(
+                                        "bad character in quoted string at byte {i}"
+                                    )))
+                                }
                             }
                         }
+                        // RFC 6455 9.1: a quoted value must still be a token once unquoted.
+                        if v.is_empty() || !v.bytes().all(is_tchar) {
+                            return Err(err(format!("quoted value {v:?} is not a token")));
+                        }
+                        Some(v)
+                    } else {
+                        Some(token(&mut i).ok_or_else(|| {
+                            err(format!("expected a parameter value at byte {i}"))
+                        })?)
                     }
-                    // RFC 6455 9.1: a quoted value must still be a token once unquoted.
-                    if v.is_empty() || !v.bytes().all(is_tchar) {
-                        return Err(err(format!("quoted value {v:?} is not a token")));
-                    }
-                    Some(v)
                 } else {
-                    Some(token(&mut i).ok_or_else(|| {
-                        err(format!("expected a parameter value at byte {i}"))
-                    })?)
-                }
-            } else {
-                None
-            };
+                    None
+                };
             ext.params.push((key, val));
         }
         out.push(ext);
@@ -284,8 +291,11 @@ pub trait ExtensionSession: Send {
 
     /// Transforms an incoming data message, clearing the RSV bits it consumed. The result must
     /// not exceed `max_length` bytes: a session returns 1009 rather than produce more.
-    fn decode(&mut self, message: ExtMessage, max_length: usize)
-        -> Result<ExtMessage, ExtensionError>;
+    fn decode(
+        &mut self,
+        message: ExtMessage,
+        max_length: usize,
+    ) -> Result<ExtMessage, ExtensionError>;
 }
 
 /// The sessions active on one connection, in negotiated order, with the RSV bits they own.
@@ -445,7 +455,10 @@ mod tests {
         assert_eq!(v[0].params, vec![("client_max_window_bits".into(), None)]);
         assert_eq!(
             v[1].params,
-            vec![("a".into(), Some("1".into())), ("b".into(), Some("two".into()))]
+            vec![
+                ("a".into(), Some("1".into())),
+                ("b".into(), Some("two".into()))
+            ]
         );
         assert_eq!(v[2], ExtensionParams::new("bar"));
     }
@@ -468,7 +481,9 @@ mod tests {
     #[test]
     fn format_then_parse_is_identity() {
         let exts = vec![
-            ExtensionParams::new("a").with_param("x", None).with_param("y", Some("9".into())),
+            ExtensionParams::new("a")
+                .with_param("x", None)
+                .with_param("y", Some("9".into())),
             ExtensionParams::new("b"),
         ];
         assert_eq!(parse_extensions(&format_extensions(&exts)).unwrap(), exts);
@@ -517,9 +532,18 @@ mod tests {
     #[test]
     fn server_skips_an_extension_whose_rsv_bits_are_taken() {
         let reg: Vec<Arc<dyn Extension>> = vec![
-            Arc::new(Fake { name: "a", rsv: Rsv::RSV1 }),
-            Arc::new(Fake { name: "b", rsv: Rsv::RSV1 }),
-            Arc::new(Fake { name: "c", rsv: Rsv::RSV2 }),
+            Arc::new(Fake {
+                name: "a",
+                rsv: Rsv::RSV1,
+            }),
+            Arc::new(Fake {
+                name: "b",
+                rsv: Rsv::RSV1,
+            }),
+            Arc::new(Fake {
+                name: "c",
+                rsv: Rsv::RSV2,
+            }),
         ];
         let offers = parse_extensions("b, a, c, unknown").unwrap();
         let (resp, sessions) = negotiate_server(&reg, &offers);
@@ -531,14 +555,22 @@ mod tests {
     #[test]
     fn client_refuses_unoffered_duplicate_or_clashing_responses() {
         let reg: Vec<Arc<dyn Extension>> = vec![
-            Arc::new(Fake { name: "a", rsv: Rsv::RSV1 }),
-            Arc::new(Fake { name: "b", rsv: Rsv::RSV1 }),
+            Arc::new(Fake {
+                name: "a",
+                rsv: Rsv::RSV1,
+            }),
+            Arc::new(Fake {
+                name: "b",
+                rsv: Rsv::RSV1,
+            }),
         ];
         assert!(negotiate_client(&reg, &parse_extensions("zzz").unwrap()).is_err());
         assert!(negotiate_client(&reg, &parse_extensions("a, a").unwrap()).is_err());
         assert!(negotiate_client(&reg, &parse_extensions("a, b").unwrap()).is_err());
         assert_eq!(
-            negotiate_client(&reg, &parse_extensions("b").unwrap()).unwrap().len(),
+            negotiate_client(&reg, &parse_extensions("b").unwrap())
+                .unwrap()
+                .len(),
             1
         );
     }

@@ -11,9 +11,11 @@ pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, Event, PingId, Role, SendError, State};
-pub use extension::{Extension, ExtensionError, ExtensionSession, Rsv};
+pub use connection::{Config, Connection, Event, PingId, ProtocolError, Role, SendError, State};
+pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
 pub use frame::{FrameError, FrameHeader, OpCode};
+pub use message::Utf8Bytes;

@@ -23,7 +23,9 @@ pub struct Utf8Validator {
 impl Utf8Validator {
     /// A validator at the start of a message.
     pub const fn new() -> Self {
-        Self { pending: Vec::new() }
+        Self {
+            pending: Vec::new(),
+        }
     }
 
     /// Validates the next piece; fails as soon as the bytes seen cannot start valid UTF-8.
