@@ -106,6 +106,17 @@ impl HeadWriter {
         Self { buf }
     }
 
+    /// Starts a request with `<method> <target> HTTP/1.1`. Callers pass a constant method and a
+    /// target from a parsed URL, which cannot hold white space or line breaks.
+    pub(crate) fn request(method: &str, target: &str) -> Self {
+        let mut buf = Vec::with_capacity(256);
+        buf.extend_from_slice(method.as_bytes());
+        buf.push(b' ');
+        buf.extend_from_slice(target.as_bytes());
+        buf.extend_from_slice(b" HTTP/1.1\r\n");
+        Self { buf }
+    }
+
     /// Adds `name: value` after checking both with [`validate_header`]; on error nothing is
     /// written.
     pub fn header(&mut self, name: &str, value: &str) -> Result<&mut Self, InvalidHeader> {
@@ -183,6 +194,10 @@ mod tests {
         assert_eq!(
             w.finish_with_body(b"gone"),
             b"HTTP/1.1 404 Not Found\r\nA: 1\r\nB: \r\nContent-Length: 4\r\n\r\ngone"
+        );
+        assert_eq!(
+            HeadWriter::request("GET", "/a?b").finish(),
+            b"GET /a?b HTTP/1.1\r\n\r\n"
         );
     }
 

@@ -17,3 +17,7 @@ pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Event, PingId, Role, SendError, State};
 pub use extension::{Extension, ExtensionError, ExtensionSession, Rsv};
 pub use frame::{FrameError, FrameHeader, OpCode};
+pub use handshake::{
+    accept_key, is_websocket_upgrade, Accepted, ClientAccepted, ClientHandshake, ClientOptions,
+    HandshakeError, ProtocolSelector, Refusal, ServerOptions,
+};
