@@ -1,1 +1,0 @@
-//! The opening handshake for both roles. STUB: being written.
