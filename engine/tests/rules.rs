@@ -1,0 +1,455 @@
+//! One test per protocol rule of the connection state machine, named after the rule.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use ringsock_engine::ws::extension::{
+    DataKind, ExtMessage, ExtensionError, ExtensionSession, Extensions, Rsv,
+};
+use ringsock_engine::ws::frame::OpCode;
+use ringsock_engine::ws::{
+    CloseCode, Config, Connection, Event, ProtocolError, Role, SendError, State,
+};
+
+/// The close code of the single close frame a failed connection wrote, and that nothing else
+/// was written after it.
+fn sent_close_code(conn: &mut Connection) -> u16 {
+    let frames = parse_frames(&output(conn));
+    let (_, _, op, payload) = frames.last().expect("a close frame was written").clone();
+    assert_eq!(op, OpCode::Close);
+    u16::from_be_bytes([payload[0], payload[1]])
+}
+
+fn assert_failed_with(events: &[Event], code: u16) {
+    let n = events.len();
+    assert!(n >= 2, "expected error then close, got {events:?}");
+    assert!(matches!(&events[n - 2], Event::Error(e) if e.close_code().0 == code), "{events:?}");
+    assert!(matches!(&events[n - 1], Event::Close(c) if c.code.0 == code), "{events:?}");
+}
+
+#[test]
+fn rsv_bits_without_a_negotiated_extension_close_with_1002() {
+    for rsv in [0x40, 0x20, 0x10, 0x70] {
+        let mut s = server();
+        let ev = feed(&mut s, &client_frame(true, rsv, 1, b"x"));
+        assert_failed_with(&ev, 1002);
+        assert!(matches!(ev[0], Event::Error(ProtocolError::ReservedBits(r)) if r == rsv));
+        assert_eq!(sent_close_code(&mut s), 1002);
+    }
+}
+
+#[test]
+fn unknown_opcodes_close_with_1002() {
+    for op in [3u8, 4, 5, 6, 7, 0xB, 0xC, 0xD, 0xE, 0xF] {
+        let mut s = server();
+        assert_failed_with(&feed(&mut s, &client_frame(true, 0, op, b"")), 1002);
+        assert_eq!(sent_close_code(&mut s), 1002);
+    }
+}
+
+#[test]
+fn fragmented_control_frames_close_with_1002() {
+    let mut s = server();
+    assert_failed_with(&feed(&mut s, &client_frame(false, 0, 9, b"ping")), 1002);
+}
+
+#[test]
+fn control_frames_over_125_bytes_close_with_1002() {
+    let mut s = server();
+    assert_failed_with(&feed(&mut s, &client_frame(true, 0, 9, &[0; 126])), 1002);
+}
+
+#[test]
+fn continuation_with_nothing_to_continue_closes_with_1002() {
+    let mut s = server();
+    let ev = feed(&mut s, &client_frame(true, 0, 0, b"x"));
+    assert!(matches!(ev[0], Event::Error(ProtocolError::UnexpectedContinuation)));
+    assert_failed_with(&ev, 1002);
+}
+
+#[test]
+fn new_data_frame_inside_a_fragmented_message_closes_with_1002() {
+    let mut s = server();
+    let mut input = client_frame(false, 0, 1, b"a");
+    input.extend(client_frame(true, 0, 2, b"b"));
+    let ev = feed(&mut s, &input);
+    assert!(matches!(ev[0], Event::Error(ProtocolError::ExpectedContinuation)));
+    assert_failed_with(&ev, 1002);
+}
+
+#[test]
+fn invalid_close_payloads_close_with_1002() {
+    let bad: [Vec<u8>; 4] = [
+        vec![0x03],
+        close_payload(999, b""),
+        close_payload(1005, b""),
+        close_payload(1000, &[0xC3, 0x28]),
+    ];
+    for payload in bad {
+        let mut s = server();
+        assert_failed_with(&feed(&mut s, &client_frame(true, 0, 8, &payload)), 1002);
+        assert_eq!(sent_close_code(&mut s), 1002);
+    }
+}
+
+#[test]
+fn unmasked_client_frames_close_with_1002() {
+    let mut s = server();
+    let ev = feed(&mut s, &server_frame(true, 0, 1, b"hi"));
+    assert!(matches!(ev[0], Event::Error(ProtocolError::UnmaskedClientFrame)));
+    assert_failed_with(&ev, 1002);
+}
+
+#[test]
+fn masked_server_frames_close_with_1002() {
+    let mut c = client();
+    let ev = feed(&mut c, &client_frame(true, 0, 1, b"hi"));
+    assert!(matches!(ev[0], Event::Error(ProtocolError::MaskedServerFrame)));
+    assert_failed_with(&ev, 1002);
+}
+
+#[test]
+fn sixty_four_bit_length_with_top_bit_closes_with_1002() {
+    let mut s = server();
+    let frame = [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
+    assert_failed_with(&feed(&mut s, &frame), 1002);
+}
+
+#[test]
+fn invalid_utf8_closes_with_1007_inside_the_fragment_that_carries_it() {
+    let mut s = server();
+    // The first fragment is valid, the second holds a lone continuation byte; the third would
+    // complete the message but must never be needed.
+    let ev = feed(&mut s, &client_frame(false, 0, 1, "héllo".as_bytes()));
+    assert!(ev.is_empty());
+    let ev = feed(&mut s, &client_frame(false, 0, 0, &[b'a', 0x80, b'b']));
+    assert_failed_with(&ev, 1007);
+    assert_eq!(s.state(), State::Closed);
+    assert!(feed(&mut s, &client_frame(true, 0, 0, b"end")).is_empty());
+}
+
+#[test]
+fn invalid_utf8_is_caught_before_the_frame_is_complete() {
+    let mut s = server();
+    let frame = client_frame(true, 0, 1, &[b'o', b'k', 0xF8, b'.', b'.', b'.', b'.', b'.']);
+    // Header (6 bytes) and the first three payload bytes: the 0xF8 is already known bad.
+    let ev = feed(&mut s, &frame[..9]);
+    assert_failed_with(&ev, 1007);
+}
+
+#[test]
+fn text_split_inside_a_code_point_across_fragments_is_valid() {
+    let mut s = server();
+    let euro = "€".as_bytes();
+    let mut input = client_frame(false, 0, 1, &euro[..1]);
+    input.extend(client_frame(false, 0, 0, &euro[1..2]));
+    input.extend(client_frame(true, 0, 0, &euro[2..]));
+    let ev = feed(&mut s, &input);
+    assert!(matches!(&ev[..], [Event::Text(t)] if t.as_str() == "€"), "{ev:?}");
+}
+
+#[test]
+fn text_ending_inside_a_code_point_closes_with_1007() {
+    let mut s = server();
+    assert_failed_with(&feed(&mut s, &client_frame(true, 0, 1, &"€".as_bytes()[..2])), 1007);
+}
+
+fn small_limit(role: Role, max: usize) -> Connection {
+    Connection::new(
+        role,
+        Config {
+            max_length: max,
+            ..Config::default()
+        },
+        Extensions::default(),
+    )
+}
+
+#[test]
+fn message_over_max_length_closes_with_1009_from_the_header_alone() {
+    let mut s = small_limit(Role::Server, 100);
+    let frame = client_frame(true, 0, 2, &[7; 101]);
+    // Only the header arrives: the length it announces is enough to refuse.
+    let ev = feed(&mut s, &frame[..8]);
+    assert!(matches!(
+        ev[0],
+        Event::Error(ProtocolError::MessageTooBig { length: 101, max: 100 })
+    ));
+    assert_failed_with(&ev, 1009);
+    assert_eq!(sent_close_code(&mut s), 1009);
+}
+
+#[test]
+fn max_length_counts_all_fragments_of_a_message() {
+    let mut s = small_limit(Role::Server, 100);
+    let mut input = client_frame(false, 0, 2, &[1; 60]);
+    input.extend(client_frame(true, 0, 0, &[2; 41]));
+    assert_failed_with(&feed(&mut s, &input), 1009);
+
+    let mut s = small_limit(Role::Server, 100);
+    let mut input = client_frame(false, 0, 2, &[1; 60]);
+    input.extend(client_frame(true, 0, 0, &[2; 40]));
+    let ev = feed(&mut s, &input);
+    assert!(matches!(&ev[..], [Event::Binary(b)] if b.len() == 100));
+}
+
+/// A test extension owning RSV1: it marks outgoing messages and, incoming, accepts marked
+/// messages, failing with 1010 on a payload that says "bad".
+struct Marker;
+impl ExtensionSession for Marker {
+    fn rsv(&self) -> Rsv {
+        Rsv::RSV1
+    }
+    fn encode(&mut self, mut m: ExtMessage) -> Result<ExtMessage, ExtensionError> {
+        m.rsv = m.rsv.union(Rsv::RSV1);
+        Ok(m)
+    }
+    fn decode(&mut self, mut m: ExtMessage, _max: usize) -> Result<ExtMessage, ExtensionError> {
+        if &m.payload[..] == b"bad" {
+            return Err(ExtensionError::new("marker refused the message"));
+        }
+        m.rsv = Rsv(m.rsv.0 & !Rsv::RSV1.0);
+        Ok(m)
+    }
+}
+
+fn with_marker(role: Role) -> Connection {
+    Connection::new(role, Config::default(), Extensions::new(vec![Box::new(Marker)]))
+}
+
+#[test]
+fn extension_failure_closes_with_1010() {
+    let mut s = with_marker(Role::Server);
+    let ev = feed(&mut s, &client_frame(true, 0x40, 2, b"bad"));
+    assert!(matches!(&ev[0], Event::Error(ProtocolError::Extension(_))));
+    assert_failed_with(&ev, 1010);
+    assert_eq!(sent_close_code(&mut s), 1010);
+}
+
+#[test]
+fn rsv_bit_owned_by_an_extension_is_accepted_on_the_first_frame_only() {
+    let mut s = with_marker(Role::Server);
+    let mut input = client_frame(false, 0x40, 1, b"he");
+    input.extend(client_frame(true, 0, 0, b"llo"));
+    let ev = feed(&mut s, &input);
+    assert!(matches!(&ev[..], [Event::Text(t)] if t.as_str() == "hello"), "{ev:?}");
+
+    let mut s = with_marker(Role::Server);
+    let mut input = client_frame(false, 0x40, 1, b"he");
+    input.extend(client_frame(true, 0x40, 0, b"llo"));
+    assert_failed_with(&feed(&mut s, &input), 1002);
+
+    let mut s = with_marker(Role::Server);
+    assert_failed_with(&feed(&mut s, &client_frame(true, 0x40, 9, b"")), 1002);
+
+    let mut s = with_marker(Role::Server);
+    assert_failed_with(&feed(&mut s, &client_frame(true, 0x20, 1, b"x")), 1002);
+}
+
+#[test]
+fn outgoing_messages_pass_through_extensions_and_carry_their_rsv_bits() {
+    let mut s = with_marker(Role::Server);
+    s.send_text("hi").unwrap();
+    let frames = parse_frames(&output(&mut s));
+    assert_eq!(frames, vec![(true, 0x40, OpCode::Text, Bytes::from_static(b"hi"))]);
+}
+
+#[test]
+fn a_peer_close_is_echoed_with_its_code_and_ends_the_connection() {
+    let mut s = server();
+    let ev = feed(&mut s, &client_frame(true, 0, 8, &close_payload(3001, b"done")));
+    assert!(matches!(&ev[..], [Event::Close(c)] if c.code.0 == 3001 && c.reason == "done"));
+    assert_eq!(s.state(), State::Closed);
+    assert_eq!(sent_close_code(&mut s), 3001);
+}
+
+#[test]
+fn an_empty_close_is_answered_with_an_empty_close_and_reported_as_1000() {
+    let mut s = server();
+    let ev = feed(&mut s, &client_frame(true, 0, 8, b""));
+    assert!(matches!(&ev[..], [Event::Close(c)] if c.code == CloseCode::NORMAL));
+    let frames = parse_frames(&output(&mut s));
+    assert_eq!(frames, vec![(true, 0, OpCode::Close, Bytes::new())]);
+}
+
+#[test]
+fn input_after_a_close_is_ignored() {
+    let mut s = server();
+    let mut input = client_frame(true, 0, 8, &close_payload(1000, b""));
+    input.extend(client_frame(true, 0, 1, b"late"));
+    input.extend(client_frame(true, 0, 9, b"late ping"));
+    input.extend(b"\xff\xff garbage");
+    let ev = feed(&mut s, &input);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(parse_frames(&output(&mut s)).len(), 1, "only the close reply");
+}
+
+#[test]
+fn our_close_is_finished_by_the_peers_close() {
+    let now = Instant::now();
+    let mut s = server();
+    s.close(CloseCode::NORMAL, "bye", now).unwrap();
+    assert_eq!(s.state(), State::Closing);
+    assert_eq!(sent_close_code(&mut s), 1000);
+    let ev = feed(&mut s, &client_frame(true, 0, 8, &close_payload(1000, b"")));
+    assert!(matches!(&ev[..], [Event::Close(c)] if c.code.0 == 1000));
+    assert_eq!(s.state(), State::Closed);
+    assert!(output(&mut s).is_empty(), "a close answering ours is not answered again");
+}
+
+#[test]
+fn an_unanswered_close_times_out_with_1006_at_the_deadline() {
+    let now = Instant::now();
+    let mut s = Connection::new(
+        Role::Server,
+        Config {
+            close_timeout: Duration::from_secs(5),
+            ..Config::default()
+        },
+        Extensions::default(),
+    );
+    s.close(CloseCode::NORMAL, "", now).unwrap();
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(5)));
+    s.handle_timeout(now + Duration::from_secs(4));
+    assert_eq!(s.state(), State::Closing);
+    assert_eq!(s.poll_event(), None);
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert_eq!(s.state(), State::Closed);
+    assert!(matches!(s.poll_event(), Some(Event::Close(c)) if c.code == CloseCode::ABNORMAL));
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn messages_still_arrive_while_closing() {
+    let now = Instant::now();
+    let mut s = server();
+    s.close(CloseCode::NORMAL, "", now).unwrap();
+    let ev = feed(&mut s, &client_frame(true, 0, 2, b"in flight"));
+    assert!(matches!(&ev[..], [Event::Binary(b)] if &b[..] == b"in flight"));
+}
+
+#[test]
+fn pings_are_answered_automatically_even_while_closing() {
+    let now = Instant::now();
+    let mut s = server();
+    let ev = feed(&mut s, &client_frame(true, 0, 9, b"are you there"));
+    assert!(matches!(&ev[..], [Event::Ping(p)] if &p[..] == b"are you there"));
+    let frames = parse_frames(&output(&mut s));
+    assert_eq!(frames, vec![(true, 0, OpCode::Pong, Bytes::from_static(b"are you there"))]);
+
+    s.close(CloseCode::NORMAL, "", now).unwrap();
+    output(&mut s);
+    feed(&mut s, &client_frame(true, 0, 9, b"still?"));
+    let frames = parse_frames(&output(&mut s));
+    assert_eq!(frames, vec![(true, 0, OpCode::Pong, Bytes::from_static(b"still?"))]);
+}
+
+#[test]
+fn a_pong_names_the_ping_it_answers() {
+    let mut s = server();
+    let first = s.ping(b"one").unwrap();
+    let second = s.ping(b"two").unwrap();
+    assert_ne!(first, second);
+    let ev = feed(&mut s, &client_frame(true, 0, 10, b"two"));
+    assert!(matches!(&ev[..], [Event::Pong { id: Some(id), .. }] if *id == second));
+    let ev = feed(&mut s, &client_frame(true, 0, 10, b"two"));
+    assert!(matches!(&ev[..], [Event::Pong { id: None, .. }]), "answered only once");
+    let ev = feed(&mut s, &client_frame(true, 0, 10, b"one"));
+    assert!(matches!(&ev[..], [Event::Pong { id: Some(id), .. }] if *id == first));
+}
+
+#[test]
+fn applications_may_close_only_with_1000_or_3000_to_4999() {
+    let now = Instant::now();
+    for code in [0u16, 999, 1001, 1002, 1006, 2999, 5000] {
+        assert_eq!(
+            server().close(CloseCode(code), "", now),
+            Err(SendError::InvalidCloseCode(code))
+        );
+    }
+    for code in [1000u16, 3000, 4999] {
+        assert_eq!(server().close(CloseCode(code), "", now), Ok(()));
+    }
+    assert_eq!(
+        server().close(CloseCode::NORMAL, &"x".repeat(124), now),
+        Err(SendError::ReasonTooLong(124))
+    );
+    assert_eq!(server().close_as_endpoint(CloseCode::GOING_AWAY, "", now), Ok(()));
+    assert_eq!(
+        server().close_as_endpoint(CloseCode::ABNORMAL, "", now),
+        Err(SendError::InvalidCloseCode(1006))
+    );
+}
+
+#[test]
+fn nothing_is_sent_after_our_close() {
+    let now = Instant::now();
+    let mut s = server();
+    s.close(CloseCode::NORMAL, "", now).unwrap();
+    assert_eq!(s.send_text("late"), Err(SendError::Closed));
+    assert_eq!(s.send_binary(b"late"), Err(SendError::Closed));
+    assert_eq!(s.ping(b""), Err(SendError::Closed));
+    assert_eq!(s.close(CloseCode::NORMAL, "", now), Err(SendError::Closed));
+}
+
+#[test]
+fn a_dropped_transport_reports_1006_with_an_empty_reason() {
+    let mut s = server();
+    feed(&mut s, &client_frame(false, 0, 1, b"half a mess"));
+    s.transport_closed();
+    assert!(matches!(s.poll_event(), Some(Event::Close(c)) if c.code.0 == 1006 && c.reason.is_empty()));
+    assert_eq!(s.poll_event(), None);
+    s.transport_closed();
+    assert_eq!(s.poll_event(), None, "closed once only");
+}
+
+#[test]
+fn clients_mask_every_frame_with_a_fresh_key() {
+    let mut c = client();
+    c.send_text("same payload").unwrap();
+    c.send_text("same payload").unwrap();
+    let out = output(&mut c);
+    let keys: Vec<_> = [&out[2..6], &out[20..24]].iter().map(|k| k.to_vec()).collect();
+    assert!(out[1] & 0x80 != 0 && out[19] & 0x80 != 0, "mask bit set");
+    assert_ne!(keys[0], keys[1], "two frames, two keys");
+    let mut s = server();
+    let ev = feed(&mut s, &out);
+    assert!(matches!(&ev[..], [Event::Text(a), Event::Text(b)] if a.as_str() == "same payload" && b.as_str() == "same payload"));
+}
+
+#[test]
+fn servers_queue_large_shared_payloads_without_copying() {
+    let mut s = server();
+    let payload = Bytes::from(vec![9u8; 64 * 1024]);
+    s.send_shared(DataKind::Binary, payload.clone()).unwrap();
+    let header = s.poll_transmit().unwrap();
+    assert_eq!(&header[..], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+    let body = s.poll_transmit().unwrap();
+    assert_eq!(body.as_ptr(), payload.as_ptr(), "the very same bytes");
+    assert_eq!(s.pending_output(), 0);
+}
+
+#[test]
+fn small_frames_are_corked_into_one_chunk() {
+    let mut s = server();
+    for i in 0..10 {
+        s.send_text(&format!("message {i}")).unwrap();
+    }
+    let chunk = s.poll_transmit().unwrap();
+    assert_eq!(parse_frames(&chunk).len(), 10);
+    assert!(s.poll_transmit().is_none());
+}
+
+#[test]
+fn a_frame_header_split_at_every_byte_still_parses() {
+    let frame = client_frame(true, 0, 2, &[5u8; 70_000]);
+    for split in 1..14 {
+        let mut s = server();
+        let mut ev = feed(&mut s, &frame[..split]);
+        ev.extend(feed(&mut s, &frame[split..]));
+        assert!(matches!(&ev[..], [Event::Binary(b)] if b.len() == 70_000), "split {split}");
+    }
+}
