@@ -11,7 +11,11 @@ use ringsock_engine::ws::{Config, Connection, Event, Role};
 /// `count` masked text frames of `len` bytes each, as a client would send them back to back.
 fn masked_text_frames(count: usize, len: usize) -> Vec<u8> {
     let mut client = Connection::new(Role::Client, Config::default(), Extensions::default());
-    let text: String = "abcdefghijklmnopqrstuvwxyz0123456789".chars().cycle().take(len).collect();
+    let text: String = "abcdefghijklmnopqrstuvwxyz0123456789"
+        .chars()
+        .cycle()
+        .take(len)
+        .collect();
     let mut out = Vec::new();
     for _ in 0..count {
         client.send_text(&text).unwrap();
@@ -30,7 +34,8 @@ fn bench_frames(c: &mut Criterion) {
         // 64 KiB is the engine's receive-buffer size; feed in such pieces like a real socket.
         group.throughput(Throughput::Elements(FRAMES as u64));
         group.bench_function(format!("{len}B"), |b| {
-            let mut server = Connection::new(Role::Server, Config::default(), Extensions::default());
+            let mut server =
+                Connection::new(Role::Server, Config::default(), Extensions::default());
             let now = Instant::now();
             b.iter(|| {
                 let mut n = 0usize;

@@ -26,8 +26,14 @@ fn sent_close_code(conn: &mut Connection) -> u16 {
 fn assert_failed_with(events: &[Event], code: u16) {
     let n = events.len();
     assert!(n >= 2, "expected error then close, got {events:?}");
-    assert!(matches!(&events[n - 2], Event::Error(e) if e.close_code().0 == code), "{events:?}");
-    assert!(matches!(&events[n - 1], Event::Close(c) if c.code.0 == code), "{events:?}");
+    assert!(
+        matches!(&events[n - 2], Event::Error(e) if e.close_code().0 == code),
+        "{events:?}"
+    );
+    assert!(
+        matches!(&events[n - 1], Event::Close(c) if c.code.0 == code),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -66,7 +72,10 @@ fn control_frames_over_125_bytes_close_with_1002() {
 fn continuation_with_nothing_to_continue_closes_with_1002() {
     let mut s = server();
     let ev = feed(&mut s, &client_frame(true, 0, 0, b"x"));
-    assert!(matches!(ev[0], Event::Error(ProtocolError::UnexpectedContinuation)));
+    assert!(matches!(
+        ev[0],
+        Event::Error(ProtocolError::UnexpectedContinuation)
+    ));
     assert_failed_with(&ev, 1002);
 }
 
@@ -76,7 +85,10 @@ fn new_data_frame_inside_a_fragmented_message_closes_with_1002() {
     let mut input = client_frame(false, 0, 1, b"a");
     input.extend(client_frame(true, 0, 2, b"b"));
     let ev = feed(&mut s, &input);
-    assert!(matches!(ev[0], Event::Error(ProtocolError::ExpectedContinuation)));
+    assert!(matches!(
+        ev[0],
+        Event::Error(ProtocolError::ExpectedContinuation)
+    ));
     assert_failed_with(&ev, 1002);
 }
 
@@ -99,7 +111,10 @@ fn invalid_close_payloads_close_with_1002() {
 fn unmasked_client_frames_close_with_1002() {
     let mut s = server();
     let ev = feed(&mut s, &server_frame(true, 0, 1, b"hi"));
-    assert!(matches!(ev[0], Event::Error(ProtocolError::UnmaskedClientFrame)));
+    assert!(matches!(
+        ev[0],
+        Event::Error(ProtocolError::UnmaskedClientFrame)
+    ));
     assert_failed_with(&ev, 1002);
 }
 
@@ -107,7 +122,10 @@ fn unmasked_client_frames_close_with_1002() {
 fn masked_server_frames_close_with_1002() {
     let mut c = client();
     let ev = feed(&mut c, &client_frame(true, 0, 1, b"hi"));
-    assert!(matches!(ev[0], Event::Error(ProtocolError::MaskedServerFrame)));
+    assert!(matches!(
+        ev[0],
+        Event::Error(ProtocolError::MaskedServerFrame)
+    ));
     assert_failed_with(&ev, 1002);
 }
 
@@ -134,7 +152,12 @@ fn invalid_utf8_closes_with_1007_inside_the_fragment_that_carries_it() {
 #[test]
 fn invalid_utf8_is_caught_before_the_frame_is_complete() {
     let mut s = server();
-    let frame = client_frame(true, 0, 1, &[b'o', b'k', 0xF8, b'.', b'.', b'.', b'.', b'.']);
+    let frame = client_frame(
+        true,
+        0,
+        1,
+        &[b'o', b'k', 0xF8, b'.', b'.', b'.', b'.', b'.'],
+    );
     // Header (6 bytes) and the first three payload bytes: the 0xF8 is already known bad.
     let ev = feed(&mut s, &frame[..9]);
     assert_failed_with(&ev, 1007);
@@ -148,13 +171,19 @@ fn text_split_inside_a_code_point_across_fragments_is_valid() {
     input.extend(client_frame(false, 0, 0, &euro[1..2]));
     input.extend(client_frame(true, 0, 0, &euro[2..]));
     let ev = feed(&mut s, &input);
-    assert!(matches!(&ev[..], [Event::Text(t)] if t.as_str() == "€"), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::Text(t)] if t.as_str() == "€"),
+        "{ev:?}"
+    );
 }
 
 #[test]
 fn text_ending_inside_a_code_point_closes_with_1007() {
     let mut s = server();
-    assert_failed_with(&feed(&mut s, &client_frame(true, 0, 1, &"€".as_bytes()[..2])), 1007);
+    assert_failed_with(
+        &feed(&mut s, &client_frame(true, 0, 1, &"€".as_bytes()[..2])),
+        1007,
+    );
 }
 
 fn small_limit(role: Role, max: usize) -> Connection {
@@ -176,7 +205,10 @@ fn message_over_max_length_closes_with_1009_from_the_header_alone() {
     let ev = feed(&mut s, &frame[..8]);
     assert!(matches!(
         ev[0],
-        Event::Error(ProtocolError::MessageTooBig { length: 101, max: 100 })
+        Event::Error(ProtocolError::MessageTooBig {
+            length: 101,
+            max: 100
+        })
     ));
     assert_failed_with(&ev, 1009);
     assert_eq!(sent_close_code(&mut s), 1009);
@@ -217,7 +249,11 @@ impl ExtensionSession for Marker {
 }
 
 fn with_marker(role: Role) -> Connection {
-    Connection::new(role, Config::default(), Extensions::new(vec![Box::new(Marker)]))
+    Connection::new(
+        role,
+        Config::default(),
+        Extensions::new(vec![Box::new(Marker)]),
+    )
 }
 
 #[test]
@@ -235,7 +271,10 @@ fn rsv_bit_owned_by_an_extension_is_accepted_on_the_first_frame_only() {
     let mut input = client_frame(false, 0x40, 1, b"he");
     input.extend(client_frame(true, 0, 0, b"llo"));
     let ev = feed(&mut s, &input);
-    assert!(matches!(&ev[..], [Event::Text(t)] if t.as_str() == "hello"), "{ev:?}");
+    assert!(
+        matches!(&ev[..], [Event::Text(t)] if t.as_str() == "hello"),
+        "{ev:?}"
+    );
 
     let mut s = with_marker(Role::Server);
     let mut input = client_frame(false, 0x40, 1, b"he");
@@ -254,13 +293,19 @@ fn outgoing_messages_pass_through_extensions_and_carry_their_rsv_bits() {
     let mut s = with_marker(Role::Server);
     s.send_text("hi").unwrap();
     let frames = parse_frames(&output(&mut s));
-    assert_eq!(frames, vec![(true, 0x40, OpCode::Text, Bytes::from_static(b"hi"))]);
+    assert_eq!(
+        frames,
+        vec![(true, 0x40, OpCode::Text, Bytes::from_static(b"hi"))]
+    );
 }
 
 #[test]
 fn a_peer_close_is_echoed_with_its_code_and_ends_the_connection() {
     let mut s = server();
-    let ev = feed(&mut s, &client_frame(true, 0, 8, &close_payload(3001, b"done")));
+    let ev = feed(
+        &mut s,
+        &client_frame(true, 0, 8, &close_payload(3001, b"done")),
+    );
     assert!(matches!(&ev[..], [Event::Close(c)] if c.code.0 == 3001 && c.reason == "done"));
     assert_eq!(s.state(), State::Closed);
     assert_eq!(sent_close_code(&mut s), 3001);
@@ -284,7 +329,11 @@ fn input_after_a_close_is_ignored() {
     input.extend(b"\xff\xff garbage");
     let ev = feed(&mut s, &input);
     assert_eq!(ev.len(), 1, "{ev:?}");
-    assert_eq!(parse_frames(&output(&mut s)).len(), 1, "only the close reply");
+    assert_eq!(
+        parse_frames(&output(&mut s)).len(),
+        1,
+        "only the close reply"
+    );
 }
 
 #[test]
@@ -297,7 +346,10 @@ fn our_close_is_finished_by_the_peers_close() {
     let ev = feed(&mut s, &client_frame(true, 0, 8, &close_payload(1000, b"")));
     assert!(matches!(&ev[..], [Event::Close(c)] if c.code.0 == 1000));
     assert_eq!(s.state(), State::Closed);
-    assert!(output(&mut s).is_empty(), "a close answering ours is not answered again");
+    assert!(
+        output(&mut s).is_empty(),
+        "a close answering ours is not answered again"
+    );
 }
 
 #[test]
@@ -338,13 +390,19 @@ fn pings_are_answered_automatically_even_while_closing() {
     let ev = feed(&mut s, &client_frame(true, 0, 9, b"are you there"));
     assert!(matches!(&ev[..], [Event::Ping(p)] if &p[..] == b"are you there"));
     let frames = parse_frames(&output(&mut s));
-    assert_eq!(frames, vec![(true, 0, OpCode::Pong, Bytes::from_static(b"are you there"))]);
+    assert_eq!(
+        frames,
+        vec![(true, 0, OpCode::Pong, Bytes::from_static(b"are you there"))]
+    );
 
     s.close(CloseCode::NORMAL, "", now).unwrap();
     output(&mut s);
     feed(&mut s, &client_frame(true, 0, 9, b"still?"));
     let frames = parse_frames(&output(&mut s));
-    assert_eq!(frames, vec![(true, 0, OpCode::Pong, Bytes::from_static(b"still?"))]);
+    assert_eq!(
+        frames,
+        vec![(true, 0, OpCode::Pong, Bytes::from_static(b"still?"))]
+    );
 }
 
 #[test]
@@ -356,7 +414,10 @@ fn a_pong_names_the_ping_it_answers() {
     let ev = feed(&mut s, &client_frame(true, 0, 10, b"two"));
     assert!(matches!(&ev[..], [Event::Pong { id: Some(id), .. }] if *id == second));
     let ev = feed(&mut s, &client_frame(true, 0, 10, b"two"));
-    assert!(matches!(&ev[..], [Event::Pong { id: None, .. }]), "answered only once");
+    assert!(
+        matches!(&ev[..], [Event::Pong { id: None, .. }]),
+        "answered only once"
+    );
     let ev = feed(&mut s, &client_frame(true, 0, 10, b"one"));
     assert!(matches!(&ev[..], [Event::Pong { id: Some(id), .. }] if *id == first));
 }
@@ -377,7 +438,10 @@ fn applications_may_close_only_with_1000_or_3000_to_4999() {
         server().close(CloseCode::NORMAL, &"x".repeat(124), now),
         Err(SendError::ReasonTooLong(124))
     );
-    assert_eq!(server().close_as_endpoint(CloseCode::GOING_AWAY, "", now), Ok(()));
+    assert_eq!(
+        server().close_as_endpoint(CloseCode::GOING_AWAY, "", now),
+        Ok(())
+    );
     assert_eq!(
         server().close_as_endpoint(CloseCode::ABNORMAL, "", now),
         Err(SendError::InvalidCloseCode(1006))
@@ -400,7 +464,9 @@ fn a_dropped_transport_reports_1006_with_an_empty_reason() {
     let mut s = server();
     feed(&mut s, &client_frame(false, 0, 1, b"half a mess"));
     s.transport_closed();
-    assert!(matches!(s.poll_event(), Some(Event::Close(c)) if c.code.0 == 1006 && c.reason.is_empty()));
+    assert!(
+        matches!(s.poll_event(), Some(Event::Close(c)) if c.code.0 == 1006 && c.reason.is_empty())
+    );
     assert_eq!(s.poll_event(), None);
     s.transport_closed();
     assert_eq!(s.poll_event(), None, "closed once only");
@@ -412,12 +478,17 @@ fn clients_mask_every_frame_with_a_fresh_key() {
     c.send_text("same payload").unwrap();
     c.send_text("same payload").unwrap();
     let out = output(&mut c);
-    let keys: Vec<_> = [&out[2..6], &out[20..24]].iter().map(|k| k.to_vec()).collect();
+    let keys: Vec<_> = [&out[2..6], &out[20..24]]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
     assert!(out[1] & 0x80 != 0 && out[19] & 0x80 != 0, "mask bit set");
     assert_ne!(keys[0], keys[1], "two frames, two keys");
     let mut s = server();
     let ev = feed(&mut s, &out);
-    assert!(matches!(&ev[..], [Event::Text(a), Event::Text(b)] if a.as_str() == "same payload" && b.as_str() == "same payload"));
+    assert!(
+        matches!(&ev[..], [Event::Text(a), Event::Text(b)] if a.as_str() == "same payload" && b.as_str() == "same payload")
+    );
 }
 
 #[test]
@@ -450,6 +521,9 @@ fn a_frame_header_split_at_every_byte_still_parses() {
         let mut s = server();
         let mut ev = feed(&mut s, &frame[..split]);
         ev.extend(feed(&mut s, &frame[split..]));
-        assert!(matches!(&ev[..], [Event::Binary(b)] if b.len() == 70_000), "split {split}");
+        assert!(
+            matches!(&ev[..], [Event::Binary(b)] if b.len() == 70_000),
+            "split {split}"
+        );
     }
 }

@@ -51,7 +51,8 @@ pub(crate) mod test_support {
     //! A fake extension that lets the handshake tests steer negotiation through parameters.
 
     use crate::ws::extension::{
-        ExtMessage, Extension, ExtensionError, ExtensionParams, ExtensionSession, Rsv,
+        AcceptedOffer, ExtMessage, Extension, ExtensionError, ExtensionParams, ExtensionSession,
+        Rsv,
     };
 
     /// Declines offers carrying `decline`; refuses responses carrying `bad`.
@@ -85,7 +86,7 @@ pub(crate) mod test_support {
         fn accept_offer(
             &self,
             offers: &[&ExtensionParams],
-        ) -> Result<Option<(ExtensionParams, Box<dyn ExtensionSession>)>, ExtensionError> {
+        ) -> Result<Option<AcceptedOffer>, ExtensionError> {
             if offers.iter().any(|o| has(o, "decline")) {
                 return Ok(None);
             }

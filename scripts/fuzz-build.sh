@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Checks that the fuzz targets compile. They are built with the stable toolchain (plain cargo, no
+# sanitizer flags), which is enough to keep them in step with the code; README says how to run them.
+set -euo pipefail
+cd "$(dirname "$0")/../engine/fuzz"
+cargo build --locked --bins
