@@ -252,6 +252,9 @@ pub struct ExtMessage {
     pub payload: Bytes,
 }
 
+/// A server's answer to an offer: the response parameters and the connection's session.
+pub type AcceptedOffer = (ExtensionParams, Box<dyn ExtensionSession>);
+
 /// An extension as registered on a server or client: it negotiates and creates sessions.
 pub trait Extension: Send + Sync {
     /// The registered name, as it appears in `Sec-WebSocket-Extensions`.
@@ -268,7 +271,7 @@ pub trait Extension: Send + Sync {
     fn accept_offer(
         &self,
         offers: &[&ExtensionParams],
-    ) -> Result<Option<(ExtensionParams, Box<dyn ExtensionSession>)>, ExtensionError>;
+    ) -> Result<Option<AcceptedOffer>, ExtensionError>;
 
     /// Client role: the elements to offer, in order of preference.
     fn client_offers(&self) -> Vec<ExtensionParams>;
@@ -515,7 +518,7 @@ mod tests {
         fn accept_offer(
             &self,
             offers: &[&ExtensionParams],
-        ) -> Result<Option<(ExtensionParams, Box<dyn ExtensionSession>)>, ExtensionError> {
+        ) -> Result<Option<AcceptedOffer>, ExtensionError> {
             Ok(Some((offers[0].clone(), Box::new(FakeSession(self.rsv)))))
         }
         fn client_offers(&self) -> Vec<ExtensionParams> {
