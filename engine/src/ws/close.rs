@@ -61,7 +61,8 @@ impl From<u16> for CloseCode {
 /// The code and reason a close frame carried (or that the connection ended with).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CloseFrame {
-    /// The status code; 1005 when the frame had no payload, 1006 when there was no frame at all.
+    /// The status code; 1000 when the frame had no payload (as faye reports it, see
+    /// [`CloseFrame::parse`]), 1006 when there was no frame at all.
     pub code: CloseCode,
     /// The UTF-8 reason, possibly empty.
     pub reason: String,
