@@ -95,8 +95,9 @@ fn key_u64(k: [u8; 4]) -> u64 {
     w | (w << 32)
 }
 
-/// A wide kernel: XORs `len >= 16` bytes from `src` into `dst` with the repeating key. Same
-/// contract as [`xor_raw`], plus whatever CPU feature the kernel needs.
+/// A wide kernel: XORs `len` bytes from `src` into `dst` with the repeating key. Same contract
+/// as [`xor_raw`], plus the kernel's minimum length (16; 32 for AVX2) and CPU feature.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only x86-64 dispatches at run time
 type Kernel = unsafe fn(dst: *mut u8, src: *const u8, len: usize, k: [u8; 4]);
 
 #[cfg(target_arch = "x86_64")]
@@ -111,7 +112,7 @@ mod detect {
     /// Runs the best kernel for this CPU.
     ///
     /// # Safety
-    /// As [`super::xor_raw`], plus `len >= 16`.
+    /// As [`super::xor_raw`], plus `len >= 32` (the AVX2 kernel's minimum).
     #[inline(always)]
     pub(super) unsafe fn xor_wide(dst: *mut u8, src: *const u8, len: usize, k: [u8; 4]) {
         let f = KERNEL.load(Ordering::Relaxed);
@@ -181,11 +182,11 @@ unsafe fn xor_raw(dst: *mut u8, src: *const u8, len: usize, k: [u8; 4]) {
     // 16..32 bytes is two overlapping SSE2 vectors; not worth a dispatch or a call.
     #[cfg(target_arch = "x86_64")]
     if len < 32 {
-        // SAFETY: forwarded from the caller; `16 <= len <= 32`; SSE2 is part of x86-64.
+        // SAFETY: forwarded from the caller; `16 <= len < 32`; SSE2 is part of x86-64.
         unsafe { x86::xor_sse2_short(dst, src, len, k) };
         return;
     }
-    // SAFETY: forwarded from the caller; `len >= 16`.
+    // SAFETY: forwarded from the caller; `len >= 16`, and `len >= 32` on x86-64.
     unsafe { xor_wide(dst, src, len, k) }
 }
 
@@ -422,13 +423,10 @@ mod neon {
     /// As `xor_raw`, plus `len >= 16`. (NEON is enabled for this target at compile time.)
     #[inline(always)]
     pub(super) unsafe fn xor_neon(dst: *mut u8, src: *const u8, len: usize, k: [u8; 4]) {
-        // SAFETY: NEON is enabled at compile time (cfg above); these only build vectors.
-        let (m, m_end) = unsafe {
-            (
-                vreinterpretq_u8_u32(vdupq_n_u32(u32::from_ne_bytes(k))),
-                vreinterpretq_u8_u32(vdupq_n_u32(u32::from_ne_bytes(super::rotate_key(k, len)))),
-            )
-        };
+        // NEON is on for the whole target, so the value-only intrinsics need no `unsafe`.
+        let m = vreinterpretq_u8_u32(vdupq_n_u32(u32::from_ne_bytes(k)));
+        let m_end =
+            vreinterpretq_u8_u32(vdupq_n_u32(u32::from_ne_bytes(super::rotate_key(k, len))));
         // SAFETY: `len >= 16`, so the last 16-byte window is in bounds; loaded before any store.
         let tail = unsafe { vld1q_u8(src.add(len - 16)) };
         let mut i = 0;
