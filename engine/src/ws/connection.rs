@@ -343,6 +343,11 @@ impl Connection {
                 *input = &[];
                 return None;
             }
+            if self.frame.is_none() && self.header_len == 0 && self.extensions.is_empty() {
+                if let Some(event) = self.try_short_frame(input) {
+                    return Some(event);
+                }
+            }
             let frame = match self.frame {
                 Some(f) => f,
                 None => match self.read_header(input, now) {
@@ -375,6 +380,49 @@ impl Connection {
                 return Some(event);
             }
         }
+    }
+
+    /// The common case in one step: a whole unfragmented text or binary frame with a 7-bit
+    /// length at the start of `input`, masked as the role requires, outside any fragmented
+    /// message. Anything else, including every error, is left to the general path, which
+    /// re-reads the same bytes; so this only ever accepts what the general path would.
+    #[inline]
+    fn try_short_frame(&mut self, input: &mut &[u8]) -> Option<Event> {
+        let &[b0, b1, ..] = *input else { return None };
+        let masked = b1 & 0x80 != 0;
+        if (b0 != 0x81 && b0 != 0x82) || masked != (self.role == Role::Server) {
+            return None;
+        }
+        if self.message.is_some() {
+            return None;
+        }
+        let len = (b1 & 0x7F) as usize;
+        let header_len = if masked { 6 } else { 2 };
+        if len >= 126 || input.len() < header_len + len || len > self.config.max_length {
+            return None;
+        }
+        let payload = &input[header_len..header_len + len];
+        if self.rx.capacity() - self.rx.len() < len {
+            self.rx.reserve(RX_CHUNK);
+        }
+        if masked {
+            let key = [input[2], input[3], input[4], input[5]];
+            mask::extend_masked(&mut self.rx, payload, key, 0);
+        } else {
+            self.rx.extend_from_slice(payload);
+        }
+        let text = b0 == 0x81;
+        if text && simdutf8::basic::from_utf8(&self.rx).is_err() {
+            self.rx.clear();
+            return None;
+        }
+        *input = &input[header_len + len..];
+        let payload = self.rx.split().freeze();
+        Some(if text {
+            Event::Text(Utf8Bytes::from_validated(payload))
+        } else {
+            Event::Binary(payload)
+        })
     }
 
     /// Returns an event decided without new input (after [`Connection::handle_timeout`] or
