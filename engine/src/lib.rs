@@ -11,4 +11,5 @@
 #![warn(missing_docs)]
 
 pub mod http;
+pub mod reactor;
 pub mod ws;

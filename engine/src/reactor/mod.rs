@@ -1,0 +1,265 @@
+//! The reactor: one per shard, it owns the kernel side of I/O and reports completions.
+//!
+//! Two backends implement [`Backend`]: [`uring`] (io_uring: multishot accept, multishot recv into
+//! a provided buffer ring, one gathered `sendmsg` per socket) and [`epoll`] (readiness through
+//! mio, with the same completion semantics emulated). The shard above them is written once
+//! against this interface, in completion style:
+//!
+//! - the shard asks for work (`listen`, `register`, `send`, `close`), each naming a [`Token`];
+//! - [`Backend::wait`] blocks until something finished and appends [`Completion`]s;
+//! - received bytes live in the backend's buffer pool: the shard reads them with
+//!   [`Backend::buffer`] and gives the buffer back with [`Backend::recycle`] before the next wait,
+//!   so a connection holds no receive buffer between reads.
+//!
+//! Ownership rules that keep it memory-safe without `unsafe` above this layer: `send` takes the
+//! chunks by value and [`Completion::Sent`] gives them back, so the kernel never reads memory the
+//! shard could free; after `close`, [`Completion::Closed`] comes exactly once, after every other
+//! completion for that token, and only then may the token be reused.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub mod epoll;
+pub mod uring;
+
+/// Names a connection in its shard: the slab index in the low 32 bits and a generation in the
+/// high 32, so a completion for a closed connection can never reach the slot's next occupant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Token(pub u64);
+
+impl Token {
+    /// A token for slab slot `index` in its `generation`.
+    pub fn new(index: usize, generation: u32) -> Self {
+        Token(((generation as u64) << 32) | index as u64)
+    }
+
+    /// The slab slot.
+    pub fn index(self) -> usize {
+        (self.0 & 0xFFFF_FFFF) as usize
+    }
+
+    /// The slot's generation when the token was made.
+    pub fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+/// A buffer of the backend's receive pool, lent to the shard until [`Backend::recycle`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufId(pub u16);
+
+/// Something the kernel finished.
+#[derive(Debug)]
+pub enum Completion {
+    /// A listener accepted a connection; the socket is non-blocking and owned by the shard.
+    Accepted {
+        /// The new socket.
+        fd: RawFd,
+    },
+    /// Accepting failed (e.g. EMFILE). The backend keeps (or re-arms) the accept itself.
+    AcceptFailed(io::Error),
+    /// Bytes arrived for `token`: `len` bytes at the start of buffer `buf`.
+    Received {
+        /// The connection.
+        token: Token,
+        /// Where the bytes are; read with [`Backend::buffer`], return with [`Backend::recycle`].
+        buf: BufId,
+        /// How many bytes.
+        len: usize,
+    },
+    /// The peer shut its side (read returned 0).
+    Eof {
+        /// The connection.
+        token: Token,
+    },
+    /// Receiving failed for good (e.g. ECONNRESET). Pool exhaustion (ENOBUFS) is never
+    /// reported: the backend re-arms once buffers return.
+    RecvFailed {
+        /// The connection.
+        token: Token,
+        /// Why.
+        error: io::Error,
+    },
+    /// The send in flight for `token` ended.
+    Sent {
+        /// The connection.
+        token: Token,
+        /// Bytes written from the front of `chunks` (possibly fewer than all), or the error.
+        result: io::Result<usize>,
+        /// The chunks given to [`Backend::send`], returned whole; the shard drops what was
+        /// written and sends the rest again.
+        chunks: Vec<Bytes>,
+    },
+    /// After [`Backend::close`]: the socket is closed and nothing more will come for `token`.
+    Closed {
+        /// The connection.
+        token: Token,
+    },
+    /// Another thread called [`Waker::wake`].
+    Woken,
+}
+
+/// Wakes a shard's [`Backend::wait`] from any thread (an eventfd underneath).
+#[derive(Clone, Debug)]
+pub struct Waker(pub(crate) Arc<std::os::fd::OwnedFd>);
+
+impl Waker {
+    /// Makes the shard's current or next `wait` return with [`Completion::Woken`].
+    pub fn wake(&self) {
+        use std::os::fd::AsRawFd;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to an eventfd we own; a full counter (EAGAIN)
+        // means a wake is already pending, which is all we want.
+        unsafe {
+            libc::write(
+                self.0.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+
+    /// A new eventfd-backed waker (non-blocking, close-on-exec).
+    pub fn new() -> io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: eventfd has no pointer arguments; the result is checked before use.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        Ok(Waker(Arc::new(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        })))
+    }
+
+    /// The eventfd, for the backend to watch.
+    pub fn fd(&self) -> RawFd {
+        use std::os::fd::AsRawFd;
+        self.0.as_raw_fd()
+    }
+
+    /// Clears pending wakes (the backend calls this when it sees the eventfd readable).
+    pub fn drain(&self) {
+        let mut v: u64 = 0;
+        // SAFETY: reads 8 bytes into a live u64 from a non-blocking eventfd we own.
+        unsafe {
+            libc::read(
+                self.fd(),
+                (&mut v as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}
+
+/// Sizes of a shard's receive pool.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolConfig {
+    /// Number of receive buffers (a power of two for io_uring's buffer ring; at most 32768).
+    pub buffers: u16,
+    /// Bytes per buffer: also the most one receive can take from one socket.
+    pub buffer_size: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            buffers: 1024,
+            buffer_size: 16 * 1024,
+        }
+    }
+}
+
+/// The kernel interface of one shard. Not `Send`: it lives and dies on its shard's thread.
+pub trait Backend {
+    /// `"io_uring"` or `"epoll"`, for the log line at start.
+    fn name(&self) -> &'static str;
+
+    /// Starts accepting on a bound, listening, non-blocking socket (the shard keeps ownership of
+    /// the listener fd). Accepted sockets arrive as [`Completion::Accepted`].
+    fn listen(&mut self, listener: RawFd) -> io::Result<()>;
+
+    /// Stops accepting on every listener (graceful shutdown). Accepts already completed may
+    /// still be reported.
+    fn stop_accepting(&mut self);
+
+    /// Takes an accepted socket under `token` and starts receiving on it.
+    fn register(&mut self, token: Token, fd: RawFd) -> io::Result<()>;
+
+    /// Writes `chunks` in order with one gathered send. At most one send per token is in flight:
+    /// the shard calls again only after [`Completion::Sent`]. At most [`MAX_IOVECS`] chunks.
+    fn send(&mut self, token: Token, fd: RawFd, chunks: Vec<Bytes>);
+
+    /// Shuts the write side (after the last bytes of a close handshake), keeps receiving.
+    fn shutdown_write(&mut self, token: Token, fd: RawFd);
+
+    /// Stops all I/O on `token` and closes `fd`. [`Completion::Closed`] follows, after every
+    /// other completion for the token (an in-flight send's `Sent` included).
+    fn close(&mut self, token: Token, fd: RawFd);
+
+    /// Blocks until at least one completion is ready or `timeout` passes (`None`: no limit),
+    /// then appends every ready completion to `out`.
+    fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()>;
+
+    /// The bytes of a buffer lent by [`Completion::Received`].
+    fn buffer(&self, buf: BufId, len: usize) -> &[u8];
+
+    /// Gives a lent buffer back to the pool.
+    fn recycle(&mut self, buf: BufId);
+
+    /// A handle that wakes this backend's `wait` from other threads.
+    fn waker(&self) -> Waker;
+}
+
+/// The most chunks one gathered send takes (Linux's IOV_MAX is 1024; fewer keeps the msghdr
+/// small and one send's latency bounded).
+pub const MAX_IOVECS: usize = 64;
+
+/// Which backend a shard should run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    /// io_uring when the kernel allows it, else epoll (the choice is logged once).
+    #[default]
+    Auto,
+    /// io_uring, or fail.
+    IoUring,
+    /// epoll.
+    Epoll,
+}
+
+impl BackendKind {
+    /// Reads `RINGSOCK_BACKEND` (`io_uring`, `uring`, `epoll` or `auto`), if set.
+    pub fn from_env() -> Option<Self> {
+        match std::env::var("RINGSOCK_BACKEND")
+            .ok()?
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "io_uring" | "uring" | "io-uring" => Some(Self::IoUring),
+            "epoll" => Some(Self::Epoll),
+            "auto" => Some(Self::Auto),
+            _ => None,
+        }
+    }
+}
+
+/// Creates the backend for one shard: io_uring if asked or possible, else epoll. Returns which
+/// was chosen and, when `Auto` fell back, why.
+pub fn create(
+    kind: BackendKind,
+    pool: PoolConfig,
+) -> io::Result<(Box<dyn Backend>, Option<io::Error>)> {
+    match kind {
+        BackendKind::Epoll => Ok((Box::new(epoll::EpollBackend::new(pool)?), None)),
+        BackendKind::IoUring => Ok((Box::new(uring::UringBackend::new(pool)?), None)),
+        BackendKind::Auto => match uring::UringBackend::new(pool) {
+            Ok(b) => Ok((Box::new(b), None)),
+            Err(e) => Ok((Box::new(epoll::EpollBackend::new(pool)?), Some(e))),
+        },
+    }
+}
