@@ -12,4 +12,6 @@
 
 pub mod http;
 pub mod reactor;
+pub mod server;
+mod shard;
 pub mod ws;

@@ -1,0 +1,103 @@
+//! One accepted socket as its shard sees it: which phase it is in, what waits to be written, and
+//! where it is in being closed.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::ws::Connection;
+
+/// What the bytes arriving on a socket currently mean.
+pub(crate) enum Phase {
+    /// Reading the HTTP request head (bounded by the head limit).
+    Head(BytesMut),
+    /// A plain HTTP answer or a refusal is queued; the socket closes once it is written.
+    Answered,
+    /// An open (or closing) WebSocket.
+    Ws(Box<Connection>),
+}
+
+/// How far the socket is from being closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Reading and writing.
+    Live,
+    /// Nothing more is read; the socket closes when its output is written.
+    CloseWhenFlushed,
+    /// The backend was told to close; waiting for its `Closed`.
+    Closing,
+}
+
+/// A socket's state in its shard's slab.
+pub(crate) struct Conn {
+    pub fd: RawFd,
+    pub generation: u32,
+    pub phase: Phase,
+    /// Chunks waiting for the next send (the one in flight holds its own).
+    pub out: VecDeque<Bytes>,
+    pub sending: bool,
+    pub lifecycle: Lifecycle,
+    /// Queued in the shard's dirty list for this loop turn's flush.
+    pub dirty: bool,
+    /// The deadline this connection's timer entry is scheduled for.
+    pub timer: Option<Instant>,
+    pub accepted_at: Instant,
+    pub last_activity: Instant,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
+        Self {
+            fd,
+            generation,
+            phase: Phase::Head(BytesMut::new()),
+            out: VecDeque::new(),
+            sending: false,
+            lifecycle: Lifecycle::Live,
+            dirty: false,
+            timer: None,
+            accepted_at: now,
+            last_activity: now,
+        }
+    }
+
+    /// Puts back what a partial send did not write, in order, ahead of newer output.
+    pub fn requeue_unsent(&mut self, chunks: Vec<Bytes>, mut written: usize) {
+        let mut rest = Vec::new();
+        for mut chunk in chunks {
+            if written >= chunk.len() {
+                written -= chunk.len();
+                continue;
+            }
+            if written > 0 {
+                let _ = chunk.split_to(written);
+                written = 0;
+            }
+            rest.push(chunk);
+        }
+        for chunk in rest.into_iter().rev() {
+            self.out.push_front(chunk);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_send_requeues_the_unwritten_tail_in_order() {
+        let mut conn = Conn::new(-1, 0, Instant::now());
+        conn.out.push_back(Bytes::from_static(b"later"));
+        let chunks = vec![
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"hi"),
+        ];
+        conn.requeue_unsent(chunks, 5);
+        let all: Vec<u8> = conn.out.iter().flat_map(|c| c.to_vec()).collect();
+        assert_eq!(all, b"fghilater");
+    }
+}

@@ -1,0 +1,68 @@
+//! A shard's timers: one min-heap of (deadline, token), no syscall per timer.
+//!
+//! Connections never cancel or move an entry. Each keeps the deadline it is scheduled for; a
+//! later deadline (idle time pushed back by traffic) leaves the early entry in place, and when it
+//! fires the shard re-checks and schedules the next one. So a busy connection costs at most one
+//! heap operation per timeout period, not one per message.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::Instant;
+
+use crate::reactor::Token;
+
+/// Deadlines of a shard's connections.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+}
+
+impl Timers {
+    /// An empty timer set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Schedules a check of `token` at `at`.
+    pub fn schedule(&mut self, at: Instant, token: Token) {
+        self.heap.push(Reverse((at, token.0)));
+    }
+
+    /// The earliest scheduled deadline, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Removes and returns one entry due at `now`, if any.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Token)> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => {
+                let Reverse((at, token)) = self.heap.pop()?;
+                Some((at, Token(token)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn entries_come_out_in_deadline_order_and_only_when_due() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        timers.schedule(t0 + Duration::from_secs(3), Token(3));
+        timers.schedule(t0 + Duration::from_secs(1), Token(1));
+        timers.schedule(t0 + Duration::from_secs(2), Token(2));
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(timers.pop_due(t0), None);
+        let due: Vec<u64> = std::iter::from_fn(|| timers.pop_due(t0 + Duration::from_secs(2)))
+            .map(|(_, t)| t.0)
+            .collect();
+        assert_eq!(due, [1, 2]);
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(3)));
+    }
+}

@@ -1,0 +1,86 @@
+//! `ringsock-echo`: a WebSocket echo server. It answers every text and binary message with the
+//! same message and takes part in the close handshake; Autobahn|Testsuite and the benchmarks run
+//! against it. SIGINT or SIGTERM shuts it down gracefully (close 1001 to every client).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use ringsock_engine::reactor::BackendKind;
+use ringsock_engine::server::{Echo, Server};
+use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
+
+const USAGE: &str =
+    "usage: ringsock-echo [--addr IP:PORT]... [--shards N] [--backend auto|io_uring|epoll]
+  --addr     address to listen on (repeatable; default 127.0.0.1:9001)
+  --shards   shard threads (default: one per core)
+  --backend  reactor backend (default: auto, or RINGSOCK_BACKEND)";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringsock-echo: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let mut builder = Server::builder();
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--addr" => addrs.push(
+                value("--addr")?
+                    .parse()
+                    .map_err(|e| format!("--addr: {e}"))?,
+            ),
+            "--shards" => {
+                let n: usize = value("--shards")?
+                    .parse()
+                    .map_err(|e| format!("--shards: {e}"))?;
+                builder = builder.shards(n);
+            }
+            "--backend" => {
+                let kind = match value("--backend")?.as_str() {
+                    "auto" => BackendKind::Auto,
+                    "io_uring" | "uring" => BackendKind::IoUring,
+                    "epoll" => BackendKind::Epoll,
+                    other => return Err(format!("--backend: unknown backend {other:?}")),
+                };
+                builder = builder.backend(kind);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if addrs.is_empty() {
+        addrs.push("127.0.0.1:9001".parse().expect("a valid address"));
+    }
+    for addr in addrs {
+        builder = builder.bind(addr);
+    }
+    block_termination_signals();
+    let server = builder
+        .start(Echo)
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let listening: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
+    eprintln!(
+        "ringsock-echo: listening on {} ({} backend)",
+        listening.join(", "),
+        server.backend()
+    );
+    let signal = wait_for_signal();
+    eprintln!("ringsock-echo: signal {signal}, closing connections");
+    let report = server.shutdown(SHUTDOWN_GRACE);
+    eprintln!(
+        "ringsock-echo: {} of {} connections closed cleanly, {} cut",
+        report.closed_cleanly, report.closing, report.cut
+    );
+    Ok(())
+}
