@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# run-load.sh: ringsock against tokio-tungstenite and fastwebsockets, side by side, one server at
+# a time, each server pinned to one core and the load generator to another.
+#
+#   benches/run-load.sh                      # all scenarios, 5 s each
+#   DURATION=20 SCENARIOS="A B" benches/run-load.sh
+#
+# Environment (all optional):
+#   DURATION      measured seconds per load run (default 5)
+#   WARMUP        unmeasured seconds before each (default 1)
+#   SCENARIOS     any of A B C D (default "A B C D")
+#   SERVERS       any of ringsock-uring ringsock-epoll tungstenite fastwebsockets tcp
+#                 (default: all; tcp = the tcp-echo baseline, run in A, B and C)
+#   IDLE_CONNS    connections in D (default 10000); HOLD seconds they stay open (default 2)
+#   SERVER_CORE / LOAD_CORE   cores to pin to (default 0 / 1)
+#   OUT           markdown results file (default benches/results/latest.md; "-" for none)
+#   NO_BUILD=1    use the release binaries already built
+#
+# Every run is bounded: ws-load stops by itself after WARMUP + DURATION (+ a few seconds of
+# draining and closing), and is killed by `timeout` if it does not.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+DURATION=${DURATION:-5}
+WARMUP=${WARMUP:-1}
+SCENARIOS=${SCENARIOS:-A B C D}
+SERVERS=${SERVERS:-ringsock-uring ringsock-epoll tungstenite fastwebsockets tcp}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+HOLD=${HOLD:-2}
+SERVER_CORE=${SERVER_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+OUT=${OUT:-benches/results/latest.md}
+LOGDIR=$(mktemp -d -t ringsock-load.XXXXXX)
+
+# Each server on its own loopback port, so no run meets the previous one's TIME_WAIT sockets.
+declare -A PORT=([ringsock-uring]=9101 [ringsock-epoll]=9105 [tungstenite]=9102
+    [fastwebsockets]=9103 [tcp]=9104)
+
+log() { printf '%s\n' "$*" >&2; }
+
+if [[ -z ${NO_BUILD:-} ]]; then
+    log "building release binaries"
+    cargo build --release --locked -p ringsock-tools -p ringsock-benches --bins >&2
+fi
+
+# 10,000 idle connections need 10,000+ descriptors in the server and in the generator (each is
+# its own process with its own limit). Ask for 30000, or as much as the hard limit allows.
+HARD=$(ulimit -Hn)
+WANT=30000
+if [[ $HARD != unlimited && $HARD -lt $WANT ]]; then
+    WANT=$HARD
+fi
+ulimit -n "$WANT"
+NOFILE=$(ulimit -n)
+if [[ $NOFILE -lt $((IDLE_CONNS + 100)) ]]; then
+    log "warning: open-file limit $NOFILE is below the $IDLE_CONNS idle connections scenario D needs"
+fi
+
+# Ephemeral ports: all connections go to one destination, so one source address offers the whole
+# range; beyond ~80% of it, spread connections over 127.0.0.2, 127.0.0.3, ...
+read -r PLO PHI </proc/sys/net/ipv4/ip_local_port_range
+PORTS=$((PHI - PLO + 1))
+SRC_ARGS=()
+NSRC=$(((IDLE_CONNS * 10 / 8 + PORTS - 1) / PORTS))
+if [[ $NSRC -gt 1 ]]; then
+    SRC=$(seq -s, -f '127.0.0.%g' 1 "$NSRC")
+    SRC_ARGS=(--src "$SRC")
+fi
+
+server_cmd() {
+    local name=$1 port=${PORT[$1]}
+    case $name in
+    ringsock-uring) echo "$BIN/ringsock-echo --addr 127.0.0.1:$port --shards 1 --backend io_uring" ;;
+    ringsock-epoll) echo "$BIN/ringsock-echo --addr 127.0.0.1:$port --shards 1 --backend epoll" ;;
+    tungstenite) echo "$BIN/tungstenite-echo --addr 127.0.0.1:$port" ;;
+    fastwebsockets) echo "$BIN/fastwebsockets-echo --addr 127.0.0.1:$port" ;;
+    tcp) echo "$BIN/tcp-echo --addr 127.0.0.1:$port" ;;
+    esac
+}
+
+SERVER_PID=
+start_server() {
+    local name=$1 port=${PORT[$1]}
+    # shellcheck disable=SC2046
+    taskset -c "$SERVER_CORE" $(server_cmd "$name") 2>"$LOGDIR/$name.log" &
+    SERVER_PID=$!
+    for _ in $(seq 100); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            log "$name did not start: $(cat "$LOGDIR/$name.log")"
+            SERVER_PID=
+            return 1
+        fi
+        if ss -Hltn "sport = :$port" | grep -q LISTEN; then
+            sleep 0.2
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$name is not listening on $port after 10 s"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    # ringsock-echo gives close handshakes up to 5 s; anything still alive after 10 s is killed.
+    for _ in $(seq 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+trap 'stop_server; rm -rf "$LOGDIR"' EXIT
+
+# The number after "key": in a flat JSON line.
+field() { sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" <<<"$2" | tr -d '"'; }
+
+# Which backend ringsock-echo reports it runs ("io_uring" or "epoll"), from its log line.
+backend_of() { sed -n 's/.*(\(.*\) backend).*/\1/p' "$LOGDIR/$1.log" | head -n1; }
+
+COMMANDS=()
+declare -A RESULT BACKEND
+
+# run_one SCENARIO SERVER ws-load-args...
+run_one() {
+    local sc=$1 name=$2
+    shift 2
+    local extra=()
+    [[ $name == tcp ]] && extra=(--raw)
+    start_server "$name" || {
+        RESULT[$sc,$name]=""
+        return 0
+    }
+    [[ $name == ringsock-* ]] && BACKEND[$name]=$(backend_of "$name")
+    local cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:${PORT[$name]}"
+        "${extra[@]}" "$@" --server-pid "$SERVER_PID" --label "$sc/$name")
+    COMMANDS+=("$(server_cmd "$name" | sed "s|$BIN/||; s|^|taskset -c $SERVER_CORE |") & ${cmd[*]//$BIN\//}")
+    log "== $sc $name"
+    local out
+    out=$(timeout $((WARMUP + DURATION + HOLD + 90)) "${cmd[@]}" 2>"$LOGDIR/load.err") || true
+    sed 's/^/   /' "$LOGDIR/load.err" >&2
+    RESULT[$sc,$name]=$out
+    stop_server
+}
+
+declare -A DESC=(
+    [A]="100 connections x 16-byte text, depth 16 (msgs/s; target ringsock >= 1.5x the faster peer)"
+    [B]="100 connections x 16 KiB binary, depth 4 (MB/s; target >= 1.2x)"
+    [C]="10 connections x 1 MiB binary, depth 1 (MB/s; target >= 1.2x)"
+    [D]="$IDLE_CONNS idle connections: server VmRSS growth per connection (target <= 1 KiB for ringsock)"
+)
+declare -A ARGS=(
+    [A]="--conns 100 --size 16 --depth 16"
+    [B]="--conns 100 --size 16384 --depth 4 --binary"
+    [C]="--conns 10 --size 1048576 --depth 1 --binary"
+)
+declare -A METRIC=([A]=msgs_per_s [B]=mb_per_s [C]=mb_per_s)
+declare -A TARGET=([A]=1.5 [B]=1.2 [C]=1.2)
+
+for sc in $SCENARIOS; do
+    for name in $SERVERS; do
+        if [[ $sc == D ]]; then
+            [[ $name == tcp ]] && continue
+            # shellcheck disable=SC2086
+            run_one D "$name" --idle "$IDLE_CONNS" --hold "$HOLD" "${SRC_ARGS[@]}"
+        else
+            # shellcheck disable=SC2086
+            run_one "$sc" "$name" ${ARGS[$sc]} --duration "$DURATION" --warmup "$WARMUP"
+        fi
+    done
+done
+
+# ---- the report -------------------------------------------------------------------------------
+fmt() { [[ -n $1 && $1 != null ]] && printf "%s" "$1" || printf "–"; }
+ratio() { [[ -n $1 && -n $2 && $1 != null && $2 != null && $2 != 0 ]] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}' || printf "–"; }
+
+report() {
+    local commit dirty
+    commit=$(git rev-parse --short HEAD)
+    dirty=$(git diff --quiet HEAD -- . 2>/dev/null || echo " (+ uncommitted changes)")
+    echo "# ringsock load scenarios"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo "- commit: \`$commit\`$dirty on branch \`$(git rev-parse --abbrev-ref HEAD)\`"
+    echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
+    echo "- server on core $SERVER_CORE, \`ws-load\` on core $LOAD_CORE; loopback; ${DURATION} s measured after ${WARMUP} s warm-up; open-file limit $NOFILE (hard $HARD)"
+    echo "- ringsock backends as reported: uring row = \`$(fmt "${BACKEND[ringsock-uring]:-}")\`, epoll row = \`$(fmt "${BACKEND[ringsock-epoll]:-}")\`"
+    echo "- MB = 10^6 payload bytes echoed; latency = round trip per message, send queued to echo parsed; cpu = % of one core during the measured window (\"others\" = every other process on the machine)"
+    echo
+    for sc in $SCENARIOS; do
+        echo "## $sc: ${DESC[$sc]}"
+        echo
+        if [[ $sc == D ]]; then
+            echo "| server | open | open time s | VmRSS before KiB | VmRSS after KiB | bytes per connection | errors |"
+            echo "|---|---:|---:|---:|---:|---:|---:|"
+            for name in $SERVERS; do
+                [[ $name == tcp ]] && continue
+                local r=${RESULT[D,$name]:-}
+                if [[ -z $r ]]; then
+                    echo "| $name | failed | | | | | |"
+                    continue
+                fi
+                echo "| $name | $(field open "$r")/$(field conns "$r") | $(field open_s "$r") | $(field rss_before_kib "$r") | $(field rss_after_kib "$r") | **$(field rss_per_conn_bytes "$r")** | $(field errors "$r") |"
+            done
+            echo
+            continue
+        fi
+        local m=${METRIC[$sc]} best_peer=""
+        for peer in tungstenite fastwebsockets; do
+            local v
+            v=$(field "$m" "${RESULT[$sc,$peer]:-}")
+            if [[ -n $v ]] && { [[ -z $best_peer ]] || awk -v a="$v" -v b="$best_peer" 'BEGIN{exit !(a>b)}'; }; then
+                best_peer=$v
+            fi
+        done
+        echo "| server | msgs/s | MB/s | p50 µs | p99 µs | errors | cpu server % | cpu ws-load % | cpu others % | ratio to faster peer (target ${TARGET[$sc]}) |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for name in $SERVERS; do
+            local r=${RESULT[$sc,$name]:-}
+            local label=$name
+            [[ $name == tcp ]] && label="tcp-echo (raw TCP baseline)"
+            if [[ -z $r ]]; then
+                echo "| $label | failed | | | | | | | | |"
+                continue
+            fi
+            local rt=""
+            [[ $name == ringsock-* ]] && rt=$(ratio "$(field "$m" "$r")" "$best_peer")
+            echo "| $label | $(field msgs_per_s "$r") | $(field mb_per_s "$r") | $(field p50_us "$r") | $(field p99_us "$r") | $(field errors "$r") | $(fmt "$(field server_cpu_pct "$r")") | $(field gen_cpu_pct "$r") | $(fmt "$(field other_cpu_pct "$r")") | ${rt:+**$rt**} |"
+        done
+        echo
+    done
+    echo "## Commands"
+    echo
+    echo '```'
+    echo "ulimit -n $NOFILE"
+    printf '%s\n' "${COMMANDS[@]}"
+    echo '```'
+}
+
+REPORT=$(report)
+printf '%s\n' "$REPORT"
+if [[ $OUT != - ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    printf '%s\n' "$REPORT" >"$OUT"
+    log "written to $OUT"
+fi
