@@ -511,7 +511,12 @@ fn route(
     now: Instant,
 ) {
     let ws_path = settings.is_websocket_path(request.path());
-    if is_websocket_upgrade(&request) {
+    // A request naming `Upgrade: websocket` goes to the handshake even when it is not a valid
+    // upgrade (POST, HTTP/1.0, no `Connection: upgrade`): its 400 says what is wrong, where the
+    // HTTP responder would only say 404.
+    let wants_websocket =
+        is_websocket_upgrade(&request) || request.headers().has_token("upgrade", "websocket");
+    if wants_websocket {
         if !ws_path {
             return answer(conn, http_bytes(&HttpResponse::not_found()));
         }
