@@ -14,6 +14,11 @@
 #   IDLE_CONNS    connections in D (default 10000); HOLD seconds they stay open (default 2)
 #   SERVER_CORE / LOAD_CORE   cores to pin to (default 0 / 1)
 #   OUT           markdown results file (default benches/results/latest.md; "-" for none)
+#   ROUNDS        run every server this many times per scenario, interleaved, and report the
+#                 median round (default 1); use 3+ on a machine other work shares
+#   QUIET_WAIT    before each run, wait up to this many seconds for the rest of the machine to
+#                 fall under 25% of a core (default 0: do not wait); runs that start noisy are
+#                 marked in the table
 #   NO_BUILD=1    use the release binaries already built
 #
 # Every run is bounded: ws-load stops by itself after WARMUP + DURATION (+ a few seconds of
@@ -32,6 +37,8 @@ HOLD=${HOLD:-2}
 SERVER_CORE=${SERVER_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 OUT=${OUT:-benches/results/latest.md}
+ROUNDS=${ROUNDS:-1}
+QUIET_WAIT=${QUIET_WAIT:-0}
 LOGDIR=$(mktemp -d -t ringsock-load.XXXXXX)
 
 # Each server on its own loopback port, so no run meets the previous one's TIME_WAIT sockets.
@@ -123,6 +130,32 @@ field() { sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" <<<"$2" | tr -d '"'; }
 # Which backend ringsock-echo reports it runs ("io_uring" or "epoll"), from its log line.
 backend_of() { sed -n 's/.*(\(.*\) backend).*/\1/p' "$LOGDIR/$1.log" | head -n1; }
 
+# Busy CPU of the whole machine over half a second, in % of one core.
+machine_busy() {
+    local a b
+    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat)
+    sleep 0.5
+    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat)
+    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{split(a,x," "); split(b,y," ");
+        t=y[2]-x[2]; printf "%.0f", (t > 0 ? (y[1]-x[1])*100*n/t : 0)}'
+}
+
+# Waits (up to QUIET_WAIT s) until nothing else keeps the machine busy; other sessions may be
+# compiling on the same two cores, and a figure measured next to a compiler is not one to keep.
+wait_for_quiet() {
+    [[ $QUIET_WAIT -gt 0 ]] || return 0
+    local until=$((SECONDS + QUIET_WAIT)) busy
+    while :; do
+        busy=$(machine_busy)
+        [[ $busy -le 25 ]] && return 0
+        if [[ $SECONDS -ge $until ]]; then
+            log "   machine still ${busy}% busy after ${QUIET_WAIT} s; running anyway"
+            return 0
+        fi
+        sleep 2
+    done
+}
+
 COMMANDS=()
 declare -A RESULT BACKEND
 
@@ -132,20 +165,31 @@ run_one() {
     shift 2
     local extra=()
     [[ $name == tcp ]] && extra=(--raw)
-    start_server "$name" || {
-        RESULT[$sc,$name]=""
-        return 0
-    }
+    wait_for_quiet
+    start_server "$name" || return 0
     [[ $name == ringsock-* ]] && BACKEND[$name]=$(backend_of "$name")
     local cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:${PORT[$name]}"
         "${extra[@]}" "$@" --server-pid "$SERVER_PID" --label "$sc/$name")
-    COMMANDS+=("$(server_cmd "$name" | sed "s|$BIN/||; s|^|taskset -c $SERVER_CORE |") & ${cmd[*]//$BIN\//}")
-    log "== $sc $name"
+    [[ $ROUND -eq 1 ]] && COMMANDS+=("$(server_cmd "$name" | sed "s|$BIN/||; s|^|taskset -c $SERVER_CORE |") & ${cmd[*]//$BIN\//}")
+    log "== $sc $name (round $ROUND of $ROUNDS)"
     local out
     out=$(timeout $((WARMUP + DURATION + HOLD + 90)) "${cmd[@]}" 2>"$LOGDIR/load.err") || true
     sed 's/^/   /' "$LOGDIR/load.err" >&2
-    RESULT[$sc,$name]=$out
+    [[ -n $out ]] && RESULT[$sc,$name,$ROUND]=$out
     stop_server
+}
+
+# The median round of SCENARIO/SERVER by METRIC (the lower middle one for an even count).
+median_result() {
+    local sc=$1 name=$2 m=$3 r lines=()
+    for ((r = 1; r <= ROUNDS; r++)); do
+        local v=${RESULT[$sc,$name,$r]:-}
+        [[ -n $v ]] && lines+=("$(field "$m" "$v") $r")
+    done
+    [[ ${#lines[@]} -gt 0 ]] || return 0
+    local pick
+    pick=$(printf '%s\n' "${lines[@]}" | sort -g | awk '{a[NR]=$2} END{print a[int((NR+1)/2)]}')
+    printf '%s' "${RESULT[$sc,$name,$pick]}"
 }
 
 declare -A DESC=(
@@ -159,19 +203,23 @@ declare -A ARGS=(
     [B]="--conns 100 --size 16384 --depth 4 --binary"
     [C]="--conns 10 --size 1048576 --depth 1 --binary"
 )
-declare -A METRIC=([A]=msgs_per_s [B]=mb_per_s [C]=mb_per_s)
 declare -A TARGET=([A]=1.5 [B]=1.2 [C]=1.2)
 
+declare -A METRIC=([A]=msgs_per_s [B]=mb_per_s [C]=mb_per_s [D]=rss_per_conn_bytes)
 for sc in $SCENARIOS; do
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for name in $SERVERS; do
+            if [[ $sc == D ]]; then
+                [[ $name == tcp ]] && continue
+                run_one D "$name" --idle "$IDLE_CONNS" --hold "$HOLD" "${SRC_ARGS[@]}"
+            else
+                # shellcheck disable=SC2086
+                run_one "$sc" "$name" ${ARGS[$sc]} --duration "$DURATION" --warmup "$WARMUP"
+            fi
+        done
+    done
     for name in $SERVERS; do
-        if [[ $sc == D ]]; then
-            [[ $name == tcp ]] && continue
-            # shellcheck disable=SC2086
-            run_one D "$name" --idle "$IDLE_CONNS" --hold "$HOLD" "${SRC_ARGS[@]}"
-        else
-            # shellcheck disable=SC2086
-            run_one "$sc" "$name" ${ARGS[$sc]} --duration "$DURATION" --warmup "$WARMUP"
-        fi
+        RESULT[$sc,$name]=$(median_result "$sc" "$name" "${METRIC[$sc]}")
     done
 done
 
@@ -190,6 +238,7 @@ report() {
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
     echo "- server on core $SERVER_CORE, \`ws-load\` on core $LOAD_CORE; loopback; ${DURATION} s measured after ${WARMUP} s warm-up; open-file limit $NOFILE (hard $HARD)"
     echo "- ringsock backends as reported: uring row = \`$(fmt "${BACKEND[ringsock-uring]:-}")\`, epoll row = \`$(fmt "${BACKEND[ringsock-epoll]:-}")\`"
+    echo "- each figure is the median of $ROUNDS round(s), servers interleaved; ⚠ = other processes took over 25% of a core during that run (the machine is shared), so that row is not trustworthy"
     echo "- MB = 10^6 payload bytes echoed; latency = round trip per message, send queued to echo parsed; cpu = % of one core during the measured window (\"others\" = every other process on the machine)"
     echo
     for sc in $SCENARIOS; do
@@ -228,9 +277,10 @@ report() {
                 echo "| $label | failed | | | | | | | | |"
                 continue
             fi
-            local rt=""
+            local rt="" noisy=""
             [[ $name == ringsock-* ]] && rt=$(ratio "$(field "$m" "$r")" "$best_peer")
-            echo "| $label | $(field msgs_per_s "$r") | $(field mb_per_s "$r") | $(field p50_us "$r") | $(field p99_us "$r") | $(field errors "$r") | $(fmt "$(field server_cpu_pct "$r")") | $(field gen_cpu_pct "$r") | $(fmt "$(field other_cpu_pct "$r")") | ${rt:+**$rt**} |"
+            awk -v o="$(field other_cpu_pct "$r")" 'BEGIN{exit !(o+0 > 25)}' && noisy=" ⚠"
+            echo "| $label | $(field msgs_per_s "$r") | $(field mb_per_s "$r") | $(field p50_us "$r") | $(field p99_us "$r") | $(field errors "$r") | $(fmt "$(field server_cpu_pct "$r")") | $(field gen_cpu_pct "$r") | $(fmt "$(field other_cpu_pct "$r")")$noisy | ${rt:+**$rt**} |"
         done
         echo
     done
