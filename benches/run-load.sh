@@ -225,7 +225,12 @@ done
 
 # ---- the report -------------------------------------------------------------------------------
 fmt() { [[ -n $1 && $1 != null ]] && printf "%s" "$1" || printf "–"; }
-ratio() { [[ -n $1 && -n $2 && $1 != null && $2 != null && $2 != 0 ]] && awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}' || printf "–"; }
+# a ÷ b to two decimals, or nothing when either is missing (a failed run, no peer in SERVERS).
+ratio() {
+    if [[ -n $1 && -n $2 && $1 != null && $2 != null && $2 != 0 ]]; then
+        awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'
+    fi
+}
 
 report() {
     local commit dirty
@@ -283,6 +288,16 @@ report() {
             echo "| $label | $(field msgs_per_s "$r") | $(field mb_per_s "$r") | $(field p50_us "$r") | $(field p99_us "$r") | $(field errors "$r") | $(fmt "$(field server_cpu_pct "$r")") | $(field gen_cpu_pct "$r") | $(fmt "$(field other_cpu_pct "$r")")$noisy | ${rt:+**$rt**} |"
         done
         echo
+        # The generator's own ceiling: what it drove through raw TCP, and what that would be with
+        # all of its core (its CPU per message is near constant; the server there is trivial).
+        local t=${RESULT[$sc,tcp]:-}
+        if [[ -n $t ]]; then
+            local tv tc
+            tv=$(field "$m" "$t")
+            tc=$(field gen_cpu_pct "$t")
+            echo "ws-load's own ceiling: against tcp-echo it drove $tv ${m//_per_s/\/s} using ${tc}% of its core, i.e. ≈ $(awk -v v="$tv" -v c="$tc" 'BEGIN{printf "%.0f", (c > 0 ? v*100/c : 0)}') at 100%."
+            echo
+        fi
     done
     echo "## Commands"
     echo
