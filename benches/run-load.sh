@@ -243,8 +243,9 @@ report() {
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
     echo "- server on core $SERVER_CORE, \`ws-load\` on core $LOAD_CORE; loopback; ${DURATION} s measured after ${WARMUP} s warm-up; open-file limit $NOFILE (hard $HARD)"
     echo "- ringsock backends as reported: uring row = \`$(fmt "${BACKEND[ringsock-uring]:-}")\`, epoll row = \`$(fmt "${BACKEND[ringsock-epoll]:-}")\`"
-    echo "- each figure is the median of $ROUNDS round(s), servers interleaved; ⚠ = other processes took over 25% of a core during that run (the machine is shared), so that row is not trustworthy"
-    echo "- MB = 10^6 payload bytes echoed; latency = round trip per message, send queued to echo parsed; cpu = % of one core during the measured window (\"others\" = every other process on the machine)"
+    echo "- each figure is the median of $ROUNDS round(s), servers interleaved; the machine is shared with other work, so each run first waits (up to ${QUIET_WAIT} s) for it to be idle"
+    echo "- MB = 10^6 payload bytes echoed; latency = round trip per message, from queueing the send to parsing the echo; cpu = % of one core over the measured window"
+    echo "- cpu rest = busy time of the whole machine not charged to the server or ws-load: other processes, plus network softirq work the kernel charges to no task (io_uring rows show 10-20% of that on an idle machine); ⚠ = over 25%, the row may be disturbed"
     echo
     for sc in $SCENARIOS; do
         echo "## $sc: ${DESC[$sc]}"
@@ -272,7 +273,7 @@ report() {
                 best_peer=$v
             fi
         done
-        echo "| server | msgs/s | MB/s | p50 µs | p99 µs | errors | cpu server % | cpu ws-load % | cpu others % | ratio to faster peer (target ${TARGET[$sc]}) |"
+        echo "| server | msgs/s | MB/s | p50 µs | p99 µs | errors | cpu server % | cpu ws-load % | cpu rest % | ratio to faster peer (target ${TARGET[$sc]}) |"
         echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for name in $SERVERS; do
             local r=${RESULT[$sc,$name]:-}

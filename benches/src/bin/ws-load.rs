@@ -860,7 +860,8 @@ impl Run {
             (Some(a), Some(b)) => Some((b - a) / secs * 100.0),
             _ => None,
         };
-        // What other processes took, in % of one core (the machine is shared).
+        // Busy time nobody here was charged for, in % of one core: other processes (the machine
+        // is shared) and softirq work the kernel charges to no task.
         let other_cpu = match (sys0, sys1) {
             (Some(a), Some(b)) => {
                 let total = (b - a) / secs * 100.0;
