@@ -7,6 +7,8 @@
 //! inbox and its waker.
 
 pub(crate) mod conn;
+#[cfg(test)]
+mod tests;
 pub mod timers;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -21,7 +23,7 @@ use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
 use crate::server::{HttpResponse, Service, ShardSettings, ShutdownReport};
 use crate::ws::extension::Extensions;
-use crate::ws::{is_websocket_upgrade, CloseCode, Config, Connection, Event, Refusal, Role};
+use crate::ws::{is_websocket_upgrade, CloseCode, Config, Connection, Event, Refusal, Role, State};
 use conn::{Conn, Lifecycle, Phase};
 use timers::Timers;
 
@@ -458,7 +460,12 @@ impl Shard {
                 Some(conn.accepted_at + limits.handshake_timeout)
             }
             (Phase::Ws(ws), _) => {
-                let idle = limits.idle_timeout.map(|d| conn.last_activity + d);
+                // Idle time counts only while open: once our close is out, the close timeout
+                // governs, and a past idle deadline would fire on every loop turn.
+                let idle = limits
+                    .idle_timeout
+                    .filter(|_| ws.state() == State::Open)
+                    .map(|d| conn.last_activity + d);
                 match (ws.poll_timeout(), idle) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
