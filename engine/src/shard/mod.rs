@@ -341,6 +341,7 @@ impl Shard {
         let shutting_down = self.shutdown.is_some();
         while let Some((at, token)) = self.timers.pop_due(now) {
             let Shard {
+                backend,
                 conns,
                 service,
                 settings,
@@ -358,11 +359,14 @@ impl Shard {
             }
             conn.timer = None;
             if conn.lifecycle != Lifecycle::Live {
-                // Writing the last bytes took too long: give up on them.
+                // Writing the last bytes took too long: give up on them, and on the send in
+                // flight too (a peer that stopped reading never lets it finish), so close now.
                 if conn.lifecycle == Lifecycle::CloseWhenFlushed
                     && now >= conn.last_activity + settings.limits.handshake_timeout
                 {
                     conn.out.clear();
+                    conn.lifecycle = Lifecycle::Closing;
+                    backend.close(token, conn.fd);
                 }
             } else {
                 match &mut conn.phase {

@@ -13,7 +13,8 @@ use crossbeam_queue::ArrayQueue;
 use super::{Shard, ShardMsg};
 use crate::reactor::{Backend, BufId, Completion, Token, Waker};
 use crate::server::{Echo, Limits, ShardSettings, ShutdownReport};
-use crate::ws::ServerOptions;
+use crate::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::ws::{mask, ServerOptions};
 
 /// The one connection every script opens: slab slot 0, first generation.
 const CONN: Token = Token(1 << 32);
@@ -173,6 +174,24 @@ fn upgrade_request() -> Vec<u8> {
         .to_vec()
 }
 
+fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    mask::apply_mask(&mut out[start..], key, 0);
+    out
+}
+
 /// Contains `needle`?
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -215,4 +234,50 @@ fn an_idle_close_waiting_for_the_peer_does_not_spin_the_loop() {
         log.busy_waits
     );
     assert_eq!(report.cut, 0);
+}
+
+#[test]
+fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let log = Rc::new(RefCell::new(Log {
+        stall_sends_from: Some(50_000),
+        ..Log::default()
+    }));
+    let started = Instant::now();
+    let (mut step, mut ended) = (0, false);
+    run_shard(limits, log.clone(), move |log, inbox| {
+        match step {
+            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            1 => log.receive(upgrade_request()),
+            // A big message whose echo the peer never reads, then its close.
+            2 => log.receive(client_frame(OpCode::Binary, &[7; 60_000])),
+            3 => log.receive(client_frame(OpCode::Close, &1000u16.to_be_bytes())),
+            _ if started.elapsed() > Duration::from_millis(600) && !ended => {
+                let _ = inbox.push(ShardMsg::Shutdown {
+                    deadline: Instant::now(),
+                });
+                log.ready.push_back(Completion::Woken);
+                ended = true;
+            }
+            _ => {}
+        }
+        step += 1;
+    });
+    let log = log.borrow();
+    let closed_after = log
+        .closed_at
+        .map(|t| t - started)
+        .expect("the connection was never closed");
+    assert!(
+        closed_after < Duration::from_millis(400),
+        "a stalled final write was closed only after {closed_after:?} (handshake timeout 50 ms)"
+    );
+    assert!(
+        log.busy_waits < 5,
+        "the loop polled without sleeping {} times behind a stalled write",
+        log.busy_waits
+    );
 }
