@@ -47,6 +47,9 @@ on_both_backends! {
     version_8_handshake_gets_400_naming_version_13:
         version_8_handshake_gets_400_naming_version_13_io_uring,
         version_8_handshake_gets_400_naming_version_13_epoll;
+    refusal_reaches_a_client_that_half_closed_after_its_request:
+        refusal_reaches_a_client_that_half_closed_after_its_request_io_uring,
+        refusal_reaches_a_client_that_half_closed_after_its_request_epoll;
     handshake_without_key_gets_400:
         handshake_without_key_gets_400_io_uring,
         handshake_without_key_gets_400_epoll;
@@ -325,6 +328,22 @@ fn version_8_handshake_gets_400_naming_version_13(kind: BackendKind) {
         "Sec-WebSocket-Version: 8\r\n",
     );
     let answer = ask(server.local_addrs()[0], request.as_bytes());
+    assert_eq!(answer.status, 400, "{answer:?}");
+    assert_eq!(answer.header("Sec-WebSocket-Version"), Some("13"));
+}
+
+/// `printf 'GET …' | nc host port` style: the request, then the client's FIN. The answer must
+/// still be written (the peer only shut its sending side).
+fn refusal_reaches_a_client_that_half_closed_after_its_request(kind: BackendKind) {
+    let server = hello_server(kind);
+    let request = upgrade_request("/ws").replace(
+        "Sec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Version: 8\r\n",
+    );
+    let mut raw = Raw::connect(server.local_addrs()[0]);
+    raw.send(request.as_bytes());
+    raw.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let answer = raw.read_answer();
     assert_eq!(answer.status, 400, "{answer:?}");
     assert_eq!(answer.header("Sec-WebSocket-Version"), Some("13"));
 }

@@ -143,9 +143,8 @@ impl Shard {
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
-            Completion::Eof { token } | Completion::RecvFailed { token, .. } => {
-                self.on_transport_end(token, now)
-            }
+            Completion::Eof { token } => self.on_transport_end(token, true),
+            Completion::RecvFailed { token, .. } => self.on_transport_end(token, false),
             Completion::Sent {
                 token,
                 result,
@@ -228,7 +227,9 @@ impl Shard {
         self.mark_dirty(token);
     }
 
-    fn on_transport_end(&mut self, token: Token, _now: Instant) {
+    /// The peer's side ended: with an EOF (`half_closed`) it may still read, otherwise the
+    /// connection is broken.
+    fn on_transport_end(&mut self, token: Token, half_closed: bool) {
         let shutting_down = self.shutdown.is_some();
         let Shard {
             conns,
@@ -249,8 +250,11 @@ impl Shard {
                 service.on_event(ws, event);
             }
         }
-        // The peer is gone or reset: nothing more is worth writing.
-        conn.out.clear();
+        // A reset or failed write leaves nothing worth writing; after a plain EOF the peer can
+        // still read (a client that half-closes after its request), so its answer goes out.
+        if !half_closed {
+            conn.out.clear();
+        }
         if conn.lifecycle == Lifecycle::Live {
             conn.lifecycle = Lifecycle::CloseWhenFlushed;
         }
@@ -262,7 +266,7 @@ impl Shard {
         token: Token,
         result: std::io::Result<usize>,
         chunks: Vec<Bytes>,
-        now: Instant,
+        _now: Instant,
     ) {
         let Some(conn) = self.conn_mut(token) else {
             return;
@@ -272,7 +276,7 @@ impl Shard {
             Ok(written) => conn.requeue_unsent(chunks, written),
             Err(_) => {
                 drop(chunks);
-                self.on_transport_end(token, now);
+                self.on_transport_end(token, false);
                 return;
             }
         }

@@ -281,3 +281,33 @@ fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
         log.busy_waits
     );
 }
+
+#[test]
+fn a_request_followed_by_the_peers_eof_still_gets_its_answer() {
+    let log = Rc::new(RefCell::new(Log::default()));
+    let mut step = 0;
+    run_shard(Limits::default(), log.clone(), move |log, inbox| {
+        match step {
+            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            // The request and the client's half-close arrive in the same loop turn.
+            1 => {
+                log.receive(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+                log.ready.push_back(Completion::Eof { token: CONN });
+            }
+            _ if log.closed_at.is_some() && inbox.is_empty() => {
+                let _ = inbox.push(ShardMsg::Shutdown {
+                    deadline: Instant::now(),
+                });
+                log.ready.push_back(Completion::Woken);
+            }
+            _ => {}
+        }
+        step += 1;
+    });
+    let log = log.borrow();
+    assert!(
+        log.sent.starts_with(b"HTTP/1.1 404 "),
+        "a half-closed client got {:?}",
+        String::from_utf8_lossy(&log.sent)
+    );
+}
