@@ -71,6 +71,9 @@ on_both_backends! {
     slow_handshake_is_cut_at_the_handshake_timeout:
         slow_handshake_is_cut_at_the_handshake_timeout_io_uring,
         slow_handshake_is_cut_at_the_handshake_timeout_epoll;
+    peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close:
+        peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close_io_uring,
+        peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close_epoll;
     misbehaving_peers_are_closed_without_disturbing_100_good_ones:
         misbehaving_peers_are_closed_without_disturbing_100_good_ones_io_uring,
         misbehaving_peers_are_closed_without_disturbing_100_good_ones_epoll;
@@ -586,6 +589,56 @@ fn misbehaving_peers_are_closed_without_disturbing_100_good_ones(kind: BackendKi
         ws.send(Message::text("after")).await.unwrap();
         assert_eq!(next(&mut ws).await, Message::text("after"));
     });
+}
+
+/// A client sends 16 MiB, then its close, and never reads: the echo and the close reply can
+/// never be written. The handshake timeout also bounds a final write, so the server must give
+/// up on them and close the socket; the client then finds only part of the echo, then the end.
+fn peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close(kind: BackendKind) {
+    const SIZE: usize = 16 << 20;
+    let server = start(
+        kind,
+        Setup {
+            limits: Limits {
+                handshake_timeout: Duration::from_secs(1),
+                ..Limits::default()
+            },
+            ..Setup::default()
+        },
+        Echo,
+    );
+    let mut raw = Raw::connect_with_small_receive_buffer(server.local_addrs()[0]).upgrade("/");
+    let mut burst = masked_frame(true, BINARY, [3, 1, 4, 1], &vec![0x5A; SIZE]);
+    burst.extend(masked_frame(
+        true,
+        CLOSE,
+        [5, 9, 2, 6],
+        &1000u16.to_be_bytes(),
+    ));
+    raw.send(&burst);
+    let sent = Instant::now();
+    // Stay deaf past the timeout, then read what the server got out before it gave up.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut received = 0usize;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        use std::io::Read;
+        match raw.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => received += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!(
+                    "the connection was still open {:?} after the close",
+                    sent.elapsed()
+                )
+            }
+            Err(_) => break, // reset: also an end
+        }
+    }
+    assert!(
+        received < SIZE,
+        "all {received} bytes of the echo arrived: the stalled write was never given up"
+    );
 }
 
 // ------------------------------------------------------------------------------------------

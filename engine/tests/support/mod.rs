@@ -278,7 +278,26 @@ pub fn upgrade_request(path: &str) -> String {
 
 impl Raw {
     pub fn connect(addr: SocketAddr) -> Raw {
-        let stream = TcpStream::connect_timeout(&addr, RAW_IO_TIMEOUT).expect("connect");
+        Raw::wrap(TcpStream::connect_timeout(&addr, RAW_IO_TIMEOUT).expect("connect"))
+    }
+
+    /// Connects with a fixed 64 KiB receive buffer (no autotuning), so a client that stops
+    /// reading stalls the server's writes after a few megabytes at most.
+    pub fn connect_with_small_receive_buffer(addr: SocketAddr) -> Raw {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .expect("socket");
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        socket
+            .connect_timeout(&addr.into(), RAW_IO_TIMEOUT)
+            .expect("connect");
+        Raw::wrap(socket.into())
+    }
+
+    fn wrap(stream: TcpStream) -> Raw {
         stream.set_read_timeout(Some(RAW_IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(RAW_IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
@@ -290,7 +309,12 @@ impl Raw {
 
     /// Connects and completes a WebSocket handshake on `path`.
     pub fn upgraded(addr: SocketAddr, path: &str) -> Raw {
-        let mut raw = Raw::connect(addr);
+        Raw::connect(addr).upgrade(path)
+    }
+
+    /// Completes a WebSocket handshake on `path`.
+    pub fn upgrade(self, path: &str) -> Raw {
+        let mut raw = self;
         raw.send(upgrade_request(path).as_bytes());
         let head = raw.read_head().expect("a response head");
         let text = String::from_utf8_lossy(&head);
