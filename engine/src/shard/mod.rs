@@ -7,6 +7,8 @@
 //! inbox and its waker.
 
 pub(crate) mod conn;
+#[cfg(test)]
+mod tests;
 pub mod timers;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -21,7 +23,7 @@ use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
 use crate::server::{HttpResponse, Service, ShardSettings, ShutdownReport};
 use crate::ws::extension::Extensions;
-use crate::ws::{is_websocket_upgrade, CloseCode, Config, Connection, Event, Refusal, Role};
+use crate::ws::{is_websocket_upgrade, CloseCode, Config, Connection, Event, Refusal, Role, State};
 use conn::{Conn, Lifecycle, Phase};
 use timers::Timers;
 
@@ -141,9 +143,8 @@ impl Shard {
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
-            Completion::Eof { token } | Completion::RecvFailed { token, .. } => {
-                self.on_transport_end(token, now)
-            }
+            Completion::Eof { token } => self.on_transport_end(token, true),
+            Completion::RecvFailed { token, .. } => self.on_transport_end(token, false),
             Completion::Sent {
                 token,
                 result,
@@ -226,7 +227,9 @@ impl Shard {
         self.mark_dirty(token);
     }
 
-    fn on_transport_end(&mut self, token: Token, _now: Instant) {
+    /// The peer's side ended: with an EOF (`half_closed`) it may still read, otherwise the
+    /// connection is broken.
+    fn on_transport_end(&mut self, token: Token, half_closed: bool) {
         let shutting_down = self.shutdown.is_some();
         let Shard {
             conns,
@@ -247,8 +250,11 @@ impl Shard {
                 service.on_event(ws, event);
             }
         }
-        // The peer is gone or reset: nothing more is worth writing.
-        conn.out.clear();
+        // A reset or failed write leaves nothing worth writing; after a plain EOF the peer can
+        // still read (a client that half-closes after its request), so its answer goes out.
+        if !half_closed {
+            conn.out.clear();
+        }
         if conn.lifecycle == Lifecycle::Live {
             conn.lifecycle = Lifecycle::CloseWhenFlushed;
         }
@@ -260,7 +266,7 @@ impl Shard {
         token: Token,
         result: std::io::Result<usize>,
         chunks: Vec<Bytes>,
-        now: Instant,
+        _now: Instant,
     ) {
         let Some(conn) = self.conn_mut(token) else {
             return;
@@ -270,7 +276,7 @@ impl Shard {
             Ok(written) => conn.requeue_unsent(chunks, written),
             Err(_) => {
                 drop(chunks);
-                self.on_transport_end(token, now);
+                self.on_transport_end(token, false);
                 return;
             }
         }
@@ -339,6 +345,7 @@ impl Shard {
         let shutting_down = self.shutdown.is_some();
         while let Some((at, token)) = self.timers.pop_due(now) {
             let Shard {
+                backend,
                 conns,
                 service,
                 settings,
@@ -356,11 +363,14 @@ impl Shard {
             }
             conn.timer = None;
             if conn.lifecycle != Lifecycle::Live {
-                // Writing the last bytes took too long: give up on them.
+                // Writing the last bytes took too long: give up on them, and on the send in
+                // flight too (a peer that stopped reading never lets it finish), so close now.
                 if conn.lifecycle == Lifecycle::CloseWhenFlushed
                     && now >= conn.last_activity + settings.limits.handshake_timeout
                 {
                     conn.out.clear();
+                    conn.lifecycle = Lifecycle::Closing;
+                    backend.close(token, conn.fd);
                 }
             } else {
                 match &mut conn.phase {
@@ -458,7 +468,12 @@ impl Shard {
                 Some(conn.accepted_at + limits.handshake_timeout)
             }
             (Phase::Ws(ws), _) => {
-                let idle = limits.idle_timeout.map(|d| conn.last_activity + d);
+                // Idle time counts only while open: once our close is out, the close timeout
+                // governs, and a past idle deadline would fire on every loop turn.
+                let idle = limits
+                    .idle_timeout
+                    .filter(|_| ws.state() == State::Open)
+                    .map(|d| conn.last_activity + d);
                 match (ws.poll_timeout(), idle) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

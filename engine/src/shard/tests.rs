@@ -1,0 +1,313 @@
+//! The shard loop against a scripted backend: deterministic checks of what the loop asks the
+//! kernel for and how long it sleeps, which loopback tests can only observe as CPU time.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_queue::ArrayQueue;
+
+use super::{Shard, ShardMsg};
+use crate::reactor::{Backend, BufId, Completion, Token, Waker};
+use crate::server::{Echo, Limits, ShardSettings, ShutdownReport};
+use crate::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::ws::{mask, ServerOptions};
+
+/// The one connection every script opens: slab slot 0, first generation.
+const CONN: Token = Token(1 << 32);
+
+/// What the scripted backend saw and what it will report next.
+#[derive(Default)]
+struct Log {
+    /// Completions for the next `wait`.
+    ready: VecDeque<Completion>,
+    /// Received bytes the script queued, not yet moved into the backend.
+    incoming: Vec<Vec<u8>>,
+    /// Buffers handed out so far (the next one's id).
+    next_buf: u16,
+    /// Everything sent, in order.
+    sent: Vec<u8>,
+    /// A send of at least this many bytes never completes (a peer that stopped reading).
+    stall_sends_from: Option<usize>,
+    /// The stalled send, returned (failed) when the token is closed.
+    stalled: Option<(Token, Vec<Bytes>)>,
+    /// When `close` was called for the connection.
+    closed_at: Option<Instant>,
+    /// `wait` calls that asked not to sleep at all while nothing was ready.
+    busy_waits: usize,
+}
+
+impl Log {
+    fn receive(&mut self, bytes: Vec<u8>) {
+        let len = bytes.len();
+        self.incoming.push(bytes);
+        let buf = BufId(self.next_buf);
+        self.next_buf += 1;
+        self.ready.push_back(Completion::Received {
+            token: CONN,
+            buf,
+            len,
+        });
+    }
+}
+
+/// What a test runs at every `wait`: it may queue completions or post to the shard's inbox.
+type Script = Box<dyn FnMut(&mut Log, &ArrayQueue<ShardMsg>)>;
+
+/// A backend whose `wait` hands control to a script between loop turns.
+struct Scripted {
+    log: Rc<RefCell<Log>>,
+    script: Script,
+    inbox: Arc<ArrayQueue<ShardMsg>>,
+    waker: Waker,
+    /// Received bytes by buffer id (never recycled: each script receives a few times).
+    buffers: Vec<Vec<u8>>,
+}
+
+impl Backend for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    fn listen(&mut self, _listener: std::os::fd::RawFd) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn stop_accepting(&mut self) {}
+    fn register(&mut self, _token: Token, _fd: std::os::fd::RawFd) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn send(&mut self, token: Token, _fd: std::os::fd::RawFd, chunks: Vec<Bytes>) {
+        let mut log = self.log.borrow_mut();
+        let len: usize = chunks.iter().map(|c| c.len()).sum();
+        if log.stall_sends_from.is_some_and(|min| len >= min) {
+            log.stalled = Some((token, chunks));
+            return;
+        }
+        for c in &chunks {
+            log.sent.extend_from_slice(c);
+        }
+        log.ready.push_back(Completion::Sent {
+            token,
+            result: Ok(len),
+            chunks,
+        });
+    }
+    fn shutdown_write(&mut self, _token: Token, _fd: std::os::fd::RawFd) {}
+    fn close(&mut self, token: Token, _fd: std::os::fd::RawFd) {
+        let mut log = self.log.borrow_mut();
+        log.closed_at.get_or_insert_with(Instant::now);
+        if let Some((t, chunks)) = log.stalled.take() {
+            log.ready.push_back(Completion::Sent {
+                token: t,
+                result: Err(std::io::Error::from_raw_os_error(libc::ECANCELED)),
+                chunks,
+            });
+        }
+        log.ready.push_back(Completion::Closed { token });
+    }
+    fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        out: &mut Vec<Completion>,
+    ) -> std::io::Result<()> {
+        let mut log = self.log.borrow_mut();
+        (self.script)(&mut log, &self.inbox);
+        self.buffers.append(&mut log.incoming);
+        if log.ready.is_empty() {
+            if timeout == Some(Duration::ZERO) {
+                log.busy_waits += 1;
+            }
+            // Stand in for the kernel's sleep, in short steps so the script runs often.
+            let nap = timeout
+                .unwrap_or(Duration::MAX)
+                .min(Duration::from_millis(5));
+            std::thread::sleep(nap);
+        }
+        out.extend(log.ready.drain(..));
+        Ok(())
+    }
+    fn buffer(&self, buf: BufId, len: usize) -> &[u8] {
+        &self.buffers[buf.0 as usize][..len]
+    }
+    fn recycle(&mut self, _buf: BufId) {}
+    fn waker(&self) -> Waker {
+        self.waker.clone()
+    }
+}
+
+/// Runs a shard with one scripted connection until the script asks for shutdown.
+fn run_shard(
+    limits: Limits,
+    log: Rc<RefCell<Log>>,
+    script: impl FnMut(&mut Log, &ArrayQueue<ShardMsg>) + 'static,
+) -> ShutdownReport {
+    let inbox = Arc::new(ArrayQueue::new(4));
+    let backend = Scripted {
+        log,
+        script: Box::new(script),
+        inbox: inbox.clone(),
+        waker: Waker::new().unwrap(),
+        buffers: Vec::new(),
+    };
+    let settings = Arc::new(ShardSettings {
+        limits,
+        handshake: ServerOptions::default(),
+        ws_paths: Vec::new(),
+    });
+    Shard::new(
+        Box::new(backend),
+        Vec::new(),
+        inbox,
+        settings,
+        Arc::new(Echo),
+        16,
+    )
+    .run()
+    .unwrap()
+}
+
+fn upgrade_request() -> Vec<u8> {
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        .to_vec()
+}
+
+fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    let start = out.len();
+    out.extend_from_slice(payload);
+    mask::apply_mask(&mut out[start..], key, 0);
+    out
+}
+
+/// Contains `needle`?
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn an_idle_close_waiting_for_the_peer_does_not_spin_the_loop() {
+    let limits = Limits {
+        idle_timeout: Some(Duration::from_millis(30)),
+        close_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    };
+    let log = Rc::new(RefCell::new(Log::default()));
+    let started = Instant::now();
+    let (mut step, mut ended) = (0, false);
+    let report = run_shard(limits, log.clone(), move |log, inbox| {
+        match step {
+            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            1 => log.receive(upgrade_request()),
+            // The peer never answers the 1001; after 300 ms the test ends the shard.
+            _ if started.elapsed() > Duration::from_millis(300) && !ended => {
+                let _ = inbox.push(ShardMsg::Shutdown {
+                    deadline: Instant::now(),
+                });
+                log.ready.push_back(Completion::Woken);
+                ended = true;
+            }
+            _ => {}
+        }
+        step += 1;
+    });
+    let log = log.borrow();
+    assert!(
+        contains(&log.sent, &[0x88, 14, 0x03, 0xE9]),
+        "the idle connection got no close 1001"
+    );
+    assert!(
+        log.busy_waits < 5,
+        "the loop polled without sleeping {} times while the close went unanswered",
+        log.busy_waits
+    );
+    assert_eq!(report.cut, 0);
+}
+
+#[test]
+fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
+    let limits = Limits {
+        handshake_timeout: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let log = Rc::new(RefCell::new(Log {
+        stall_sends_from: Some(50_000),
+        ..Log::default()
+    }));
+    let started = Instant::now();
+    let (mut step, mut ended) = (0, false);
+    run_shard(limits, log.clone(), move |log, inbox| {
+        match step {
+            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            1 => log.receive(upgrade_request()),
+            // A big message whose echo the peer never reads, then its close.
+            2 => log.receive(client_frame(OpCode::Binary, &[7; 60_000])),
+            3 => log.receive(client_frame(OpCode::Close, &1000u16.to_be_bytes())),
+            _ if started.elapsed() > Duration::from_millis(600) && !ended => {
+                let _ = inbox.push(ShardMsg::Shutdown {
+                    deadline: Instant::now(),
+                });
+                log.ready.push_back(Completion::Woken);
+                ended = true;
+            }
+            _ => {}
+        }
+        step += 1;
+    });
+    let log = log.borrow();
+    let closed_after = log
+        .closed_at
+        .map(|t| t - started)
+        .expect("the connection was never closed");
+    assert!(
+        closed_after < Duration::from_millis(400),
+        "a stalled final write was closed only after {closed_after:?} (handshake timeout 50 ms)"
+    );
+    assert!(
+        log.busy_waits < 5,
+        "the loop polled without sleeping {} times behind a stalled write",
+        log.busy_waits
+    );
+}
+
+#[test]
+fn a_request_followed_by_the_peers_eof_still_gets_its_answer() {
+    let log = Rc::new(RefCell::new(Log::default()));
+    let mut step = 0;
+    run_shard(Limits::default(), log.clone(), move |log, inbox| {
+        match step {
+            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            // The request and the client's half-close arrive in the same loop turn.
+            1 => {
+                log.receive(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
+                log.ready.push_back(Completion::Eof { token: CONN });
+            }
+            _ if log.closed_at.is_some() && inbox.is_empty() => {
+                let _ = inbox.push(ShardMsg::Shutdown {
+                    deadline: Instant::now(),
+                });
+                log.ready.push_back(Completion::Woken);
+            }
+            _ => {}
+        }
+        step += 1;
+    });
+    let log = log.borrow();
+    assert!(
+        log.sent.starts_with(b"HTTP/1.1 404 "),
+        "a half-closed client got {:?}",
+        String::from_utf8_lossy(&log.sent)
+    );
+}
