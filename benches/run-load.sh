@@ -241,6 +241,7 @@ report() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- commit: \`$commit\`$dirty on branch \`$(git rev-parse --abbrev-ref HEAD)\`"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
+    echo "- run: \`ROUNDS=$ROUNDS QUIET_WAIT=$QUIET_WAIT DURATION=$DURATION WARMUP=$WARMUP IDLE_CONNS=$IDLE_CONNS HOLD=$HOLD benches/run-load.sh\`"
     echo "- server on core $SERVER_CORE, \`ws-load\` on core $LOAD_CORE; loopback; ${DURATION} s measured after ${WARMUP} s warm-up; open-file limit $NOFILE (hard $HARD)"
     echo "- ringsock backends as reported: uring row = \`$(fmt "${BACKEND[ringsock-uring]:-}")\`, epoll row = \`$(fmt "${BACKEND[ringsock-epoll]:-}")\`"
     echo "- each figure is the median of $ROUNDS round(s), servers interleaved; the machine is shared with other work, so each run first waits (up to ${QUIET_WAIT} s) for it to be idle"
@@ -296,7 +297,9 @@ report() {
             local tv tc
             tv=$(field "$m" "$t")
             tc=$(field gen_cpu_pct "$t")
-            echo "ws-load's own ceiling: against tcp-echo it drove $tv ${m//_per_s/\/s} using ${tc}% of its core, i.e. ≈ $(awk -v v="$tv" -v c="$tc" 'BEGIN{printf "%.0f", (c > 0 ? v*100/c : 0)}') at 100%."
+            local unit=msgs/s
+            [[ $m == mb_per_s ]] && unit=MB/s
+            echo "ws-load's own ceiling: against tcp-echo it drove $tv $unit using ${tc}% of its core, i.e. ≈ $(awk -v v="$tv" -v c="$tc" 'BEGIN{printf "%.0f", (c > 0 ? v*100/c : 0)}') at 100%."
             echo
         fi
     done

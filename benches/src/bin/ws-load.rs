@@ -886,7 +886,7 @@ impl Run {
             errors = self.errors,
             bad = s.bad_frames,
             srv = srv_cpu.map_or(String::new(), |c| format!(", server {c:.0}%")),
-            other = other_cpu.map_or(String::new(), |c| format!(", others {c:.0}%")),
+            other = other_cpu.map_or(String::new(), |c| format!(", rest {c:.0}%")),
             opened = a.conns,
             samples = self.samples(),
         );
