@@ -167,10 +167,14 @@ pub struct PoolConfig {
 }
 
 impl Default for PoolConfig {
+    /// 512 × 64 KiB (32 MiB per shard). Large buffers matter for large messages: each receive
+    /// costs the kernel a window update, and 16 KiB buffers held a 1 MiB echo to 1.6 GB/s where
+    /// 64 KiB ones reach 2.4–2.9 GB/s (`benches/run-load.sh`, scenario C). 512 of them still let
+    /// 512 sockets deliver in one loop turn before a receive waits for a buffer.
     fn default() -> Self {
         Self {
-            buffers: 1024,
-            buffer_size: 16 * 1024,
+            buffers: 512,
+            buffer_size: 64 * 1024,
         }
     }
 }

@@ -214,6 +214,12 @@ const MAX_OUTSTANDING_PINGS: usize = 32;
 /// allocation (each keeps its slice alive by reference count).
 const RX_CHUNK: usize = 4096;
 
+/// A data frame's announced length is reserved up front, up to this much, so a large message is
+/// assembled without reallocating and copying as it grows. Reserving maps address space only:
+/// pages become resident as bytes arrive, so a peer that announces much and sends little does
+/// not pin memory.
+const RX_RESERVE_CAP: usize = 1 << 20;
+
 /// The frame whose payload is being read.
 #[derive(Clone, Copy, Debug)]
 struct FrameInProgress {
@@ -548,7 +554,14 @@ impl Connection {
                 });
                 self.utf8.reset();
             }
-            OpCode::Close | OpCode::Ping | OpCode::Pong => self.control_len = 0,
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                self.control_len = 0;
+                return Ok(());
+            }
+        }
+        let announced = (h.payload_len as usize).min(RX_RESERVE_CAP);
+        if announced > RX_CHUNK && self.rx.capacity() - self.rx.len() < announced {
+            self.rx.reserve(announced);
         }
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use ringsock_engine::reactor::BackendKind;
+use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{Echo, Server};
 use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
 
@@ -13,7 +13,9 @@ const USAGE: &str =
     "usage: ringsock-echo [--addr IP:PORT]... [--shards N] [--backend auto|io_uring|epoll]
   --addr     address to listen on (repeatable; default 127.0.0.1:9001)
   --shards   shard threads (default: one per core)
-  --backend  reactor backend (default: auto, or RINGSOCK_BACKEND)";
+  --backend  reactor backend (default: auto, or RINGSOCK_BACKEND)
+  --buffers N --buffer-size BYTES
+             receive pool per shard (default 512 x 65536)";
 
 fn main() -> ExitCode {
     match run() {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     let mut builder = Server::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
+    let mut pool = PoolConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -52,6 +55,16 @@ fn run() -> Result<(), String> {
                 };
                 builder = builder.backend(kind);
             }
+            "--buffers" => {
+                pool.buffers = value("--buffers")?
+                    .parse()
+                    .map_err(|e| format!("--buffers: {e}"))?;
+            }
+            "--buffer-size" => {
+                pool.buffer_size = value("--buffer-size")?
+                    .parse()
+                    .map_err(|e| format!("--buffer-size: {e}"))?;
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -65,6 +78,7 @@ fn run() -> Result<(), String> {
     for addr in addrs {
         builder = builder.bind(addr);
     }
+    builder = builder.pool(pool);
     block_termination_signals();
     let server = builder
         .start(Echo)
