@@ -121,9 +121,7 @@ impl Shard {
     }
 
     fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
-        self.conns
-            .get_mut(token.index())
-            .filter(|c| c.generation == token.generation())
+        slot(&mut self.conns, token)
     }
 
     fn mark_dirty(&mut self, token: Token) {
@@ -190,10 +188,7 @@ impl Shard {
             report,
             ..
         } = self;
-        let Some(conn) = conns
-            .get_mut(token.index())
-            .filter(|c| c.generation == token.generation())
-        else {
+        let Some(conn) = slot(conns, token) else {
             return;
         };
         if conn.lifecycle != Lifecycle::Live {
@@ -237,10 +232,7 @@ impl Shard {
             report,
             ..
         } = self;
-        let Some(conn) = conns
-            .get_mut(token.index())
-            .filter(|c| c.generation == token.generation())
-        else {
+        let Some(conn) = slot(conns, token) else {
             return;
         };
         if let Phase::Ws(ws) = &mut conn.phase {
@@ -352,10 +344,7 @@ impl Shard {
                 report,
                 ..
             } = &mut *self;
-            let Some(conn) = conns
-                .get_mut(token.index())
-                .filter(|c| c.generation == token.generation())
-            else {
+            let Some(conn) = slot(conns, token) else {
                 continue;
             };
             if conn.timer != Some(at) {
@@ -454,11 +443,7 @@ impl Shard {
     /// Makes sure a timer entry exists for the connection's earliest deadline.
     fn schedule(&mut self, token: Token) {
         let limits = &self.settings.limits;
-        let Some(conn) = self
-            .conns
-            .get_mut(token.index())
-            .filter(|c| c.generation == token.generation())
-        else {
+        let Some(conn) = slot(&mut self.conns, token) else {
             return;
         };
         let deadline = match (&conn.phase, conn.lifecycle) {
@@ -487,6 +472,14 @@ impl Shard {
             }
         }
     }
+}
+
+/// The connection `token` names, if its slot still holds that generation: a completion for a
+/// closed connection must never reach the slot's next occupant.
+fn slot(conns: &mut Slab<Conn>, token: Token) -> Option<&mut Conn> {
+    conns
+        .get_mut(token.index())
+        .filter(|c| c.generation == token.generation())
 }
 
 /// Hands received bytes to an open WebSocket and its events to the service.
