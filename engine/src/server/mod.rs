@@ -9,6 +9,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod remote;
 mod service;
 
 use std::io;
@@ -24,10 +25,11 @@ use socket2::{Domain, Socket, Type};
 
 use crate::http::HeadLimits;
 use crate::reactor::{self, BackendKind, PoolConfig, Waker};
-use crate::shard::{Shard, ShardMsg};
+use crate::shard::{Shard, ShardMsg, ShardParts};
 use crate::ws::ServerOptions;
 
-pub use service::{Echo, HttpResponse, Service};
+pub use remote::{PostError, Remote};
+pub use service::{Accept, ConnId, Conns, Cx, Echo, HttpResponse, Open, Service, Upgrade};
 
 /// Limits every connection runs under.
 #[derive(Clone, Debug)]
@@ -110,6 +112,7 @@ pub struct ServerBuilder {
     handshake: Option<ServerOptions>,
     ws_paths: Vec<String>,
     pin: bool,
+    mailbox: usize,
 }
 
 /// The entry point: `Server::builder()`.
@@ -129,6 +132,7 @@ impl Server {
             handshake: None,
             ws_paths: Vec::new(),
             pin: true,
+            mailbox: 65536,
         }
     }
 }
@@ -183,8 +187,15 @@ impl ServerBuilder {
         self
     }
 
+    /// How many posts each shard's mailbox holds (default 65,536); past it
+    /// [`Remote::post`] answers [`PostError::Full`].
+    pub fn mailbox(mut self, capacity: usize) -> Self {
+        self.mailbox = capacity.max(1);
+        self
+    }
+
     /// Binds every address on every shard (`SO_REUSEPORT`) and starts the shards.
-    pub fn start(self, service: impl Service) -> io::Result<ServerHandle> {
+    pub fn start<S: Service>(self, service: S) -> io::Result<ServerHandle<S::Post>> {
         if self.addrs.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -211,16 +222,21 @@ impl ServerBuilder {
             handshake: self.handshake.unwrap_or_default(),
             ws_paths: self.ws_paths,
         });
-        let service: Arc<dyn Service> = Arc::new(service);
+        let service = Arc::new(service);
+        let remote = Remote::new(self.shards, self.mailbox);
         let per_shard_max = self.limits.max_connections.div_ceil(self.shards);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut shards = Vec::with_capacity(self.shards);
         for (i, listeners) in per_shard.into_iter().enumerate() {
-            let inbox = Arc::new(ArrayQueue::new(1024));
-            let (settings, service, ready_tx) =
-                (settings.clone(), service.clone(), ready_tx.clone());
+            let inbox = Arc::new(ArrayQueue::new(4));
+            let (settings, service, ready_tx, remote) = (
+                settings.clone(),
+                service.clone(),
+                ready_tx.clone(),
+                remote.clone(),
+            );
             let (kind, pool, pin, shard_inbox) = (self.backend, self.pool, self.pin, inbox.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("ringsock-shard-{i}"))
@@ -240,15 +256,17 @@ impl ServerBuilder {
                             return Ok(ShutdownReport::default());
                         }
                     };
-                    Shard::new(
-                        backend,
+                    remote.set_waker(i, backend.waker());
+                    let parts = ShardParts {
+                        index: i,
                         listeners,
-                        shard_inbox,
+                        inbox: shard_inbox,
+                        remote,
                         settings,
                         service,
-                        per_shard_max,
-                    )
-                    .run()
+                        max_connections: per_shard_max,
+                    };
+                    Shard::new(backend, parts).run()
                 })?;
             shards.push(ShardHandle {
                 inbox,
@@ -280,6 +298,7 @@ impl ServerBuilder {
             addrs,
             backend,
             shards,
+            remote,
             report: None,
         })
     }
@@ -291,15 +310,17 @@ struct ShardHandle {
     thread: Option<JoinHandle<io::Result<ShutdownReport>>>,
 }
 
-/// A running server. Dropping it shuts the server down at once (no grace period).
-pub struct ServerHandle {
+/// A running server. Dropping it shuts the server down at once (no grace period). `P` is what
+/// its service accepts as posts.
+pub struct ServerHandle<P = ()> {
     addrs: Vec<SocketAddr>,
     backend: &'static str,
     shards: Vec<ShardHandle>,
+    remote: Remote<P>,
     report: Option<ShutdownReport>,
 }
 
-impl std::fmt::Debug for ServerHandle {
+impl<P> std::fmt::Debug for ServerHandle<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
             .field("addrs", &self.addrs)
@@ -309,7 +330,12 @@ impl std::fmt::Debug for ServerHandle {
     }
 }
 
-impl ServerHandle {
+impl<P> ServerHandle<P> {
+    /// Posts to the shards from outside (see [`Service::on_post`]).
+    pub fn remote(&self) -> &Remote<P> {
+        &self.remote
+    }
+
     /// The addresses listened on (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
@@ -332,7 +358,7 @@ impl ServerHandle {
         }
         let deadline = Instant::now() + grace;
         for shard in &self.shards {
-            // The inbox holds 1024 messages and shutdown is sent once: it always fits.
+            // The control inbox holds 4 messages and shutdown is sent once: it always fits.
             let _ = shard.inbox.push(ShardMsg::Shutdown { deadline });
         }
         for shard in &self.shards {
@@ -363,7 +389,7 @@ impl ServerHandle {
     }
 }
 
-impl Drop for ServerHandle {
+impl<P> Drop for ServerHandle<P> {
     fn drop(&mut self) {
         self.shutdown_in_place(Duration::ZERO);
     }

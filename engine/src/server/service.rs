@@ -1,16 +1,35 @@
-//! The hook between a shard and the application: what to do with an opened WebSocket, its
-//! events, and plain HTTP requests.
+//! The hook between the shards and the application: what happens at an upgrade, to an open
+//! WebSocket's events, on timers, to messages posted from other threads, and to plain HTTP.
 //!
 //! This is the engine's low-level interface; the actors layer implements it to run user
-//! `Handler`s. It sees the protocol [`Connection`] directly, so replies are queued in place and
-//! flushed with everything else the shard writes in the same loop turn.
+//! `Handler`s. Callbacks run on the shard that owns the connection, with a [`Cx`] that reaches
+//! every connection of that shard, so a reply or a fan-out is queued in place and flushed with
+//! everything else the shard writes in the same loop turn.
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 
 use crate::http::RequestHead;
-use crate::ws::{Connection, Event};
+use crate::reactor::Token;
+use crate::ws::Event;
 
-/// An answer to a plain (non-WebSocket) HTTP request. The connection closes after it.
+pub use crate::shard::cx::{Conns, Cx, Open};
+
+/// Names one WebSocket connection on its shard. A stale id (the connection closed, its slot
+/// reused) never reaches another connection: lookups check a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId(pub(crate) Token);
+
+impl ConnId {
+    /// The id as one number (slot and generation), for maps and logs.
+    pub fn as_u64(self) -> u64 {
+        self.0 .0
+    }
+}
+
+/// An answer to a plain (non-WebSocket) HTTP request, or a refused upgrade. The connection
+/// closes after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpResponse {
     /// Status code.
@@ -31,6 +50,15 @@ impl HttpResponse {
         }
     }
 
+    /// A response with a body of the given content type.
+    pub fn with_body(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+
     /// `404 Not Found`.
     pub fn not_found() -> Self {
         Self::text(404, "Not Found")
@@ -43,16 +71,88 @@ impl HttpResponse {
     }
 }
 
+/// A valid WebSocket upgrade request, before its answer: what the application sees to decide.
+#[derive(Debug)]
+pub struct Upgrade<'a> {
+    /// The request head (method, path, query, headers).
+    pub request: &'a RequestHead,
+    /// The client's subprotocols, in its order of preference.
+    pub protocols: &'a [&'a str],
+    /// The peer's address, when the socket still has one.
+    pub peer: Option<SocketAddr>,
+    /// The shard the connection lives on.
+    pub shard: usize,
+}
+
+/// The application's yes to an upgrade.
+#[derive(Debug)]
+pub struct Accept<T> {
+    /// The connection's state, kept beside it until it closes.
+    pub session: T,
+    /// The subprotocol to answer with; it must be one the client offered (else 500). `None`
+    /// leaves it to the server's handshake options.
+    pub protocol: Option<String>,
+    /// Headers added to the 101.
+    pub headers: Vec<(String, String)>,
+}
+
+impl<T> Accept<T> {
+    /// Accepts with `session`, no subprotocol choice and no extra headers.
+    pub fn new(session: T) -> Self {
+        Self {
+            session,
+            protocol: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
 /// What the server does with connections. One value serves every shard, so it is `Sync`;
-/// per-connection state belongs to the layer above (actors keep theirs beside the connection).
-pub trait Service: Send + Sync + 'static {
+/// state lives in each connection's `Session` and each shard's `Local`.
+pub trait Service: Send + Sync + Sized + 'static {
+    /// Per-connection state, created by [`Service::upgrade`].
+    type Session: 'static;
+    /// Per-shard state (topic tables, shard-local actors), made on the shard's thread.
+    type Local: 'static;
+    /// Messages posted to a shard from other threads (or other shards) with a [`super::Remote`].
+    type Post: Send + 'static;
+
+    /// Makes shard `shard`'s local state, on that shard's thread, before it serves anything.
+    fn local(&self, shard: usize, remote: &super::Remote<Self::Post>) -> Self::Local;
+
+    /// Decides a valid upgrade request: its session and additions to the 101, or a refusal
+    /// (any status, headers and body).
+    fn upgrade(
+        &self,
+        local: &mut Self::Local,
+        upgrade: &Upgrade<'_>,
+    ) -> Result<Accept<Self::Session>, HttpResponse>;
+
     /// A WebSocket connection opened (its 101 is queued). Messages may be sent at once.
-    fn on_open(&self, conn: &mut Connection, request: &RequestHead) {
-        let _ = (conn, request);
+    fn on_open(&self, cx: &mut Cx<'_, Self>, id: ConnId, request: &RequestHead) {
+        let _ = (cx, id, request);
     }
 
-    /// Something happened on an open connection. [`Event::Close`] is the last call for it.
-    fn on_event(&self, conn: &mut Connection, event: Event);
+    /// Something happened on an open connection. [`Event::Close`] is the last call for it,
+    /// whatever ends it (close handshake, protocol error, transport loss, shutdown).
+    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event);
+
+    /// The connection's unwritten output fell to the level asked for with
+    /// [`Cx::notify_drain`].
+    fn on_drain(&self, cx: &mut Cx<'_, Self>, id: ConnId) {
+        let _ = (cx, id);
+    }
+
+    /// A timer set with [`Cx::set_timer`] is due; `id` is the connection it was set for, or
+    /// `None` for a shard timer. Timers of a closed connection do not fire.
+    fn on_timer(&self, cx: &mut Cx<'_, Self>, id: Option<ConnId>, key: u64) {
+        let _ = (cx, id, key);
+    }
+
+    /// A message posted to this shard.
+    fn on_post(&self, cx: &mut Cx<'_, Self>, post: Self::Post) {
+        let _ = (cx, post);
+    }
 
     /// A request that is not a WebSocket upgrade (and not for a WebSocket-only path).
     fn on_http(&self, request: &RequestHead) -> HttpResponse {
@@ -66,12 +166,23 @@ pub trait Service: Send + Sync + 'static {
 pub struct Echo;
 
 impl Service for Echo {
-    fn on_event(&self, conn: &mut Connection, event: Event) {
+    type Session = ();
+    type Local = ();
+    type Post = ();
+
+    fn local(&self, _: usize, _: &super::Remote<()>) {}
+
+    fn upgrade(&self, _: &mut (), _: &Upgrade<'_>) -> Result<Accept<()>, HttpResponse> {
+        Ok(Accept::new(()))
+    }
+
+    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event) {
         use crate::ws::DataKind;
+        let Some(open) = cx.conn(id) else { return };
         // A send can only fail once the connection is closing, when the echo is moot.
         let _ = match event {
-            Event::Text(text) => conn.send_shared(DataKind::Text, text.into_bytes()),
-            Event::Binary(data) => conn.send_shared(DataKind::Binary, data),
+            Event::Text(text) => open.ws.send_shared(DataKind::Text, text.into_bytes()),
+            Event::Binary(data) => open.ws.send_shared(DataKind::Binary, data),
             _ => Ok(()),
         };
     }

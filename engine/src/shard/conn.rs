@@ -7,16 +7,16 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::ws::Connection;
+use super::cx::Open;
 
 /// What the bytes arriving on a socket currently mean.
-pub(crate) enum Phase {
+pub(crate) enum Phase<T> {
     /// Reading the HTTP request head (bounded by the head limit).
     Head(BytesMut),
     /// A plain HTTP answer or a refusal is queued; the socket closes once it is written.
     Answered,
-    /// An open (or closing) WebSocket.
-    Ws(Box<Connection>),
+    /// An open (or closing) WebSocket and the service's state for it.
+    Ws(Box<Open<T>>),
 }
 
 /// How far the socket is from being closed.
@@ -31,12 +31,16 @@ pub(crate) enum Lifecycle {
 }
 
 /// A socket's state in its shard's slab.
-pub(crate) struct Conn {
+pub(crate) struct Conn<T> {
     pub fd: RawFd,
     pub generation: u32,
-    pub phase: Phase,
+    pub phase: Phase<T>,
     /// Chunks waiting for the next send (the one in flight holds its own).
     pub out: VecDeque<Bytes>,
+    /// Bytes in `out` plus those of the send in flight.
+    pub queued: usize,
+    /// Report a drain once `queued` and the protocol's pending output are at most this.
+    pub drain_below: Option<usize>,
     pub sending: bool,
     pub lifecycle: Lifecycle,
     /// Queued in the shard's dirty list for this loop turn's flush.
@@ -47,13 +51,15 @@ pub(crate) struct Conn {
     pub last_activity: Instant,
 }
 
-impl Conn {
+impl<T> Conn<T> {
     pub fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
         Self {
             fd,
             generation,
             phase: Phase::Head(BytesMut::new()),
             out: VecDeque::new(),
+            queued: 0,
+            drain_below: None,
             sending: false,
             lifecycle: Lifecycle::Live,
             dirty: false,
@@ -63,8 +69,21 @@ impl Conn {
         }
     }
 
+    /// Queues a chunk for the next send.
+    pub fn push_out(&mut self, chunk: Bytes) {
+        self.queued += chunk.len();
+        self.out.push_back(chunk);
+    }
+
+    /// Forgets all output, the send in flight included.
+    pub fn discard_output(&mut self) {
+        self.out.clear();
+        self.queued = 0;
+    }
+
     /// Puts back what a partial send did not write, in order, ahead of newer output.
     pub fn requeue_unsent(&mut self, chunks: Vec<Bytes>, mut written: usize) {
+        self.queued = self.queued.saturating_sub(written);
         let mut rest = Vec::new();
         for mut chunk in chunks {
             if written >= chunk.len() {
@@ -89,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_partial_send_requeues_the_unwritten_tail_in_order() {
-        let mut conn = Conn::new(-1, 0, Instant::now());
+        let mut conn = Conn::<()>::new(-1, 0, Instant::now());
         conn.out.push_back(Bytes::from_static(b"later"));
         let chunks = vec![
             Bytes::from_static(b"abc"),

@@ -7,6 +7,7 @@
 //! inbox and its waker.
 
 pub(crate) mod conn;
+pub mod cx;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -21,13 +22,19 @@ use slab::Slab;
 
 use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
-use crate::server::{HttpResponse, Service, ShardSettings, ShutdownReport};
+use crate::server::{
+    ConnId, HttpResponse, Remote, Service, ShardSettings, ShutdownReport, Upgrade,
+};
 use crate::ws::extension::Extensions;
-use crate::ws::{is_websocket_upgrade, CloseCode, Config, Connection, Event, Refusal, Role, State};
+use crate::ws::{
+    is_websocket_upgrade, AcceptError, CloseCode, Config, Connection, Decision, Event, Refusal,
+    Role, State,
+};
 use conn::{Conn, Lifecycle, Phase};
+use cx::{Conns, Cx, Open};
 use timers::Timers;
 
-/// Messages other threads post to a shard.
+/// Control messages the server handle sends a shard (apart from the service's posts).
 #[derive(Debug)]
 pub(crate) enum ShardMsg {
     /// Stop accepting, close every connection with 1001, and end by `deadline`.
@@ -40,44 +47,156 @@ pub(crate) enum ShardMsg {
 /// How long past the shutdown deadline the shard waits for the backend's last `Closed`s.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// A shard's state, owned by its thread.
-pub(crate) struct Shard {
-    backend: Box<dyn Backend>,
-    conns: Slab<Conn>,
-    next_generation: u32,
-    timers: Timers,
+/// Posts handled per loop turn at most, so a flood of posts cannot starve the sockets.
+const MAX_POSTS_PER_TURN: usize = 8192;
+
+/// What callbacks may touch, apart from the reactor.
+struct World<S: Service> {
+    conns: Slab<Conn<S::Session>>,
     dirty: Vec<Token>,
-    inbox: Arc<ArrayQueue<ShardMsg>>,
-    listeners: Vec<OwnedFd>,
-    settings: Arc<ShardSettings>,
-    service: Arc<dyn Service>,
-    max_connections: usize,
-    shutdown: Option<Instant>,
+    timers: Timers,
+    local: S::Local,
+    remote: Remote<S::Post>,
+    index: usize,
+}
+
+impl<S: Service> World<S> {
+    fn cx(&mut self, now: Instant) -> Cx<'_, S> {
+        Cx {
+            conns: Conns {
+                conns: &mut self.conns,
+                dirty: &mut self.dirty,
+            },
+            local: &mut self.local,
+            timers: &mut self.timers,
+            remote: &self.remote,
+            shard: self.index,
+            now,
+        }
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = slot(&mut self.conns, token) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Hands every event the connection has queued (outside `recv`: transport loss, a close
+    /// timeout, an abort) to the service.
+    fn drain_events(&mut self, service: &S, token: Token, now: Instant, report: &mut Report) {
+        loop {
+            let Some(conn) = slot(&mut self.conns, token) else {
+                return;
+            };
+            let Phase::Ws(open) = &mut conn.phase else {
+                return;
+            };
+            let Some(event) = open.ws.poll_event() else {
+                if open.ws.is_closed() && conn.lifecycle == Lifecycle::Live {
+                    conn.lifecycle = Lifecycle::CloseWhenFlushed;
+                }
+                return;
+            };
+            report.note(&event);
+            service.on_event(&mut self.cx(now), ConnId(token), event);
+        }
+    }
+
+    /// Hands received bytes to an open WebSocket and its events to the service.
+    fn feed(
+        &mut self,
+        service: &S,
+        token: Token,
+        mut input: &[u8],
+        now: Instant,
+        report: &mut Report,
+    ) {
+        loop {
+            let Some(conn) = slot(&mut self.conns, token) else {
+                return;
+            };
+            let Phase::Ws(open) = &mut conn.phase else {
+                return;
+            };
+            let Some(event) = open.ws.recv(&mut input, now) else {
+                break;
+            };
+            report.note(&event);
+            service.on_event(&mut self.cx(now), ConnId(token), event);
+        }
+        self.drain_events(service, token, now, report);
+    }
+}
+
+/// The shutdown report and whether a shutdown is under way.
+#[derive(Default)]
+struct Report {
+    shutting_down: bool,
     report: ShutdownReport,
 }
 
-impl Shard {
-    pub fn new(
-        backend: Box<dyn Backend>,
-        listeners: Vec<OwnedFd>,
-        inbox: Arc<ArrayQueue<ShardMsg>>,
-        settings: Arc<ShardSettings>,
-        service: Arc<dyn Service>,
-        max_connections: usize,
-    ) -> Self {
+impl Report {
+    /// Counts how connections end during a shutdown.
+    fn note(&mut self, event: &Event) {
+        if let (true, Event::Close(close)) = (self.shutting_down, event) {
+            if close.code == CloseCode::ABNORMAL {
+                self.report.cut += 1;
+            } else {
+                self.report.closed_cleanly += 1;
+            }
+        }
+    }
+}
+
+/// A shard's state, owned by its thread.
+pub(crate) struct Shard<S: Service> {
+    backend: Box<dyn Backend>,
+    world: World<S>,
+    next_generation: u32,
+    inbox: Arc<ArrayQueue<ShardMsg>>,
+    listeners: Vec<OwnedFd>,
+    settings: Arc<ShardSettings>,
+    service: Arc<S>,
+    max_connections: usize,
+    shutdown: Option<Instant>,
+    report: Report,
+}
+
+/// How a shard is made: everything but its reactor.
+pub(crate) struct ShardParts<S: Service> {
+    pub index: usize,
+    pub listeners: Vec<OwnedFd>,
+    pub inbox: Arc<ArrayQueue<ShardMsg>>,
+    pub remote: Remote<S::Post>,
+    pub settings: Arc<ShardSettings>,
+    pub service: Arc<S>,
+    pub max_connections: usize,
+}
+
+impl<S: Service> Shard<S> {
+    pub fn new(backend: Box<dyn Backend>, parts: ShardParts<S>) -> Self {
+        let local = parts.service.local(parts.index, &parts.remote);
         Self {
             backend,
-            conns: Slab::new(),
+            world: World {
+                conns: Slab::new(),
+                dirty: Vec::new(),
+                timers: Timers::new(),
+                local,
+                remote: parts.remote,
+                index: parts.index,
+            },
             next_generation: 0,
-            timers: Timers::new(),
-            dirty: Vec::new(),
-            inbox,
-            listeners,
-            settings,
-            service,
-            max_connections,
+            inbox: parts.inbox,
+            listeners: parts.listeners,
+            settings: parts.settings,
+            service: parts.service,
+            max_connections: parts.max_connections,
             shutdown: None,
-            report: ShutdownReport::default(),
+            report: Report::default(),
         }
     }
 
@@ -86,10 +205,12 @@ impl Shard {
         for l in &self.listeners {
             self.backend.listen(l.as_raw_fd())?;
         }
+        let shard = self.world.index;
         let mut completions = Vec::with_capacity(256);
+        let mut posts_left = false;
         loop {
             let now = Instant::now();
-            let mut wake_at = self.timers.next_deadline();
+            let mut wake_at = self.world.timers.next_deadline();
             if let Some(deadline) = self.shutdown {
                 let cut = if now >= deadline {
                     deadline + CLOSE_GRACE
@@ -98,8 +219,15 @@ impl Shard {
                 };
                 wake_at = Some(wake_at.map_or(cut, |t| t.min(cut)));
             }
-            let timeout = wake_at.map(|t| t.saturating_duration_since(now));
-            self.backend.wait(timeout, &mut completions)?;
+            let mut timeout = wake_at.map(|t| t.saturating_duration_since(now));
+            if posts_left
+                || (timeout != Some(Duration::ZERO) && !self.world.remote.prepare_sleep(shard))
+            {
+                timeout = Some(Duration::ZERO);
+            }
+            let waited = self.backend.wait(timeout, &mut completions);
+            self.world.remote.awake(shard);
+            waited?;
             let now = Instant::now();
             for completion in completions.drain(..) {
                 self.on_completion(completion, now);
@@ -107,11 +235,12 @@ impl Shard {
             while let Some(msg) = self.inbox.pop() {
                 self.on_message(msg, now);
             }
+            posts_left = self.take_posts(now);
             self.fire_timers(now);
             self.flush(now);
             if let Some(deadline) = self.shutdown {
-                if self.conns.is_empty() || now >= deadline + CLOSE_GRACE {
-                    return Ok(self.report);
+                if self.world.conns.is_empty() || now >= deadline + CLOSE_GRACE {
+                    return Ok(self.report.report);
                 }
                 if now >= deadline {
                     self.cut_remaining();
@@ -120,17 +249,16 @@ impl Shard {
         }
     }
 
-    fn conn_mut(&mut self, token: Token) -> Option<&mut Conn> {
-        slot(&mut self.conns, token)
-    }
-
-    fn mark_dirty(&mut self, token: Token) {
-        if let Some(conn) = self.conn_mut(token) {
-            if !conn.dirty {
-                conn.dirty = true;
-                self.dirty.push(token);
-            }
+    /// Hands up to `MAX_POSTS_PER_TURN` posts to the service; true if more are waiting.
+    fn take_posts(&mut self, now: Instant) -> bool {
+        let shard = self.world.index;
+        for _ in 0..MAX_POSTS_PER_TURN {
+            let Some(post) = self.world.remote.pop(shard) else {
+                return false;
+            };
+            self.service.on_post(&mut self.world.cx(now), post);
         }
+        true
     }
 
     fn on_completion(&mut self, completion: Completion, now: Instant) {
@@ -141,16 +269,22 @@ impl Shard {
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
-            Completion::Eof { token } => self.on_transport_end(token, true),
-            Completion::RecvFailed { token, .. } => self.on_transport_end(token, false),
+            Completion::Eof { token } => self.on_transport_end(token, true, now),
+            Completion::RecvFailed { token, .. } => self.on_transport_end(token, false, now),
             Completion::Sent {
                 token,
                 result,
                 chunks,
             } => self.on_sent(token, result, chunks, now),
             Completion::Closed { token } => {
-                if self.conn_mut(token).is_some() {
-                    self.conns.remove(token.index());
+                // Whatever ended it, an open WebSocket's last event is its close.
+                if let Some(conn) = slot(&mut self.world.conns, token) {
+                    if let Phase::Ws(open) = &mut conn.phase {
+                        open.ws.transport_closed();
+                    }
+                    self.world
+                        .drain_events(&self.service, token, now, &mut self.report);
+                    self.world.conns.remove(token.index());
                 }
             }
             Completion::Woken => {}
@@ -158,7 +292,7 @@ impl Shard {
     }
 
     fn on_accepted(&mut self, fd: RawFd, now: Instant) {
-        if self.shutdown.is_some() || self.conns.len() >= self.max_connections {
+        if self.shutdown.is_some() || self.world.conns.len() >= self.max_connections {
             // SAFETY: the backend handed us ownership of this freshly accepted socket.
             unsafe { libc::close(fd) };
             return;
@@ -166,11 +300,11 @@ impl Shard {
         set_nodelay(fd);
         self.next_generation = self.next_generation.wrapping_add(1);
         let generation = self.next_generation;
-        let entry = self.conns.vacant_entry();
+        let entry = self.world.conns.vacant_entry();
         let token = Token::new(entry.key(), generation);
         entry.insert(Conn::new(fd, generation, now));
         if self.backend.register(token, fd).is_err() {
-            self.conns.remove(token.index());
+            self.world.conns.remove(token.index());
             // SAFETY: registration failed, so nothing else holds this socket.
             unsafe { libc::close(fd) };
             return;
@@ -179,78 +313,127 @@ impl Shard {
     }
 
     fn on_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
-        let Shard {
-            backend,
-            conns,
-            settings,
-            service,
-            shutdown,
-            report,
-            ..
-        } = self;
-        let Some(conn) = slot(conns, token) else {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
         if conn.lifecycle != Lifecycle::Live {
             return;
         }
         conn.last_activity = now;
-        let data = backend.buffer(buf, len);
+        let data = self.backend.buffer(buf, len);
         match &mut conn.phase {
             Phase::Head(head) => {
                 head.extend_from_slice(data);
-                match parse_request(head, &settings.limits.head) {
+                match parse_request(head, &self.settings.limits.head) {
                     Ok(None) => {}
-                    Err(e) => answer(
-                        conn,
-                        refusal_bytes(&Refusal::new(e.status(), e.to_string())),
-                    ),
+                    Err(e) => answer(conn, Refusal::new(e.status(), e.to_string()).to_response()),
                     Ok(Some((request, used))) => {
                         let rest = head.split_off(used).freeze();
-                        route(conn, settings, service.as_ref(), request, &rest, now);
+                        self.route(token, request, rest, now);
                     }
                 }
             }
-            Phase::Ws(ws) => {
-                feed(ws, data, service.as_ref(), now, shutdown.is_some(), report);
-                if ws.is_closed() {
-                    conn.lifecycle = Lifecycle::CloseWhenFlushed;
-                }
+            Phase::Ws(_) => {
+                self.world
+                    .feed(&self.service, token, data, now, &mut self.report);
             }
             Phase::Answered => {}
         }
-        self.mark_dirty(token);
+        self.world.mark_dirty(token);
+    }
+
+    /// Decides what a complete request head gets: a WebSocket, a 426, or the HTTP responder.
+    fn route(&mut self, token: Token, request: RequestHead, rest: Bytes, now: Instant) {
+        let settings = &*self.settings;
+        let service = &*self.service;
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        let ws_path = settings.is_websocket_path(request.path());
+        // A request naming `Upgrade: websocket` goes to the handshake even when it is not a
+        // valid upgrade (POST, HTTP/1.0, no `Connection: upgrade`): its 400 says what is wrong,
+        // where the HTTP responder would only say 404.
+        let wants_websocket =
+            is_websocket_upgrade(&request) || request.headers().has_token("upgrade", "websocket");
+        if !wants_websocket {
+            if request.method() == "GET" && settings.is_registered_websocket_path(request.path()) {
+                let refusal = Refusal::new(
+                    426,
+                    "This path speaks WebSocket only: send an Upgrade request",
+                )
+                .with_header("Upgrade", "websocket");
+                answer(conn, refusal.to_response());
+            } else {
+                answer(conn, http_bytes(&service.on_http(&request)));
+            }
+            return;
+        }
+        if !ws_path {
+            return answer(conn, http_bytes(&HttpResponse::not_found()));
+        }
+        let peer = peer_addr(conn.fd);
+        let local = &mut self.world.local;
+        let mut session = None;
+        let accepted = settings.handshake.accept_with(&request, |protocols| {
+            let upgrade = Upgrade {
+                request: &request,
+                protocols,
+                peer,
+                shard: self.world.index,
+            };
+            service.upgrade(local, &upgrade).map(|accept| {
+                session = Some(accept.session);
+                Decision {
+                    protocol: accept.protocol,
+                    headers: accept.headers,
+                }
+            })
+        });
+        let (accepted, session) = match (accepted, session) {
+            (Err(AcceptError::Refused(refusal)), _) => return answer(conn, refusal.to_response()),
+            (Err(AcceptError::Decided(response)), _) => return answer(conn, http_bytes(&response)),
+            (Ok(accepted), Some(session)) => (accepted, session),
+            (Ok(_), None) => {
+                return answer(
+                    conn,
+                    Refusal::new(500, "the upgrade was accepted without a session").to_response(),
+                )
+            }
+        };
+        conn.push_out(Bytes::from(accepted.response));
+        let config = Config {
+            max_length: settings.limits.max_message,
+            close_timeout: settings.limits.close_timeout,
+            ..Config::default()
+        };
+        let ws = Connection::new(Role::Server, config, Extensions::new(accepted.extensions));
+        conn.phase = Phase::Ws(Box::new(Open { ws, session }));
+        self.world.mark_dirty(token);
+        service.on_open(&mut self.world.cx(now), ConnId(token), &request);
+        self.world
+            .feed(service, token, &rest, now, &mut self.report);
     }
 
     /// The peer's side ended: with an EOF (`half_closed`) it may still read, otherwise the
     /// connection is broken.
-    fn on_transport_end(&mut self, token: Token, half_closed: bool) {
-        let shutting_down = self.shutdown.is_some();
-        let Shard {
-            conns,
-            service,
-            report,
-            ..
-        } = self;
-        let Some(conn) = slot(conns, token) else {
+    fn on_transport_end(&mut self, token: Token, half_closed: bool, now: Instant) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
-        if let Phase::Ws(ws) = &mut conn.phase {
-            ws.transport_closed();
-            while let Some(event) = ws.poll_event() {
-                note_close(&event, shutting_down, report);
-                service.on_event(ws, event);
-            }
+        if let Phase::Ws(open) = &mut conn.phase {
+            open.ws.transport_closed();
         }
         // A reset or failed write leaves nothing worth writing; after a plain EOF the peer can
         // still read (a client that half-closes after its request), so its answer goes out.
         if !half_closed {
-            conn.out.clear();
+            conn.discard_output();
         }
         if conn.lifecycle == Lifecycle::Live {
             conn.lifecycle = Lifecycle::CloseWhenFlushed;
         }
-        self.mark_dirty(token);
+        self.world
+            .drain_events(&self.service, token, now, &mut self.report);
+        self.world.mark_dirty(token);
     }
 
     fn on_sent(
@@ -258,9 +441,9 @@ impl Shard {
         token: Token,
         result: std::io::Result<usize>,
         chunks: Vec<Bytes>,
-        _now: Instant,
+        now: Instant,
     ) {
-        let Some(conn) = self.conn_mut(token) else {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
         conn.sending = false;
@@ -268,11 +451,18 @@ impl Shard {
             Ok(written) => conn.requeue_unsent(chunks, written),
             Err(_) => {
                 drop(chunks);
-                self.on_transport_end(token, false);
+                self.on_transport_end(token, false, now);
                 return;
             }
         }
-        self.mark_dirty(token);
+        if let (Some(below), Phase::Ws(open)) = (conn.drain_below, &conn.phase) {
+            if conn.queued + open.ws.pending_output() <= below {
+                conn.drain_below = None;
+                self.service
+                    .on_drain(&mut self.world.cx(now), ConnId(token));
+            }
+        }
+        self.world.mark_dirty(token);
     }
 
     fn on_message(&mut self, msg: ShardMsg, now: Instant) {
@@ -282,22 +472,25 @@ impl Shard {
                     return;
                 }
                 self.shutdown = Some(deadline);
+                self.report.shutting_down = true;
                 self.backend.stop_accepting();
                 let tokens: Vec<Token> = self
+                    .world
                     .conns
                     .iter()
                     .map(|(i, c)| Token::new(i, c.generation))
                     .collect();
                 for token in tokens {
-                    let Some(conn) = self.conn_mut(token) else {
+                    let Some(conn) = slot(&mut self.world.conns, token) else {
                         continue;
                     };
                     if conn.lifecycle != Lifecycle::Live {
                         continue;
                     }
                     match &mut conn.phase {
-                        Phase::Ws(ws) => {
-                            if ws
+                        Phase::Ws(open) => {
+                            if open
+                                .ws
                                 .close_as_endpoint(
                                     CloseCode::GOING_AWAY,
                                     "server shutting down",
@@ -305,12 +498,12 @@ impl Shard {
                                 )
                                 .is_ok()
                             {
-                                self.report.closing += 1;
+                                self.report.report.closing += 1;
                             }
                         }
                         _ => conn.lifecycle = Lifecycle::CloseWhenFlushed,
                     }
-                    self.mark_dirty(token);
+                    self.world.mark_dirty(token);
                 }
             }
         }
@@ -319,13 +512,14 @@ impl Shard {
     /// At the shutdown deadline: every connection still open is cut.
     fn cut_remaining(&mut self) {
         let tokens: Vec<Token> = self
+            .world
             .conns
             .iter()
             .filter(|(_, c)| c.lifecycle != Lifecycle::Closing)
             .map(|(i, c)| Token::new(i, c.generation))
             .collect();
         for token in tokens {
-            if let Some(conn) = self.conn_mut(token) {
+            if let Some(conn) = slot(&mut self.world.conns, token) {
                 conn.lifecycle = Lifecycle::Closing;
                 let fd = conn.fd;
                 self.backend.close(token, fd);
@@ -334,17 +528,9 @@ impl Shard {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        let shutting_down = self.shutdown.is_some();
-        while let Some((at, token)) = self.timers.pop_due(now) {
-            let Shard {
-                backend,
-                conns,
-                service,
-                settings,
-                report,
-                ..
-            } = &mut *self;
-            let Some(conn) = slot(conns, token) else {
+        while let Some((at, token)) = self.world.timers.pop_due(now) {
+            let limits = &self.settings.limits;
+            let Some(conn) = slot(&mut self.world.conns, token) else {
                 continue;
             };
             if conn.timer != Some(at) {
@@ -355,95 +541,111 @@ impl Shard {
                 // Writing the last bytes took too long: give up on them, and on the send in
                 // flight too (a peer that stopped reading never lets it finish), so close now.
                 if conn.lifecycle == Lifecycle::CloseWhenFlushed
-                    && now >= conn.last_activity + settings.limits.handshake_timeout
+                    && now >= conn.last_activity + limits.handshake_timeout
                 {
-                    conn.out.clear();
+                    conn.discard_output();
                     conn.lifecycle = Lifecycle::Closing;
-                    backend.close(token, conn.fd);
+                    self.backend.close(token, conn.fd);
                 }
             } else {
                 match &mut conn.phase {
                     Phase::Head(_) | Phase::Answered => {
-                        if now >= conn.accepted_at + settings.limits.handshake_timeout {
-                            conn.out.clear();
+                        if now >= conn.accepted_at + limits.handshake_timeout {
+                            conn.discard_output();
                             conn.lifecycle = Lifecycle::CloseWhenFlushed;
                         }
                     }
-                    Phase::Ws(ws) => {
-                        ws.handle_timeout(now);
-                        if let Some(idle) = settings.limits.idle_timeout {
+                    Phase::Ws(open) => {
+                        open.ws.handle_timeout(now);
+                        if let Some(idle) = limits.idle_timeout {
                             if now >= conn.last_activity + idle {
-                                let _ = ws.close_as_endpoint(
+                                let _ = open.ws.close_as_endpoint(
                                     CloseCode::GOING_AWAY,
                                     "idle timeout",
                                     now,
                                 );
                             }
                         }
-                        while let Some(event) = ws.poll_event() {
-                            note_close(&event, shutting_down, report);
-                            service.on_event(ws, event);
-                        }
-                        if ws.is_closed() {
-                            conn.lifecycle = Lifecycle::CloseWhenFlushed;
-                        }
+                        self.world
+                            .drain_events(&self.service, token, now, &mut self.report);
                     }
                 }
             }
-            self.mark_dirty(token);
+            self.world.mark_dirty(token);
+        }
+        while let Some((token, key)) = self.world.timers.pop_user_due(now) {
+            let id = match token {
+                None => None,
+                Some(token) => {
+                    let open = slot(&mut self.world.conns, token).is_some_and(
+                        |c| matches!(&c.phase, Phase::Ws(open) if !open.ws.is_closed()),
+                    );
+                    if !open {
+                        continue;
+                    }
+                    Some(ConnId(token))
+                }
+            };
+            self.service.on_timer(&mut self.world.cx(now), id, key);
         }
     }
 
     /// Once per loop turn: moves each dirty connection's output into one gathered send, closes
-    /// what is finished, and schedules its next deadline.
-    fn flush(&mut self, _now: Instant) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &token in &dirty {
-            let Some(conn) = self.conn_mut(token) else {
-                continue;
-            };
-            conn.dirty = false;
-            if let Phase::Ws(ws) = &mut conn.phase {
-                while let Some(chunk) = ws.poll_transmit() {
-                    conn.out.push_back(chunk);
-                }
+    /// what is finished, and schedules its next deadline. Events a callback caused on another
+    /// connection (an abort) are delivered first, which may dirty more connections; the loop
+    /// runs until none is left.
+    fn flush(&mut self, now: Instant) {
+        let mut batch = Vec::new();
+        while !self.world.dirty.is_empty() {
+            std::mem::swap(&mut batch, &mut self.world.dirty);
+            for token in batch.drain(..) {
+                self.world
+                    .drain_events(&self.service, token, now, &mut self.report);
+                self.flush_one(token);
             }
-            if !conn.sending && !conn.out.is_empty() && conn.lifecycle != Lifecycle::Closing {
-                let n = conn.out.len().min(MAX_IOVECS);
-                let chunks: Vec<Bytes> = conn.out.drain(..n).collect();
-                conn.sending = true;
-                let fd = conn.fd;
-                self.backend.send(token, fd, chunks);
-            } else if !conn.sending
-                && conn.out.is_empty()
-                && conn.lifecycle == Lifecycle::CloseWhenFlushed
-            {
-                conn.lifecycle = Lifecycle::Closing;
-                let fd = conn.fd;
-                self.backend.close(token, fd);
-                continue;
-            }
-            if let Some(conn) = self.conn_mut(token) {
-                if let Phase::Ws(ws) = &mut conn.phase {
-                    if !conn.sending && conn.out.is_empty() {
-                        ws.release_buffers();
-                    }
-                }
-            }
-            self.schedule(token);
         }
         // Keep the list's allocation for the next turn.
-        let mut dirty = dirty;
-        dirty.clear();
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+        if self.world.dirty.capacity() < batch.capacity() {
+            self.world.dirty = batch;
         }
+    }
+
+    fn flush_one(&mut self, token: Token) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        conn.dirty = false;
+        if let Phase::Ws(open) = &mut conn.phase {
+            while let Some(chunk) = open.ws.poll_transmit() {
+                conn.queued += chunk.len();
+                conn.out.push_back(chunk);
+            }
+        }
+        if !conn.sending && !conn.out.is_empty() && conn.lifecycle != Lifecycle::Closing {
+            let n = conn.out.len().min(MAX_IOVECS);
+            let chunks: Vec<Bytes> = conn.out.drain(..n).collect();
+            conn.sending = true;
+            self.backend.send(token, conn.fd, chunks);
+        } else if !conn.sending
+            && conn.out.is_empty()
+            && conn.lifecycle == Lifecycle::CloseWhenFlushed
+        {
+            conn.lifecycle = Lifecycle::Closing;
+            self.backend.close(token, conn.fd);
+            return;
+        }
+        if let Phase::Ws(open) = &mut conn.phase {
+            if !conn.sending && conn.out.is_empty() {
+                open.ws.release_buffers();
+            }
+        }
+        self.schedule(token);
     }
 
     /// Makes sure a timer entry exists for the connection's earliest deadline.
     fn schedule(&mut self, token: Token) {
         let limits = &self.settings.limits;
-        let Some(conn) = slot(&mut self.conns, token) else {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
         let deadline = match (&conn.phase, conn.lifecycle) {
@@ -452,14 +654,14 @@ impl Shard {
             (Phase::Head(_) | Phase::Answered, _) => {
                 Some(conn.accepted_at + limits.handshake_timeout)
             }
-            (Phase::Ws(ws), _) => {
+            (Phase::Ws(open), _) => {
                 // Idle time counts only while open: once our close is out, the close timeout
                 // governs, and a past idle deadline would fire on every loop turn.
                 let idle = limits
                     .idle_timeout
-                    .filter(|_| ws.state() == State::Open)
+                    .filter(|_| open.ws.state() == State::Open)
                     .map(|d| conn.last_activity + d);
-                match (ws.poll_timeout(), idle) {
+                match (open.ws.poll_timeout(), idle) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 }
@@ -468,7 +670,7 @@ impl Shard {
         if let Some(at) = deadline {
             if conn.timer.is_none_or(|t| at < t) {
                 conn.timer = Some(at);
-                self.timers.schedule(at, token);
+                self.world.timers.schedule(at, token);
             }
         }
     }
@@ -476,102 +678,17 @@ impl Shard {
 
 /// The connection `token` names, if its slot still holds that generation: a completion for a
 /// closed connection must never reach the slot's next occupant.
-fn slot(conns: &mut Slab<Conn>, token: Token) -> Option<&mut Conn> {
+fn slot<T>(conns: &mut Slab<Conn<T>>, token: Token) -> Option<&mut Conn<T>> {
     conns
         .get_mut(token.index())
         .filter(|c| c.generation == token.generation())
 }
 
-/// Hands received bytes to an open WebSocket and its events to the service.
-fn feed(
-    ws: &mut Connection,
-    data: &[u8],
-    service: &dyn Service,
-    now: Instant,
-    shutting_down: bool,
-    report: &mut ShutdownReport,
-) {
-    let mut input = data;
-    while let Some(event) = ws.recv(&mut input, now) {
-        note_close(&event, shutting_down, report);
-        service.on_event(ws, event);
-    }
-}
-
-/// Counts how connections end during a shutdown.
-fn note_close(event: &Event, shutting_down: bool, report: &mut ShutdownReport) {
-    if let (true, Event::Close(close)) = (shutting_down, event) {
-        if close.code == CloseCode::ABNORMAL {
-            report.cut += 1;
-        } else {
-            report.closed_cleanly += 1;
-        }
-    }
-}
-
-/// Decides what a complete request head gets: a WebSocket, a 426, or the HTTP responder.
-fn route(
-    conn: &mut Conn,
-    settings: &ShardSettings,
-    service: &dyn Service,
-    request: RequestHead,
-    rest: &[u8],
-    now: Instant,
-) {
-    let ws_path = settings.is_websocket_path(request.path());
-    // A request naming `Upgrade: websocket` goes to the handshake even when it is not a valid
-    // upgrade (POST, HTTP/1.0, no `Connection: upgrade`): its 400 says what is wrong, where the
-    // HTTP responder would only say 404.
-    let wants_websocket =
-        is_websocket_upgrade(&request) || request.headers().has_token("upgrade", "websocket");
-    if wants_websocket {
-        if !ws_path {
-            return answer(conn, http_bytes(&HttpResponse::not_found()));
-        }
-        match settings.handshake.accept(&request) {
-            Err(refusal) => answer(conn, refusal_bytes(&refusal)),
-            Ok(accepted) => {
-                conn.out.push_back(Bytes::from(accepted.response));
-                let config = Config {
-                    max_length: settings.limits.max_message,
-                    close_timeout: settings.limits.close_timeout,
-                    ..Config::default()
-                };
-                let mut ws = Box::new(Connection::new(
-                    Role::Server,
-                    config,
-                    Extensions::new(accepted.extensions),
-                ));
-                service.on_open(&mut ws, &request);
-                let mut report = ShutdownReport::default();
-                feed(&mut ws, rest, service, now, false, &mut report);
-                if ws.is_closed() {
-                    conn.lifecycle = Lifecycle::CloseWhenFlushed;
-                }
-                conn.phase = Phase::Ws(ws);
-            }
-        }
-    } else if request.method() == "GET" && settings.is_registered_websocket_path(request.path()) {
-        let refusal = Refusal::new(
-            426,
-            "This path speaks WebSocket only: send an Upgrade request",
-        )
-        .with_header("Upgrade", "websocket");
-        answer(conn, refusal_bytes(&refusal));
-    } else {
-        answer(conn, http_bytes(&service.on_http(&request)));
-    }
-}
-
 /// Queues a final answer and closes once it is written.
-fn answer(conn: &mut Conn, bytes: Vec<u8>) {
-    conn.out.push_back(Bytes::from(bytes));
+fn answer<T>(conn: &mut Conn<T>, bytes: Vec<u8>) {
+    conn.push_out(Bytes::from(bytes));
     conn.phase = Phase::Answered;
     conn.lifecycle = Lifecycle::CloseWhenFlushed;
-}
-
-fn refusal_bytes(refusal: &Refusal) -> Vec<u8> {
-    refusal.to_response()
 }
 
 fn http_bytes(response: &HttpResponse) -> Vec<u8> {
@@ -587,6 +704,16 @@ fn http_bytes(response: &HttpResponse) -> Vec<u8> {
     }
     let _ = writer.header("Connection", "close");
     writer.finish_with_body(&response.body)
+}
+
+fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is this connection's open socket for the duration of the call; the
+    // borrowed view is not kept.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()
 }
 
 fn set_nodelay(fd: RawFd) {

@@ -11,11 +11,17 @@ use std::time::Instant;
 
 use crate::reactor::Token;
 
-/// Deadlines of a shard's connections.
+/// Deadlines of a shard's connections, and the service's own timers.
 #[derive(Debug, Default)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// (deadline, order of setting, connection token or `NO_TOKEN`, key): the order keeps
+    /// timers set for the same instant firing in the order they were set.
+    user: BinaryHeap<Reverse<(Instant, u64, u64, u64)>>,
+    user_seq: u64,
 }
+
+const NO_TOKEN: u64 = u64::MAX;
 
 impl Timers {
     /// An empty timer set.
@@ -28,9 +34,32 @@ impl Timers {
         self.heap.push(Reverse((at, token.0)));
     }
 
-    /// The earliest scheduled deadline, if any.
+    /// Schedules a service timer: `key` for connection `token` (or the shard) at `at`.
+    pub fn schedule_user(&mut self, at: Instant, token: Option<Token>, key: u64) {
+        self.user_seq += 1;
+        let token = token.map_or(NO_TOKEN, |t| t.0);
+        self.user.push(Reverse((at, self.user_seq, token, key)));
+    }
+
+    /// Removes and returns one service timer due at `now`, if any.
+    pub fn pop_user_due(&mut self, now: Instant) -> Option<(Option<Token>, u64)> {
+        match self.user.peek() {
+            Some(Reverse((at, ..))) if *at <= now => {
+                let Reverse((_, _, token, key)) = self.user.pop()?;
+                Some(((token != NO_TOKEN).then_some(Token(token)), key))
+            }
+            _ => None,
+        }
+    }
+
+    /// The earliest scheduled deadline of either kind, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        let conn = self.heap.peek().map(|Reverse((at, _))| *at);
+        let user = self.user.peek().map(|Reverse((at, ..))| *at);
+        match (conn, user) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes and returns one entry due at `now`, if any.
@@ -64,5 +93,20 @@ mod tests {
             .collect();
         assert_eq!(due, [1, 2]);
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn service_timers_fire_in_deadline_then_setting_order() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        timers.schedule_user(t0 + Duration::from_secs(2), None, 7);
+        timers.schedule_user(t0 + Duration::from_secs(1), Some(Token(5)), 1);
+        timers.schedule_user(t0 + Duration::from_secs(1), None, 2);
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
+        assert_eq!(timers.pop_user_due(t0), None);
+        let due: Vec<_> =
+            std::iter::from_fn(|| timers.pop_user_due(t0 + Duration::from_secs(1))).collect();
+        assert_eq!(due, [(Some(Token(5)), 1), (None, 2)]);
+        assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(2)));
     }
 }

@@ -921,8 +921,16 @@ impl Connection {
 
     /// Queues bytes that already form whole frames for this role (a message framed once and
     /// fanned out to many server connections). The caller vouches for the framing.
+    ///
+    /// Short frames are copied into the cork, so a burst of small published messages still
+    /// leaves in one contiguous write instead of one iovec each; long ones are shared.
     pub fn send_raw_frames(&mut self, frames: Bytes) -> Result<(), SendError> {
         self.ensure_open()?;
+        if frames.len() < self.config.zero_copy_threshold {
+            self.cork.extend_from_slice(&frames);
+            self.queued_bytes += frames.len();
+            return Ok(());
+        }
         if !self.cork.is_empty() {
             self.queue.push_back(self.cork.split().freeze());
         }

@@ -213,6 +213,24 @@ impl FrameHeader {
     }
 }
 
+/// One whole unmasked frame (server to client) carrying `payload`: a message framed once and
+/// then queued to many connections with [`crate::ws::Connection::send_raw_frames`].
+pub fn server_frame(opcode: OpCode, payload: &[u8]) -> bytes::Bytes {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut out = Vec::with_capacity(n + payload.len());
+    out.extend_from_slice(&head[..n]);
+    out.extend_from_slice(payload);
+    out.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,9 +17,9 @@ pub mod utf8;
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Event, PingId, ProtocolError, Role, SendError, State};
 pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
-pub use frame::{FrameError, FrameHeader, OpCode};
+pub use frame::{server_frame, FrameError, FrameHeader, OpCode};
 pub use handshake::{
-    accept_key, is_websocket_upgrade, Accepted, ClientAccepted, ClientHandshake, ClientOptions,
-    HandshakeError, ProtocolSelector, Refusal, ServerOptions,
+    accept_key, is_websocket_upgrade, AcceptError, Accepted, ClientAccepted, ClientHandshake,
+    ClientOptions, Decision, HandshakeError, ProtocolSelector, Refusal, ServerOptions,
 };
 pub use message::Utf8Bytes;

@@ -12,8 +12,10 @@ use std::time::Duration;
 
 use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
-use ringsock_engine::server::{Echo, HttpResponse, Limits, Server, ServerHandle, Service};
-use ringsock_engine::ws::{Connection, Event};
+use ringsock_engine::server::{
+    Accept, ConnId, Cx, HttpResponse, Limits, Remote, Server, ServerHandle, Service, Upgrade,
+};
+use ringsock_engine::ws::{DataKind, Event};
 use tokio::net::TcpStream as TokioTcp;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -29,8 +31,24 @@ pub const RAW_IO_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Hello;
 
 impl Service for Hello {
-    fn on_event(&self, conn: &mut Connection, event: Event) {
-        Echo.on_event(conn, event)
+    type Session = ();
+    type Local = ();
+    type Post = ();
+
+    fn local(&self, _: usize, _: &Remote<()>) {}
+
+    fn upgrade(&self, _: &mut (), _: &Upgrade<'_>) -> Result<Accept<()>, HttpResponse> {
+        Ok(Accept::new(()))
+    }
+
+    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event) {
+        if let Some(open) = cx.conn(id) {
+            let _ = match event {
+                Event::Text(text) => open.ws.send_shared(DataKind::Text, text.into_bytes()),
+                Event::Binary(data) => open.ws.send_shared(DataKind::Binary, data),
+                _ => Ok(()),
+            };
+        }
     }
 
     fn on_http(&self, _request: &RequestHead) -> HttpResponse {
@@ -91,16 +109,16 @@ pub fn fd_limit() -> u64 {
 }
 
 /// Starts a server on `kind` (never falling back) with unpinned threads.
-pub fn start(kind: BackendKind, setup: Setup, service: impl Service) -> ServerHandle {
+pub fn start<S: Service>(kind: BackendKind, setup: Setup, service: S) -> ServerHandle<S::Post> {
     try_start(kind, setup, service).unwrap_or_else(|e| panic!("{kind:?} server failed: {e}"))
 }
 
 /// As [`start`], returning the error (for binds that may be impossible, like `[::1]`).
-pub fn try_start(
+pub fn try_start<S: Service>(
     kind: BackendKind,
     setup: Setup,
-    service: impl Service,
-) -> io::Result<ServerHandle> {
+    service: S,
+) -> io::Result<ServerHandle<S::Post>> {
     raise_fd_limit();
     let mut builder = Server::builder()
         .bind(setup.addr)

@@ -11,7 +11,9 @@ mod server;
 
 pub use client::{ClientAccepted, ClientHandshake, ClientOptions};
 pub use error::HandshakeError;
-pub use server::{is_websocket_upgrade, Accepted, ProtocolSelector, Refusal, ServerOptions};
+pub use server::{
+    is_websocket_upgrade, AcceptError, Accepted, Decision, ProtocolSelector, Refusal, ServerOptions,
+};
 
 use sha1::{Digest, Sha1};
 

@@ -154,8 +154,23 @@ impl ServerOptions {
     /// grammar; `Sec-WebSocket-Protocol` entries are tokens. Every refusal is a 400 except a
     /// selector answering with an unoffered protocol (500).
     pub fn accept(&self, req: &RequestHead) -> Result<Accepted, Refusal> {
+        self.accept_with(req, |_| Ok::<_, Refusal>(Decision::default()))
+            .map_err(|e| match e {
+                AcceptError::Refused(r) | AcceptError::Decided(r) => r,
+            })
+    }
+
+    /// [`ServerOptions::accept`] with the application's say: once the request has passed every
+    /// check, `decide` sees the client's subprotocols (in its order) and may refuse with its own
+    /// answer (`E`), pick the subprotocol, and add response headers.
+    pub fn accept_with<E>(
+        &self,
+        req: &RequestHead,
+        decide: impl FnOnce(&[&str]) -> Result<Decision, E>,
+    ) -> Result<Accepted, AcceptError<E>> {
+        let refuse = |r: Refusal| Err(AcceptError::Refused(r));
         if let Some(problem) = upgrade_problem(req) {
-            return Err(Refusal::bad_request(problem));
+            return refuse(Refusal::bad_request(problem));
         }
         let h = req.headers();
 
@@ -166,13 +181,13 @@ impl ServerOptions {
             h.get_bytes("sec-websocket-version"),
         ) {
             (0, _) => {
-                return Err(version_refusal(
+                return refuse(version_refusal(
                     "Missing handshake request header: Sec-WebSocket-Version",
                 ))
             }
             (1, Some(v)) if trim_ows(v) == b"13" => {}
             _ => {
-                return Err(version_refusal(
+                return refuse(version_refusal(
                     "Unsupported WebSocket version: only 13 is supported",
                 ))
             }
@@ -183,19 +198,19 @@ impl ServerOptions {
             h.get_bytes("sec-websocket-key"),
         ) {
             (0, _) | (_, None) => {
-                return Err(Refusal::bad_request(
+                return refuse(Refusal::bad_request(
                     "Missing handshake request header: Sec-WebSocket-Key",
                 ))
             }
             (1, Some(key)) => trim_ows(key),
             _ => {
-                return Err(Refusal::bad_request(
+                return refuse(Refusal::bad_request(
                     "Sec-WebSocket-Key must appear only once",
                 ))
             }
         };
         if !is_valid_key(key) {
-            return Err(Refusal::bad_request(
+            return refuse(Refusal::bad_request(
                 "Invalid Sec-WebSocket-Key: it must be 16 bytes in base64",
             ));
         }
@@ -204,12 +219,13 @@ impl ServerOptions {
             || h.get_all_bytes("content-length")
                 .any(|v| trim_ows(v) != b"0");
         if has_body {
-            return Err(Refusal::bad_request(
+            return refuse(Refusal::bad_request(
                 "A WebSocket handshake request must not have a body",
             ));
         }
 
-        let offers = extension_elements(h).map_err(|e| Refusal::bad_request(e.to_string()))?;
+        let offers = extension_elements(h)
+            .map_err(|e| AcceptError::Refused(Refusal::bad_request(e.to_string())))?;
 
         let mut offered: Vec<&str> = Vec::new();
         for line in h.get_all_bytes("sec-websocket-protocol") {
@@ -220,22 +236,32 @@ impl ServerOptions {
                 match std::str::from_utf8(entry) {
                     Ok(entry) if is_token(entry) => offered.push(entry),
                     _ => {
-                        return Err(Refusal::bad_request(
+                        return refuse(Refusal::bad_request(
                             "Invalid Sec-WebSocket-Protocol header: every entry must be a token",
                         ))
                     }
                 }
             }
         }
-        let protocol = self.select(&offered)?;
+        let decision = decide(&offered).map_err(AcceptError::Decided)?;
+        let protocol = match decision.protocol {
+            Some(p) if offered.contains(&p.as_str()) => Some(p),
+            Some(_) => {
+                return refuse(Refusal::new(
+                    500,
+                    "The upgrade hook chose a subprotocol the client did not offer",
+                ))
+            }
+            None => self.select(&offered).map_err(AcceptError::Refused)?,
+        };
 
         let (responses, extensions) = negotiate_server(&self.extensions, &offers);
 
         let server_error = |e: InvalidHeader| {
-            Refusal::new(
+            AcceptError::Refused(Refusal::new(
                 500,
                 format!("Invalid response header configured on the server: {e}"),
-            )
+            ))
         };
         let mut w = HeadWriter::response(101);
         w.header("Upgrade", "websocket")
@@ -250,7 +276,13 @@ impl ServerOptions {
             w.header("Sec-WebSocket-Extensions", &format_extensions(&responses))
                 .map_err(server_error)?;
         }
-        for (name, value) in &self.headers {
+        for (name, value) in self.headers.iter().chain(&decision.headers) {
+            if is_reserved(name) {
+                return Err(server_error(InvalidHeader::new(
+                    name,
+                    InvalidHeaderReason::Reserved,
+                )));
+            }
             w.header(name, value).map_err(server_error)?;
         }
         Ok(Accepted {
@@ -279,6 +311,25 @@ impl ServerOptions {
             )),
         }
     }
+}
+
+/// What the application adds to an accepted handshake (see [`ServerOptions::accept_with`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The subprotocol; it must be one the client offered. `None` leaves the choice to the
+    /// server's options.
+    pub protocol: Option<String>,
+    /// Headers added to the 101 answer.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why [`ServerOptions::accept_with`] did not upgrade.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AcceptError<E> {
+    /// The request failed a handshake check (or the server's configuration is wrong).
+    Refused(Refusal),
+    /// The application refused it.
+    Decided(E),
 }
 
 /// A request the server agreed to upgrade.

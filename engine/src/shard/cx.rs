@@ -1,0 +1,171 @@
+//! What a [`Service`] callback can reach: every WebSocket of its shard, the shard's local state,
+//! its timers and the mailboxes of all shards.
+//!
+//! Nothing here writes to a socket. Touching a connection marks it dirty, and the shard flushes
+//! every dirty connection once at the end of the loop turn, so any number of sends from any
+//! number of callbacks leave as one gathered write per connection.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use super::conn::{Conn, Lifecycle, Phase};
+use super::timers::Timers;
+use crate::reactor::Token;
+use crate::server::{ConnId, PostError, Remote, Service};
+use crate::ws::Connection;
+
+/// An open WebSocket and the application's state for it.
+#[derive(Debug)]
+pub struct Open<T> {
+    /// The protocol state: send, ping, close.
+    pub ws: Connection,
+    /// What [`Service::upgrade`] returned for this connection.
+    pub session: T,
+}
+
+/// The connections of one shard, as a callback may use them.
+pub struct Conns<'a, T> {
+    pub(crate) conns: &'a mut Slab<Conn<T>>,
+    pub(crate) dirty: &'a mut Vec<Token>,
+}
+
+impl<T> Conns<'_, T> {
+    /// The open WebSocket `id` names, marked for this turn's flush; `None` once it is gone.
+    pub fn get(&mut self, id: ConnId) -> Option<&mut Open<T>> {
+        let conn = super::slot(self.conns, id.0)?;
+        let Phase::Ws(open) = &mut conn.phase else {
+            return None;
+        };
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(id.0);
+        }
+        Some(open)
+    }
+
+    /// The session of `id`, without marking the connection for a flush.
+    pub fn session(&mut self, id: ConnId) -> Option<&mut T> {
+        match &mut super::slot(self.conns, id.0)?.phase {
+            Phase::Ws(open) => Some(&mut open.session),
+            _ => None,
+        }
+    }
+
+    /// Bytes queued for `id` and not yet written to its socket (0 once it is gone).
+    pub fn buffered(&self, id: ConnId) -> usize {
+        let Some(conn) = self
+            .conns
+            .get(id.0.index())
+            .filter(|c| c.generation == id.0.generation())
+        else {
+            return 0;
+        };
+        match &conn.phase {
+            Phase::Ws(open) => conn.queued + open.ws.pending_output(),
+            _ => conn.queued,
+        }
+    }
+
+    /// Queues frames built once for many connections (see
+    /// [`Connection::send_raw_frames`]); false if `id` is gone or no longer open.
+    pub fn send_raw(&mut self, id: ConnId, frames: Bytes) -> bool {
+        self.get(id)
+            .is_some_and(|open| open.ws.send_raw_frames(frames).is_ok())
+    }
+
+    /// Asks for [`Service::on_drain`] once `id`'s unwritten output is at most `below` bytes.
+    pub fn notify_drain(&mut self, id: ConnId, below: usize) {
+        if let Some(conn) = super::slot(self.conns, id.0) {
+            conn.drain_below = Some(below);
+        }
+    }
+
+    /// Drops the connection at once: queued output is discarded, the socket closed, and the
+    /// connection reports [`crate::ws::Event::Close`] with 1006. For a peer that is gone
+    /// (no pong) or must not get another byte.
+    pub fn abort(&mut self, id: ConnId) {
+        let Some(conn) = super::slot(self.conns, id.0) else {
+            return;
+        };
+        if let Phase::Ws(open) = &mut conn.phase {
+            open.ws.transport_closed();
+            while open.ws.poll_transmit().is_some() {}
+        }
+        conn.out.clear();
+        conn.queued = 0;
+        if conn.lifecycle == Lifecycle::Live {
+            conn.lifecycle = Lifecycle::CloseWhenFlushed;
+        }
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(id.0);
+        }
+    }
+}
+
+/// The context of a [`Service`] callback on one shard.
+pub struct Cx<'a, S: Service> {
+    pub(crate) conns: Conns<'a, S::Session>,
+    pub(crate) local: &'a mut S::Local,
+    pub(crate) timers: &'a mut Timers,
+    pub(crate) remote: &'a Remote<S::Post>,
+    pub(crate) shard: usize,
+    pub(crate) now: Instant,
+}
+
+impl<'a, S: Service> Cx<'a, S> {
+    /// The time this loop turn started; use it for protocol deadlines.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// This shard's index.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Handle for posting to any shard, this one included.
+    pub fn remote(&self) -> &Remote<S::Post> {
+        self.remote
+    }
+
+    /// Posts to shard `shard` (see [`Remote::post`]).
+    pub fn post(&self, shard: usize, msg: S::Post) -> Result<(), PostError<S::Post>> {
+        self.remote.post(shard, msg)
+    }
+
+    /// The shard's local state.
+    pub fn local(&mut self) -> &mut S::Local {
+        self.local
+    }
+
+    /// The open WebSocket `id` names, marked for this turn's flush.
+    pub fn conn(&mut self, id: ConnId) -> Option<&mut Open<S::Session>> {
+        self.conns.get(id)
+    }
+
+    /// The shard's local state and its connections at once (fan-out walks one to write the
+    /// other).
+    pub fn split(&mut self) -> (&mut S::Local, &mut Conns<'a, S::Session>) {
+        (&mut *self.local, &mut self.conns)
+    }
+
+    /// The connections of this shard.
+    pub fn conns(&mut self) -> &mut Conns<'a, S::Session> {
+        &mut self.conns
+    }
+
+    /// Bytes queued for `id` and not yet written.
+    pub fn buffered(&self, id: ConnId) -> usize {
+        self.conns.buffered(id)
+    }
+
+    /// Calls [`Service::on_timer`] with `key` at `at`: for connection `id` (not if it has
+    /// closed by then), or for the shard when `id` is `None`. Cancelling is the service's
+    /// business: it ignores keys it no longer wants.
+    pub fn set_timer(&mut self, id: Option<ConnId>, at: Instant, key: u64) {
+        self.timers.schedule_user(at, id.map(|id| id.0), key);
+    }
+}
