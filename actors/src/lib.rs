@@ -1,3 +1,56 @@
-//! ringsock's public face: the `Handler` trait, `Ctx`, `Addr` and topics.
+//! ringsock-actors: ringsock's public face.
 //!
-//! Empty until the actors issue; the crate exists now so the workspace has its final shape.
+//! Each WebSocket connection is an actor living on the shard that accepted it. An application
+//! implements [`Handler`] for its connections' state and behaviour, decides each upgrade in a
+//! hook (auth, subprotocol, the initial state), and uses the [`Ctx`] it is handed to send,
+//! ping, close, subscribe and publish to topics, set timers, and hand out [`Addr`]s that other
+//! threads post to. [`Actor`]s are the same without a socket (a game match, a feed).
+//!
+//! ```no_run
+//! use ringsock_actors::{Accepted, Ctx, Handler, Message, Server};
+//!
+//! struct Echo;
+//! impl Handler for Echo {
+//!     type Msg = ();
+//!     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+//!         match message {
+//!             Message::Text(t) => ctx.send_text(t.as_str()),
+//!             Message::Binary(b) => ctx.send_binary(b),
+//!         };
+//!     }
+//! }
+//!
+//! let server = Server::builder()
+//!     .bind("127.0.0.1:9001".parse().unwrap())
+//!     .route("/", |_req| Ok(Accepted::new(Echo)))
+//!     .start()?;
+//! server.wait();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod actor;
+mod addr;
+mod ctx;
+mod handler;
+mod runtime;
+mod server;
+mod timer;
+mod topics;
+mod upgrade;
+
+pub use actor::{Actor, ActorCtx};
+pub use addr::{Addr, TellError};
+pub use ctx::{Ctx, CtxError, SendStatus};
+pub use handler::{Closed, Handler, Message};
+pub use runtime::Stats;
+pub use server::{codes, PublishError, Running, Server, ServerBuilder};
+pub use timer::TimerId;
+pub use topics::{Delivery, SlowPolicy};
+pub use upgrade::{Accepted, UpgradeRequest};
+
+pub use ringsock_engine::http::RequestHead;
+pub use ringsock_engine::reactor::BackendKind;
+pub use ringsock_engine::server::{ConnId, HttpResponse, Limits, ShutdownReport};
+pub use ringsock_engine::ws::{CloseCode, Utf8Bytes};

@@ -23,6 +23,8 @@ pub struct Open<T> {
     pub ws: Connection,
     /// What [`Service::upgrade`] returned for this connection.
     pub session: T,
+    /// The subprotocol the handshake chose.
+    pub protocol: Option<Box<str>>,
 }
 
 /// The connections of one shard, as a callback may use them.

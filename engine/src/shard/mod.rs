@@ -407,7 +407,11 @@ impl<S: Service> Shard<S> {
             ..Config::default()
         };
         let ws = Connection::new(Role::Server, config, Extensions::new(accepted.extensions));
-        conn.phase = Phase::Ws(Box::new(Open { ws, session }));
+        conn.phase = Phase::Ws(Box::new(Open {
+            ws,
+            session,
+            protocol: accepted.protocol.map(Into::into),
+        }));
         self.world.mark_dirty(token);
         service.on_open(&mut self.world.cx(now), ConnId(token), &request);
         self.world

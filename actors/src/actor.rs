@@ -1,0 +1,208 @@
+//! Actors that are not connections: a game match, a feed, a room with state. They live on a
+//! shard, receive posts through an [`Addr`], set timers and publish to topics.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::addr::{Addr, Target};
+use crate::ctx::frame;
+use crate::handler::Message;
+use crate::runtime::{publish, EngineCx};
+use crate::timer::TimerId;
+use crate::topics::Delivery;
+
+/// A shard-resident actor. Callbacks run on its shard, one at a time.
+pub trait Actor: Send + Sized + 'static {
+    /// What its [`Addr`] carries.
+    type Msg: Send + 'static;
+
+    /// Runs once, on its shard, before any message.
+    fn on_start(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+        let _ = ctx;
+    }
+
+    /// A message posted with its [`Addr`].
+    fn on_tell(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, msg: Self::Msg) {
+        let _ = (ctx, msg);
+    }
+
+    /// A timer set with [`ActorCtx::set_timer`] is due.
+    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, timer: TimerId) {
+        let _ = (ctx, timer);
+    }
+
+    /// The actor stopped ([`ActorCtx::stop`]); the last call.
+    fn on_stop(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+        let _ = ctx;
+    }
+}
+
+/// An actor callback's view of its shard.
+pub struct ActorCtx<'a, 'b, A> {
+    cx: &'a mut EngineCx<'b>,
+    actor: u64,
+    stop: bool,
+    _actor: PhantomData<fn(A)>,
+}
+
+impl<A: Actor> ActorCtx<'_, '_, A> {
+    /// An address for posting to this actor.
+    pub fn addr(&mut self) -> Addr<A::Msg> {
+        let shard = self.cx.shard();
+        let actor = self.actor;
+        let local = self.cx.local();
+        let alive = local
+            .actors
+            .get(&actor)
+            .map_or_else(|| Arc::new(AtomicBool::new(false)), |e| e.alive.clone());
+        Addr {
+            remote: local.remote.clone(),
+            shard,
+            target: Target::Actor(actor),
+            alive,
+            _msg: PhantomData,
+        }
+    }
+
+    /// Publishes to `topic` on every shard (framed once).
+    pub fn publish(&mut self, topic: &str, message: impl Into<Message>) -> Delivery {
+        publish(self.cx, topic, frame(message.into()), None, true)
+    }
+
+    /// Subscribers of `topic` on this shard.
+    pub fn subscribers(&mut self, topic: &str) -> usize {
+        self.cx.local().topics.count(topic)
+    }
+
+    /// Calls [`Actor::on_timer`] after `after`, unless cancelled or the actor stopped.
+    pub fn set_timer(&mut self, after: Duration) -> TimerId {
+        let at = self.cx.now() + after;
+        let actor = self.actor;
+        let local = self.cx.local();
+        let key = local.timer_id();
+        local.actor_timers.insert(key, actor);
+        self.cx.set_timer(None, at, key);
+        TimerId(key)
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        self.cx.local().actor_timers.remove(&timer.0).is_some()
+    }
+
+    /// Stops the actor after this callback: [`Actor::on_stop`] runs, its address goes dead.
+    pub fn stop(&mut self) {
+        self.stop = true;
+    }
+
+    /// The shard it lives on.
+    pub fn shard(&self) -> usize {
+        self.cx.shard()
+    }
+}
+
+pub(crate) enum Call {
+    Start,
+    Tell(Box<dyn Any + Send>),
+    Timer(TimerId),
+}
+
+/// An [`Actor`] with its type erased.
+pub(crate) trait ErasedActor {
+    /// Runs one callback; true if the actor asked to stop.
+    fn call(&mut self, cx: &mut EngineCx<'_>, actor: u64, call: Call) -> bool;
+    fn stop(&mut self, cx: &mut EngineCx<'_>, actor: u64);
+}
+
+impl<A: Actor> ErasedActor for A {
+    fn call(&mut self, cx: &mut EngineCx<'_>, actor: u64, call: Call) -> bool {
+        let mut ctx = ActorCtx::<A> {
+            cx,
+            actor,
+            stop: false,
+            _actor: PhantomData,
+        };
+        match call {
+            Call::Start => self.on_start(&mut ctx),
+            Call::Tell(msg) => {
+                if let Ok(msg) = msg.downcast::<A::Msg>() {
+                    self.on_tell(&mut ctx, *msg);
+                }
+            }
+            Call::Timer(t) => self.on_timer(&mut ctx, t),
+        }
+        ctx.stop
+    }
+
+    fn stop(&mut self, cx: &mut EngineCx<'_>, actor: u64) {
+        let mut ctx = ActorCtx::<A> {
+            cx,
+            actor,
+            stop: true,
+            _actor: PhantomData,
+        };
+        self.on_stop(&mut ctx);
+    }
+}
+
+/// An actor in its shard's table.
+pub(crate) struct ActorEntry {
+    /// `None` while one of its callbacks runs.
+    actor: Option<Box<dyn ErasedActor + Send>>,
+    pub alive: Arc<AtomicBool>,
+}
+
+fn run(cx: &mut EngineCx<'_>, actor: u64, what: Call) {
+    let Some(mut boxed) = cx
+        .local()
+        .actors
+        .get_mut(&actor)
+        .and_then(|e| e.actor.take())
+    else {
+        return;
+    };
+    if boxed.call(cx, actor, what) {
+        boxed.stop(cx, actor);
+        let local = cx.local();
+        if let Some(entry) = local.actors.remove(&actor) {
+            entry.alive.store(false, Ordering::Release);
+        }
+        local.actor_timers.retain(|_, a| *a != actor);
+        return;
+    }
+    if let Some(entry) = cx.local().actors.get_mut(&actor) {
+        entry.actor = Some(boxed);
+    }
+}
+
+/// Installs a spawned actor on this shard and runs its `on_start`.
+pub(crate) fn start(
+    cx: &mut EngineCx<'_>,
+    actor: u64,
+    boxed: Box<dyn ErasedActor + Send>,
+    alive: Arc<AtomicBool>,
+) {
+    cx.local().actors.insert(
+        actor,
+        ActorEntry {
+            actor: Some(boxed),
+            alive,
+        },
+    );
+    run(cx, actor, Call::Start);
+}
+
+/// Delivers a post to an actor of this shard.
+pub(crate) fn tell(cx: &mut EngineCx<'_>, actor: u64, msg: Box<dyn Any + Send>) {
+    run(cx, actor, Call::Tell(msg));
+}
+
+/// A shard timer fired: it belongs to an actor, unless cancelled.
+pub(crate) fn on_shard_timer(cx: &mut EngineCx<'_>, key: u64) {
+    if let Some(actor) = cx.local().actor_timers.remove(&key) {
+        run(cx, actor, Call::Timer(TimerId(key)));
+    }
+}

@@ -1,0 +1,113 @@
+//! Addresses: posting typed messages to a connection or an actor from any thread.
+
+use std::any::Any;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ringsock_engine::server::{ConnId, PostError, Remote};
+
+use crate::runtime::Post;
+
+/// Why [`Addr::tell`] did not deliver; the message comes back.
+#[derive(PartialEq, Eq, thiserror::Error)]
+pub enum TellError<M> {
+    /// The connection closed (or the actor stopped).
+    #[error("the connection or actor is gone")]
+    Gone(M),
+    /// Its shard's mailbox is full; retry later or drop.
+    #[error("the shard's mailbox is full")]
+    Full(M),
+}
+
+impl<M> fmt::Debug for TellError<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TellError::Gone(_) => f.write_str("Gone(..)"),
+            TellError::Full(_) => f.write_str("Full(..)"),
+        }
+    }
+}
+
+impl<M> TellError<M> {
+    /// The message that was not delivered.
+    pub fn into_inner(self) -> M {
+        match self {
+            TellError::Gone(m) | TellError::Full(m) => m,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Conn(ConnId),
+    Actor(u64),
+}
+
+/// Where to post `M`s: a connection whose handler takes `M` in `on_tell`, or an actor whose
+/// `Msg` is `M`. `Send + Sync + Clone`; cheap to keep in the millions (no per-address thread or
+/// queue: messages travel through the target shard's mailbox).
+pub struct Addr<M> {
+    pub(crate) remote: Remote<Post>,
+    pub(crate) shard: usize,
+    pub(crate) target: Target,
+    pub(crate) alive: Arc<AtomicBool>,
+    pub(crate) _msg: PhantomData<fn(M)>,
+}
+
+impl<M> Clone for Addr<M> {
+    fn clone(&self) -> Self {
+        Self {
+            remote: self.remote.clone(),
+            shard: self.shard,
+            target: self.target,
+            alive: self.alive.clone(),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<M> fmt::Debug for Addr<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Addr")
+            .field("shard", &self.shard)
+            .field("target", &self.target)
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl<M: Send + 'static> Addr<M> {
+    /// Posts `msg` to the target's shard; its `on_tell` runs there. Fails once the target is
+    /// gone, or when the shard's mailbox is full. A message posted just before the target
+    /// closes is dropped with it.
+    pub fn tell(&self, msg: M) -> Result<(), TellError<M>> {
+        if !self.is_alive() {
+            return Err(TellError::Gone(msg));
+        }
+        let msg: Box<dyn Any + Send> = Box::new(msg);
+        let post = match self.target {
+            Target::Conn(id) => Post::Tell { id, msg },
+            Target::Actor(actor) => Post::ActorTell { actor, msg },
+        };
+        self.remote.post(self.shard, post).map_err(|e| {
+            let msg = match e {
+                PostError::Full(p) | PostError::NoShard(p) => p.into_tell_payload(),
+            };
+            TellError::Full(*msg.downcast::<M>().expect("a tell carries its own type"))
+        })
+    }
+}
+
+impl<M> Addr<M> {
+    /// Whether the target is still there (it may close right after this answers true).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// The shard the target lives on.
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+}

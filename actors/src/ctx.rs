@@ -1,0 +1,280 @@
+//! What a handler callback can do: send, ping, close, subscribe, publish, set timers, and learn
+//! about its connection.
+
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringsock_engine::http::RequestHead;
+use ringsock_engine::server::ConnId;
+use ringsock_engine::ws::{server_frame, CloseCode, DataKind, OpCode, SendError};
+
+use crate::addr::{Addr, Target};
+use crate::handler::{Handler, Message};
+use crate::runtime::{publish, EngineCx, Slot};
+use crate::timer::TimerId;
+use crate::topics::{Delivery, SlowPolicy};
+
+/// What became of a message handed to [`Ctx::send_text`] or [`Ctx::send_binary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued; the outbound buffer is under the high-water mark.
+    Queued,
+    /// Queued, and the outbound buffer is now past the high-water mark: slow down until
+    /// [`Handler::on_drain`].
+    Buffered,
+    /// Not sent: the connection is closing, or its buffer passed the hard limit and it was
+    /// closed with 1008.
+    Dropped,
+}
+
+/// Why [`Ctx::close`] or [`Ctx::ping`] refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CtxError {
+    /// Applications may close with 1000 or 3000–4999 only.
+    #[error("close code {0} is not one an application may send (1000 or 3000-4999)")]
+    InvalidCloseCode(u16),
+    /// A close reason or ping payload longer than a control frame allows.
+    #[error("{0} bytes is too long for a control frame (reason ≤ 123, ping ≤ 125)")]
+    TooLong(usize),
+    /// The connection is already closing or closed.
+    #[error("the connection is closing")]
+    Closing,
+}
+
+impl From<SendError> for CtxError {
+    fn from(e: SendError) -> Self {
+        match e {
+            SendError::InvalidCloseCode(c) => CtxError::InvalidCloseCode(c),
+            SendError::ReasonTooLong(n) | SendError::ControlPayloadTooLong(n) => {
+                CtxError::TooLong(n)
+            }
+            _ => CtxError::Closing,
+        }
+    }
+}
+
+/// A handler callback's view of its connection and shard.
+pub struct Ctx<'a, 'b, H> {
+    cx: &'a mut EngineCx<'b>,
+    id: ConnId,
+    _handler: PhantomData<fn(H)>,
+}
+
+impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
+    pub(crate) fn new(cx: &'a mut EngineCx<'b>, id: ConnId) -> Self {
+        Self {
+            cx,
+            id,
+            _handler: PhantomData,
+        }
+    }
+
+    fn slot(&mut self) -> Option<&mut Slot> {
+        self.cx.conns().session(self.id)
+    }
+
+    /// This connection's id on its shard.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The shard this connection lives on.
+    pub fn shard(&self) -> usize {
+        self.cx.shard()
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.send(DataKind::Text, Bytes::copy_from_slice(text.as_bytes()))
+    }
+
+    /// Sends a binary message; large payloads are queued without copying.
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) -> SendStatus {
+        self.send(DataKind::Binary, data.into())
+    }
+
+    /// Sends a [`Message`] of either kind.
+    pub fn send(&mut self, kind: DataKind, payload: Bytes) -> SendStatus {
+        let settings = self.cx.local().settings.clone();
+        let before = self.cx.buffered(self.id);
+        let now = self.cx.now();
+        let id = self.id;
+        let Some(open) = self.cx.conn(id) else {
+            return SendStatus::Dropped;
+        };
+        if before + payload.len() > settings.max_buffered {
+            let _ = open.ws.close_as_endpoint(
+                CloseCode::POLICY_VIOLATION,
+                "outbound buffer limit exceeded",
+                now,
+            );
+            return SendStatus::Dropped;
+        }
+        if open.ws.send_shared(kind, payload).is_err() {
+            return SendStatus::Dropped;
+        }
+        if self.cx.buffered(id) < settings.high_water {
+            return SendStatus::Queued;
+        }
+        self.cx.conns().notify_drain(id, settings.low_water);
+        SendStatus::Buffered
+    }
+
+    /// Bytes queued for this connection and not yet written to its socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.cx.buffered(self.id)
+    }
+
+    /// Sends a ping; its pong is reported to [`Handler::on_pong`].
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), CtxError> {
+        let id = self.id;
+        let open = self.cx.conn(id).ok_or(CtxError::Closing)?;
+        open.ws.ping(payload)?;
+        Ok(())
+    }
+
+    /// Starts the close handshake: code 1000 or 3000–4999, reason of at most 123 bytes.
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), CtxError> {
+        let (id, now) = (self.id, self.cx.now());
+        let open = self.cx.conn(id).ok_or(CtxError::Closing)?;
+        open.ws.close(CloseCode(code), reason, now)?;
+        Ok(())
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&mut self) -> Option<&str> {
+        let id = self.id;
+        self.cx.conn(id)?.protocol.as_deref()
+    }
+
+    /// The WebSocket protocol version (13).
+    pub fn version(&self) -> u8 {
+        13
+    }
+
+    /// The request target of the upgrade: path and query.
+    pub fn url(&mut self) -> &str {
+        self.slot().map_or("", |s| &s.info.target)
+    }
+
+    /// The upgrade request, if the server keeps it (`keep_request_headers`).
+    pub fn request(&mut self) -> Option<&RequestHead> {
+        self.slot()?.info.request.as_deref()
+    }
+
+    /// One header of the upgrade request, if the server keeps it.
+    pub fn request_header(&mut self, name: &str) -> Option<&str> {
+        self.request()?.headers().get(name)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
+        self.slot()?.info.peer
+    }
+
+    /// An address for posting `H::Msg` to this connection from anywhere.
+    pub fn addr(&mut self) -> Addr<H::Msg> {
+        let remote = self.cx.local().remote.clone();
+        let shard = self.cx.shard();
+        let id = self.id;
+        let alive = match self.slot() {
+            Some(slot) => slot
+                .alive
+                .get_or_insert_with(|| Arc::new(AtomicBool::new(true)))
+                .clone(),
+            None => Arc::new(AtomicBool::new(false)),
+        };
+        Addr {
+            remote,
+            shard,
+            target: Target::Conn(id),
+            alive,
+            _msg: PhantomData,
+        }
+    }
+
+    /// Subscribes this connection to `topic` (no effect if it already is).
+    pub fn subscribe(&mut self, topic: &str) {
+        let id = self.id;
+        let (local, conns) = self.cx.split();
+        let Some(slot) = conns.session(id) else {
+            return;
+        };
+        if let Some(name) = local.topics.subscribe(topic, id) {
+            slot.topics.push(name);
+        }
+    }
+
+    /// Unsubscribes this connection from `topic`.
+    pub fn unsubscribe(&mut self, topic: &str) {
+        let id = self.id;
+        let (local, conns) = self.cx.split();
+        let Some(slot) = conns.session(id) else {
+            return;
+        };
+        if local.topics.unsubscribe(topic, id) {
+            slot.topics.retain(|t| &**t != topic);
+        }
+    }
+
+    /// Publishes to every subscriber of `topic` on every shard, this connection included if it
+    /// subscribes. The message is framed once. Returns this shard's part of the delivery.
+    pub fn publish(&mut self, topic: &str, message: impl Into<Message>) -> Delivery {
+        let frame = frame(message.into());
+        publish(self.cx, topic, frame, None, true)
+    }
+
+    /// As [`Ctx::publish`], leaving this connection out.
+    pub fn publish_others(&mut self, topic: &str, message: impl Into<Message>) -> Delivery {
+        let frame = frame(message.into());
+        publish(self.cx, topic, frame, Some(self.id), true)
+    }
+
+    /// Subscribers of `topic` on this shard.
+    pub fn subscribers(&mut self, topic: &str) -> usize {
+        self.cx.local().topics.count(topic)
+    }
+
+    /// Sets the slow-subscriber policy of `topic` on this shard.
+    pub fn set_topic_policy(&mut self, topic: &str, policy: SlowPolicy) {
+        self.cx.local().topics.set_policy(topic, policy);
+    }
+
+    /// Calls [`Handler::on_timer`] after `after`, unless cancelled or the connection closes.
+    pub fn set_timer(&mut self, after: Duration) -> TimerId {
+        let key = self.cx.local().timer_id();
+        let at = self.cx.now() + after;
+        let id = self.id;
+        if let Some(slot) = self.slot() {
+            slot.timers.push(key);
+            self.cx.set_timer(Some(id), at, key);
+        }
+        TimerId(key)
+    }
+
+    /// Cancels a timer; false if it already fired or was cancelled.
+    pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
+        let Some(slot) = self.slot() else {
+            return false;
+        };
+        match slot.timers.iter().position(|&t| t == timer.0) {
+            Some(i) => {
+                slot.timers.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A message as one unmasked frame, ready to be queued to many connections.
+pub(crate) fn frame(message: Message) -> Bytes {
+    match message {
+        Message::Text(t) => server_frame(OpCode::Text, t.as_str().as_bytes()),
+        Message::Binary(b) => server_frame(OpCode::Binary, &b),
+    }
+}

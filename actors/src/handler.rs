@@ -1,0 +1,120 @@
+//! What an application implements for each WebSocket connection.
+
+use bytes::Bytes;
+use ringsock_engine::ws::{CloseCode, ProtocolError, Utf8Bytes};
+
+use crate::ctx::Ctx;
+use crate::timer::TimerId;
+
+/// A whole message from the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A text message, checked UTF-8 (`as_str()` borrows it, `into_bytes()` shares it).
+    Text(Utf8Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+impl Message {
+    /// The payload's bytes, whatever the kind.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Message::Text(t) => t.as_str().as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// The text, if this is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Message::Text(t) => Some(t.as_str()),
+            Message::Binary(_) => None,
+        }
+    }
+}
+
+impl From<&str> for Message {
+    fn from(text: &str) -> Self {
+        Message::Text(Utf8Bytes::from(text.to_owned()))
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Self {
+        Message::Text(Utf8Bytes::from(text))
+    }
+}
+
+impl From<Bytes> for Message {
+    fn from(data: Bytes) -> Self {
+        Message::Binary(data)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    fn from(data: Vec<u8>) -> Self {
+        Message::Binary(Bytes::from(data))
+    }
+}
+
+/// How a connection ended, as [`Handler::on_close`] hears it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Closed {
+    /// The peer's close code, the code we sent on a protocol error, or 1006 (no close
+    /// handshake: the transport dropped, a close went unanswered, or the peer stopped answering
+    /// pings).
+    pub code: CloseCode,
+    /// The reason that came with the code; empty for 1006.
+    pub reason: String,
+}
+
+/// A WebSocket connection's behaviour. Every callback runs on the shard that owns the
+/// connection, one at a time, with `&mut self` and a [`Ctx`] to act on it and its shard.
+///
+/// All callbacks have empty defaults, so a handler implements only what it needs.
+pub trait Handler: Sized + 'static {
+    /// What other threads and connections may post to this one with an
+    /// [`Addr`](crate::Addr); use `()` if nothing.
+    type Msg: Send + 'static;
+
+    /// The connection is open; its 101 is queued and messages may be sent.
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        let _ = ctx;
+    }
+
+    /// A whole message arrived.
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        let _ = (ctx, message);
+    }
+
+    /// A pong arrived for a ping sent with [`Ctx::ping`] (automatic pings are not reported).
+    fn on_pong(&mut self, ctx: &mut Ctx<'_, '_, Self>, payload: Bytes) {
+        let _ = (ctx, payload);
+    }
+
+    /// The connection ended; this is the last callback. Subscriptions, timers and the
+    /// connection's [`Addr`](crate::Addr)s are already gone.
+    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, closed: Closed) {
+        let _ = (ctx, closed);
+    }
+
+    /// The peer broke the protocol; [`Handler::on_close`] follows with the code sent to it.
+    fn on_error(&mut self, ctx: &mut Ctx<'_, '_, Self>, error: ProtocolError) {
+        let _ = (ctx, error);
+    }
+
+    /// The outbound buffer, after passing the high-water mark, fell to the low-water mark.
+    fn on_drain(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        let _ = ctx;
+    }
+
+    /// A message posted with an [`Addr`](crate::Addr).
+    fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: Self::Msg) {
+        let _ = (ctx, msg);
+    }
+
+    /// A timer set with [`Ctx::set_timer`] is due.
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, timer: TimerId) {
+        let _ = (ctx, timer);
+    }
+}

@@ -1,0 +1,409 @@
+//! The engine [`Service`] that runs handlers and actors: per-connection slots, per-shard topic
+//! tables, and the posts that travel between shards.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringsock_engine::http::RequestHead;
+use ringsock_engine::server::{Accept, ConnId, Cx, HttpResponse, Remote, Service, Upgrade};
+use ringsock_engine::ws::{CloseFrame, Event, PingId};
+
+use crate::actor::{ActorEntry, ErasedActor};
+use crate::ctx::Ctx;
+use crate::handler::{Closed, Handler, Message};
+use crate::timer::{TimerId, INTERNAL, PING_TICK, PONG_DUE};
+use crate::topics::{Delivery, DeliveryLimits, SlowPolicy, Topics};
+use crate::upgrade::{Accepted, UpgradeRequest};
+
+/// The engine's context as the runtime uses it.
+pub(crate) type EngineCx<'a> = Cx<'a, Runtime>;
+
+/// Counters over all shards, readable while the server runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages published (each counted once, however many subscribers).
+    pub published: AtomicU64,
+    /// Deliveries queued to subscribers.
+    pub delivered: AtomicU64,
+    /// Deliveries skipped by [`SlowPolicy::Drop`].
+    pub dropped: AtomicU64,
+    /// Subscribers closed by [`SlowPolicy::Close`].
+    pub closed_slow: AtomicU64,
+    /// Publishes not forwarded to another shard because its mailbox was full.
+    pub forward_dropped: AtomicU64,
+    pub(crate) next_actor: AtomicU64,
+}
+
+impl Stats {
+    fn add(&self, d: Delivery) {
+        self.delivered.fetch_add(d.queued as u64, Ordering::Relaxed);
+        if d.dropped > 0 {
+            self.dropped.fetch_add(d.dropped as u64, Ordering::Relaxed);
+        }
+        if d.closed > 0 {
+            self.closed_slow
+                .fetch_add(d.closed as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Server-wide settings the runtime applies to every connection.
+pub(crate) struct Settings {
+    pub ping: Option<Duration>,
+    pub pong_timeout: Duration,
+    pub high_water: usize,
+    pub low_water: usize,
+    pub max_buffered: usize,
+    pub policy: SlowPolicy,
+    pub topic_policies: Arc<HashMap<String, SlowPolicy>>,
+    pub keep_request: bool,
+}
+
+/// A type-erased upgrade hook: it makes the connection's handler.
+pub(crate) type Hook = Box<
+    dyn Fn(&UpgradeRequest<'_>) -> Result<Accepted<Box<dyn ErasedHandler>>, HttpResponse>
+        + Send
+        + Sync,
+>;
+
+/// Answers plain HTTP requests.
+pub(crate) type Responder = Box<dyn Fn(&RequestHead) -> HttpResponse + Send + Sync>;
+
+/// The service: routes upgrades to hooks by path and runs what they return.
+pub(crate) struct Runtime {
+    pub routes: Vec<(String, Hook)>,
+    pub http: Option<Responder>,
+    pub settings: Arc<Settings>,
+    pub stats: Arc<Stats>,
+}
+
+/// What the runtime keeps beside each connection.
+pub(crate) struct Slot {
+    /// `None` only while one of its callbacks runs.
+    pub handler: Option<Box<dyn ErasedHandler>>,
+    pub topics: Vec<Arc<str>>,
+    /// Made when the first [`crate::Addr`] is; cleared at close so addresses see it gone.
+    pub alive: Option<Arc<AtomicBool>>,
+    /// Timers set and not yet fired or cancelled.
+    pub timers: Vec<u64>,
+    /// The automatic ping waiting for its pong.
+    pub auto_ping: Option<PingId>,
+    pub info: ConnInfo,
+}
+
+/// What a connection remembers of its upgrade.
+pub(crate) struct ConnInfo {
+    pub target: Box<str>,
+    pub peer: Option<SocketAddr>,
+    pub request: Option<Box<RequestHead>>,
+}
+
+/// One shard's runtime state.
+pub(crate) struct Local {
+    pub shard: usize,
+    pub remote: Remote<Post>,
+    pub settings: Arc<Settings>,
+    pub stats: Arc<Stats>,
+    pub topics: Topics,
+    pub next_timer: u64,
+    pub actors: HashMap<u64, ActorEntry>,
+    /// Shard timers: timer key → the actor that set it.
+    pub actor_timers: HashMap<u64, u64>,
+}
+
+impl Local {
+    pub fn timer_id(&mut self) -> u64 {
+        self.next_timer += 1;
+        self.next_timer
+    }
+
+    pub fn delivery_limits(&self, now: std::time::Instant) -> DeliveryLimits {
+        DeliveryLimits {
+            high_water: self.settings.high_water,
+            policy: self.settings.policy,
+            now,
+        }
+    }
+}
+
+/// Messages between shards and from other threads.
+pub(crate) enum Post {
+    Tell {
+        id: ConnId,
+        msg: Box<dyn Any + Send>,
+    },
+    ActorTell {
+        actor: u64,
+        msg: Box<dyn Any + Send>,
+    },
+    /// A message framed once, for this shard's subscribers of `topic`.
+    Publish { topic: Arc<str>, frame: Bytes },
+    Spawn {
+        actor: u64,
+        entry: Box<dyn ErasedActor + Send>,
+        alive: Arc<AtomicBool>,
+    },
+}
+
+impl Post {
+    /// The boxed message of a tell that could not be posted.
+    pub fn into_tell_payload(self) -> Box<dyn Any + Send> {
+        match self {
+            Post::Tell { msg, .. } | Post::ActorTell { msg, .. } => msg,
+            _ => Box::new(()),
+        }
+    }
+}
+
+/// What a handler is called for.
+pub(crate) enum Dispatch {
+    Open,
+    Message(Message),
+    Pong(Bytes),
+    Close(Closed),
+    Error(ringsock_engine::ws::ProtocolError),
+    Drain,
+    Tell(Box<dyn Any + Send>),
+    Timer(TimerId),
+}
+
+/// A [`Handler`] with its type erased, so connections of different handler types share a shard.
+pub(crate) trait ErasedHandler {
+    fn dispatch(&mut self, cx: &mut EngineCx<'_>, id: ConnId, what: Dispatch);
+}
+
+impl<H: Handler> ErasedHandler for H {
+    fn dispatch(&mut self, cx: &mut EngineCx<'_>, id: ConnId, what: Dispatch) {
+        let mut ctx = Ctx::new(cx, id);
+        match what {
+            Dispatch::Open => self.on_open(&mut ctx),
+            Dispatch::Message(m) => self.on_message(&mut ctx, m),
+            Dispatch::Pong(p) => self.on_pong(&mut ctx, p),
+            Dispatch::Close(c) => self.on_close(&mut ctx, c),
+            Dispatch::Error(e) => self.on_error(&mut ctx, e),
+            Dispatch::Drain => self.on_drain(&mut ctx),
+            Dispatch::Tell(msg) => {
+                // An Addr<M> only reaches handlers whose Msg is M, so this always succeeds.
+                if let Ok(msg) = msg.downcast::<H::Msg>() {
+                    self.on_tell(&mut ctx, *msg)
+                }
+            }
+            Dispatch::Timer(t) => self.on_timer(&mut ctx, t),
+        }
+    }
+}
+
+/// Runs one handler callback for `id`: the handler is taken out of its slot for the call, so
+/// the callback's context can reach every connection of the shard, its own included.
+pub(crate) fn call(cx: &mut EngineCx<'_>, id: ConnId, what: Dispatch) {
+    let Some(mut handler) = cx.conns().session(id).and_then(|s| s.handler.take()) else {
+        return;
+    };
+    handler.dispatch(cx, id, what);
+    if let Some(slot) = cx.conns().session(id) {
+        slot.handler = Some(handler);
+    }
+}
+
+/// Queues `frame` for `topic`'s subscribers on this shard (minus `exclude`) and, when
+/// `forward`, posts it once to every other shard.
+pub(crate) fn publish(
+    cx: &mut EngineCx<'_>,
+    topic: &str,
+    frame: Bytes,
+    exclude: Option<ConnId>,
+    forward: bool,
+) -> Delivery {
+    let now = cx.now();
+    let (local, conns) = cx.split();
+    let delivery = local
+        .topics
+        .deliver(conns, topic, &frame, exclude, local.delivery_limits(now));
+    local.stats.add(delivery);
+    if forward {
+        local.stats.published.fetch_add(1, Ordering::Relaxed);
+        let shards = local.remote.shards();
+        if shards > 1 {
+            let name: Arc<str> = Arc::from(topic);
+            for shard in (0..shards).filter(|&s| s != local.shard) {
+                let post = Post::Publish {
+                    topic: name.clone(),
+                    frame: frame.clone(),
+                };
+                if local.remote.post(shard, post).is_err() {
+                    local.stats.forward_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    delivery
+}
+
+impl Service for Runtime {
+    type Session = Slot;
+    type Local = Local;
+    type Post = Post;
+
+    fn local(&self, shard: usize, remote: &Remote<Post>) -> Local {
+        Local {
+            shard,
+            remote: remote.clone(),
+            settings: self.settings.clone(),
+            stats: self.stats.clone(),
+            topics: Topics::new(self.settings.topic_policies.clone()),
+            next_timer: 0,
+            actors: HashMap::new(),
+            actor_timers: HashMap::new(),
+        }
+    }
+
+    fn upgrade(&self, _: &mut Local, upgrade: &Upgrade<'_>) -> Result<Accept<Slot>, HttpResponse> {
+        let path = upgrade.request.path();
+        let Some((_, hook)) = self.routes.iter().find(|(p, _)| p == path) else {
+            return Err(HttpResponse::not_found());
+        };
+        let accepted = hook(&UpgradeRequest::new(upgrade))?;
+        let request = upgrade.request;
+        let info = ConnInfo {
+            target: request.target().into(),
+            peer: upgrade.peer,
+            request: self
+                .settings
+                .keep_request
+                .then(|| Box::new(request.clone())),
+        };
+        Ok(Accept {
+            session: Slot {
+                handler: Some(accepted.handler),
+                topics: Vec::new(),
+                alive: None,
+                timers: Vec::new(),
+                auto_ping: None,
+                info,
+            },
+            protocol: accepted.protocol,
+            headers: accepted.headers,
+        })
+    }
+
+    fn on_open(&self, cx: &mut EngineCx<'_>, id: ConnId, request: &RequestHead) {
+        let _ = request;
+        if let Some(interval) = self.settings.ping {
+            let at = cx.now() + interval;
+            cx.set_timer(Some(id), at, PING_TICK);
+        }
+        call(cx, id, Dispatch::Open);
+    }
+
+    fn on_event(&self, cx: &mut EngineCx<'_>, id: ConnId, event: Event) {
+        match event {
+            Event::Text(t) => call(cx, id, Dispatch::Message(Message::Text(t))),
+            Event::Binary(b) => call(cx, id, Dispatch::Message(Message::Binary(b))),
+            Event::Ping(_) => {}
+            Event::Pong { payload, id: ping } => {
+                let Some(slot) = cx.conns().session(id) else {
+                    return;
+                };
+                if ping.is_some() && ping == slot.auto_ping {
+                    slot.auto_ping = None;
+                } else {
+                    call(cx, id, Dispatch::Pong(payload));
+                }
+            }
+            Event::Error(e) => call(cx, id, Dispatch::Error(e)),
+            Event::Close(CloseFrame { code, reason }) => {
+                leave(cx, id);
+                call(cx, id, Dispatch::Close(Closed { code, reason }));
+            }
+        }
+    }
+
+    fn on_drain(&self, cx: &mut EngineCx<'_>, id: ConnId) {
+        call(cx, id, Dispatch::Drain);
+    }
+
+    fn on_timer(&self, cx: &mut EngineCx<'_>, id: Option<ConnId>, key: u64) {
+        let Some(id) = id else {
+            return crate::actor::on_shard_timer(cx, key);
+        };
+        if key & INTERNAL == 0 {
+            let Some(slot) = cx.conns().session(id) else {
+                return;
+            };
+            let Some(i) = slot.timers.iter().position(|&t| t == key) else {
+                return; // cancelled
+            };
+            slot.timers.swap_remove(i);
+            return call(cx, id, Dispatch::Timer(TimerId(key)));
+        }
+        let now = cx.now();
+        if key == PING_TICK {
+            let Some(interval) = self.settings.ping else {
+                return;
+            };
+            let Some(open) = cx.conn(id) else { return };
+            let Ok(ping) = open.ws.ping(b"") else { return };
+            open.session.auto_ping = Some(ping);
+            cx.set_timer(Some(id), now + interval, PING_TICK);
+            cx.set_timer(
+                Some(id),
+                now + self.settings.pong_timeout,
+                PONG_DUE | ping.0,
+            );
+        } else if key & PONG_DUE == PONG_DUE {
+            let ping = PingId(key & !PONG_DUE);
+            let unanswered = cx
+                .conns()
+                .session(id)
+                .is_some_and(|slot| slot.auto_ping == Some(ping));
+            if unanswered {
+                // The peer is gone or wedged: a close frame would wait behind the same silence.
+                cx.conns().abort(id);
+            }
+        }
+    }
+
+    fn on_post(&self, cx: &mut EngineCx<'_>, post: Post) {
+        match post {
+            Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
+            Post::Publish { topic, frame } => {
+                publish(cx, &topic, frame, None, false);
+            }
+            Post::ActorTell { actor, msg } => crate::actor::tell(cx, actor, msg),
+            Post::Spawn {
+                actor,
+                entry,
+                alive,
+            } => crate::actor::start(cx, actor, entry, alive),
+        }
+    }
+
+    fn on_http(&self, request: &RequestHead) -> HttpResponse {
+        match &self.http {
+            Some(respond) => respond(request),
+            None => HttpResponse::not_found(),
+        }
+    }
+}
+
+/// A connection is closing for good: it leaves its topics, its timers stop, its addresses see
+/// it gone.
+fn leave(cx: &mut EngineCx<'_>, id: ConnId) {
+    let (local, conns) = cx.split();
+    let Some(slot) = conns.session(id) else {
+        return;
+    };
+    for topic in slot.topics.drain(..) {
+        local.topics.unsubscribe(&topic, id);
+    }
+    slot.timers.clear();
+    slot.auto_ping = None;
+    if let Some(alive) = slot.alive.take() {
+        alive.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,344 @@
+//! The server builder: addresses, limits, handler hooks per path, an HTTP responder, pings,
+//! backpressure; and the running server's handle (publish, spawn, shutdown).
+
+use std::collections::HashMap;
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringsock_engine::http::InvalidHeader;
+use ringsock_engine::http::RequestHead;
+use ringsock_engine::reactor::{BackendKind, PoolConfig};
+use ringsock_engine::server::{self as engine, HttpResponse, Limits, ServerHandle, ShutdownReport};
+use ringsock_engine::ws::{CloseCode, ServerOptions};
+
+use crate::actor::Actor;
+use crate::addr::{Addr, Target};
+use crate::ctx::frame;
+use crate::handler::{Handler, Message};
+use crate::runtime::{ErasedHandler, Hook, Post, Runtime, Settings, Stats};
+use crate::topics::SlowPolicy;
+use crate::upgrade::{Accepted, UpgradeRequest};
+
+/// Configures a [`Running`] server.
+pub struct ServerBuilder {
+    engine: engine::ServerBuilder,
+    handshake: ServerOptions,
+    routes: Vec<(String, Hook)>,
+    http: Option<crate::runtime::Responder>,
+    ping: Option<Duration>,
+    pong_timeout: Option<Duration>,
+    high_water: usize,
+    low_water: usize,
+    max_buffered: usize,
+    policy: SlowPolicy,
+    topic_policies: HashMap<String, SlowPolicy>,
+    keep_request: bool,
+    limits: Limits,
+}
+
+/// The entry point: `Server::builder()`.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with the engine's defaults, no routes (every upgrade gets 404), a 1 MiB
+    /// high-water mark, a 64 MiB hard limit, and slow subscribers skipped.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            engine: engine::Server::builder(),
+            handshake: ServerOptions::new(),
+            routes: Vec::new(),
+            http: None,
+            ping: None,
+            pong_timeout: None,
+            high_water: 1 << 20,
+            low_water: 1 << 16,
+            max_buffered: 64 << 20,
+            policy: SlowPolicy::Drop,
+            topic_policies: HashMap::new(),
+            keep_request: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl ServerBuilder {
+    /// Adds an address to listen on (IPv4 or IPv6; port 0 picks one).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.engine = self.engine.bind(addr);
+        self
+    }
+
+    /// Number of shard threads (default: one per core).
+    pub fn shards(mut self, n: usize) -> Self {
+        self.engine = self.engine.shards(n);
+        self
+    }
+
+    /// The engine's limits and timeouts (connections, head size, handshake, idle, close).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The largest message accepted, in bytes; larger ones close the connection with 1009.
+    pub fn max_length(mut self, bytes: usize) -> Self {
+        self.limits.max_message = bytes;
+        self
+    }
+
+    /// Which reactor to run.
+    pub fn backend(mut self, kind: BackendKind) -> Self {
+        self.engine = self.engine.backend(kind);
+        self
+    }
+
+    /// The receive buffer pool of each shard.
+    pub fn pool(mut self, pool: PoolConfig) -> Self {
+        self.engine = self.engine.pool(pool);
+        self
+    }
+
+    /// Whether shard threads are pinned to cores (default true).
+    pub fn pin_threads(mut self, pin: bool) -> Self {
+        self.engine = self.engine.pin_threads(pin);
+        self
+    }
+
+    /// Posts each shard's mailbox holds (tells, cross-shard publishes); default 65,536.
+    pub fn mailbox(mut self, capacity: usize) -> Self {
+        self.engine = self.engine.mailbox(capacity);
+        self
+    }
+
+    /// Sends a ping every `interval`; a peer whose pong has not come within the pong timeout
+    /// (default: the interval) is dropped, and its handler hears 1006.
+    pub fn ping(mut self, interval: Duration) -> Self {
+        self.ping = Some(interval);
+        self
+    }
+
+    /// How long a peer has to answer an automatic ping.
+    pub fn pong_timeout(mut self, timeout: Duration) -> Self {
+        self.pong_timeout = Some(timeout);
+        self
+    }
+
+    /// Supported subprotocols (the client's order of preference wins), unless a hook picks.
+    pub fn protocols<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        for name in names {
+            self.handshake = self.handshake.protocol(name);
+        }
+        self
+    }
+
+    /// Adds a header to every 101 answer.
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, InvalidHeader> {
+        self.handshake = self.handshake.header(name, value)?;
+        Ok(self)
+    }
+
+    /// The full handshake options (extensions, a subprotocol selector).
+    pub fn handshake(mut self, options: ServerOptions) -> Self {
+        self.handshake = options;
+        self
+    }
+
+    /// Outbound bytes past which a connection counts as slow: sends report
+    /// [`crate::SendStatus::Buffered`] and topics apply their policy. `on_drain` fires when it
+    /// falls to `low`.
+    pub fn high_water(mut self, high: usize, low: usize) -> Self {
+        self.high_water = high.max(1);
+        self.low_water = low.min(self.high_water);
+        self
+    }
+
+    /// Outbound bytes past which a direct send closes the connection with 1008 (default 64 MiB).
+    pub fn max_buffered(mut self, bytes: usize) -> Self {
+        self.max_buffered = bytes;
+        self
+    }
+
+    /// What topics do with a subscriber past the high-water mark (default: drop the message).
+    pub fn slow_policy(mut self, policy: SlowPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The slow-subscriber policy of one topic.
+    pub fn topic_policy(mut self, topic: impl Into<String>, policy: SlowPolicy) -> Self {
+        self.topic_policies.insert(topic.into(), policy);
+        self
+    }
+
+    /// Keeps each connection's upgrade request for [`crate::Ctx::request`] (it costs its size
+    /// per connection; off by default).
+    pub fn keep_request_headers(mut self, keep: bool) -> Self {
+        self.keep_request = keep;
+        self
+    }
+
+    /// Serves WebSocket upgrades on `path` with the handler `hook` returns; `hook` runs before
+    /// the 101 and may refuse with any response (status, headers, body). A plain GET to `path`
+    /// gets 426.
+    pub fn route<H, F>(mut self, path: &str, hook: F) -> Self
+    where
+        H: Handler,
+        F: Fn(&UpgradeRequest<'_>) -> Result<Accepted<H>, HttpResponse> + Send + Sync + 'static,
+    {
+        let erased: Hook = Box::new(move |req| {
+            hook(req).map(|a| a.map(|h| Box::new(h) as Box<dyn ErasedHandler>))
+        });
+        self.routes.push((path.to_owned(), erased));
+        self.engine = self.engine.websocket_path(path);
+        self
+    }
+
+    /// Answers requests that are not upgrades (default 404).
+    pub fn http(
+        mut self,
+        respond: impl Fn(&RequestHead) -> HttpResponse + Send + Sync + 'static,
+    ) -> Self {
+        self.http = Some(Box::new(respond));
+        self
+    }
+
+    /// Binds and starts the shards.
+    pub fn start(self) -> io::Result<Running> {
+        let stats = Arc::new(Stats::default());
+        let settings = Arc::new(Settings {
+            ping: self.ping,
+            pong_timeout: self.pong_timeout.or(self.ping).unwrap_or(Duration::MAX),
+            high_water: self.high_water,
+            low_water: self.low_water,
+            max_buffered: self.max_buffered,
+            policy: self.policy,
+            topic_policies: Arc::new(self.topic_policies),
+            keep_request: self.keep_request,
+        });
+        let runtime = Runtime {
+            routes: self.routes,
+            http: self.http,
+            settings,
+            stats: stats.clone(),
+        };
+        let handle = self
+            .engine
+            .limits(self.limits)
+            .handshake(self.handshake)
+            .start(runtime)?;
+        Ok(Running {
+            handle,
+            stats,
+            next_shard: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Why [`Running::publish`] did not reach every shard.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{full} of {shards} shard mailboxes were full; the message did not reach them")]
+pub struct PublishError {
+    /// Shards whose mailbox was full.
+    pub full: usize,
+    /// Shards in all.
+    pub shards: usize,
+}
+
+/// A running server.
+pub struct Running {
+    handle: ServerHandle<Post>,
+    stats: Arc<Stats>,
+    next_shard: AtomicUsize,
+}
+
+impl Running {
+    /// The addresses listened on (port 0 resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        self.handle.local_addrs()
+    }
+
+    /// `"io_uring"` or `"epoll"`.
+    pub fn backend(&self) -> &'static str {
+        self.handle.backend()
+    }
+
+    /// Counters over all shards.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Publishes to `topic` from outside the server (a push service's producer): framed once,
+    /// posted once to each shard.
+    pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<(), PublishError> {
+        let frame = frame(message.into());
+        let topic: Arc<str> = Arc::from(topic);
+        let remote = self.handle.remote();
+        let mut full = 0;
+        for shard in 0..remote.shards() {
+            let post = Post::Publish {
+                topic: topic.clone(),
+                frame: frame.clone(),
+            };
+            if remote.post(shard, post).is_err() {
+                full += 1;
+            }
+        }
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        match full {
+            0 => Ok(()),
+            _ => Err(PublishError {
+                full,
+                shards: remote.shards(),
+            }),
+        }
+    }
+
+    /// Starts `actor` on a shard (round robin) and returns its address. If that shard's
+    /// mailbox is full, the actor is dropped and the address is dead.
+    pub fn spawn<A: Actor>(&self, actor: A) -> Addr<A::Msg> {
+        let remote = self.handle.remote();
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
+        let id = self.stats.next_actor.fetch_add(1, Ordering::Relaxed);
+        let alive = Arc::new(AtomicBool::new(true));
+        let post = Post::Spawn {
+            actor: id,
+            entry: Box::new(actor),
+            alive: alive.clone(),
+        };
+        if remote.post(shard, post).is_err() {
+            alive.store(false, Ordering::Release);
+        }
+        Addr {
+            remote: remote.clone(),
+            shard,
+            target: Target::Actor(id),
+            alive,
+            _msg: PhantomData,
+        }
+    }
+
+    /// Stops accepting, closes every WebSocket with 1001, waits up to `grace` for the close
+    /// handshakes, and reports how it went.
+    pub fn shutdown(self, grace: Duration) -> ShutdownReport {
+        self.handle.shutdown(grace)
+    }
+
+    /// Blocks until the process ends.
+    pub fn wait(self) {
+        self.handle.wait()
+    }
+}
+
+/// Close codes for [`SlowPolicy::Close`].
+pub mod codes {
+    use super::CloseCode;
+    /// 1008: the subscriber broke the server's policy (did not keep up).
+    pub const POLICY_VIOLATION: CloseCode = CloseCode::POLICY_VIOLATION;
+    /// 1013: try again later.
+    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
+}
