@@ -146,3 +146,50 @@ pub(crate) struct DeliveryLimits {
     pub policy: SlowPolicy,
     pub now: Instant,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringsock_engine::server::ConnId;
+
+    fn ids() -> (ConnId, ConnId) {
+        (ConnId::from_u64(1), ConnId::from_u64(2))
+    }
+
+    #[test]
+    fn a_topic_exists_while_it_has_subscribers() {
+        let (a, b) = ids();
+        let mut topics = Topics::default();
+        let name = topics.subscribe("t", a).expect("first subscription is new");
+        assert_eq!(&*name, "t");
+        assert_eq!(
+            topics.subscribe("t", a),
+            None,
+            "subscribing twice is a no-op"
+        );
+        assert!(topics.subscribe("t", b).is_some());
+        assert_eq!(topics.count("t"), 2);
+        assert!(topics.unsubscribe("t", a));
+        assert!(!topics.unsubscribe("t", a));
+        assert_eq!(topics.count("t"), 1);
+        assert!(topics.unsubscribe("t", b));
+        assert!(topics.topics.is_empty(), "an empty topic is forgotten");
+    }
+
+    #[test]
+    fn a_named_policy_applies_to_its_topic_when_it_appears() {
+        let (a, _) = ids();
+        let policies = HashMap::from([(
+            "ticker".to_owned(),
+            SlowPolicy::Close(CloseCode::POLICY_VIOLATION),
+        )]);
+        let mut topics = Topics::new(Arc::new(policies));
+        topics.subscribe("ticker", a);
+        topics.subscribe("other", a);
+        assert_eq!(
+            topics.topics["ticker"].policy,
+            Some(SlowPolicy::Close(CloseCode::POLICY_VIOLATION))
+        );
+        assert_eq!(topics.topics["other"].policy, None);
+    }
+}

@@ -117,3 +117,50 @@ impl<H> Accepted<H> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ringsock_engine::http::{parse_request, HeadLimits};
+
+    fn with_request(raw: &str, check: impl FnOnce(&UpgradeRequest<'_>)) {
+        let (head, _) = parse_request(raw.as_bytes(), &HeadLimits::default())
+            .unwrap()
+            .unwrap();
+        let protocols = ["chat", "v2"];
+        let upgrade = Upgrade {
+            request: &head,
+            protocols: &protocols,
+            peer: None,
+            shard: 0,
+        };
+        check(&UpgradeRequest::new(&upgrade));
+    }
+
+    #[test]
+    fn query_parameters_are_percent_decoded() {
+        with_request(
+            "GET /chat?room=a%20b&nick=ada&nick=bob HTTP/1.1\r\nHost: x\r\n\r\n",
+            |req| {
+                assert_eq!(req.path(), "/chat");
+                assert_eq!(req.query_param("room").as_deref(), Some("a b"));
+                assert_eq!(req.query_param("nick").as_deref(), Some("ada"));
+                assert_eq!(req.query_param("none"), None);
+                assert_eq!(req.protocols(), ["chat", "v2"]);
+            },
+        );
+    }
+
+    #[test]
+    fn cookies_come_from_every_cookie_header() {
+        with_request(
+            "GET / HTTP/1.1\r\nCookie: a=1; session=\"xyz\"\r\nCookie: b=2\r\n\r\n",
+            |req| {
+                assert_eq!(req.cookie("session"), Some("xyz"));
+                assert_eq!(req.cookie("b"), Some("2"));
+                assert_eq!(req.cookie("c"), None);
+                assert_eq!(req.cookies().count(), 3);
+            },
+        );
+    }
+}

@@ -26,6 +26,12 @@ impl ConnId {
     pub fn as_u64(self) -> u64 {
         self.0 .0
     }
+
+    /// The id back from [`ConnId::as_u64`]. A made-up number names no connection, or a
+    /// connection of that shard: lookups check the generation, never memory.
+    pub fn from_u64(n: u64) -> Self {
+        ConnId(Token(n))
+    }
 }
 
 /// An answer to a plain (non-WebSocket) HTTP request, or a refused upgrade. The connection
