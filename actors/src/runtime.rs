@@ -93,6 +93,9 @@ pub(crate) struct Slot {
     pub timers: Vec<u64>,
     /// The automatic ping waiting for its pong.
     pub auto_ping: Option<PingId>,
+    /// The connection has closed for good ([`leave`] ran): `on_close` may still be running, but
+    /// nothing may subscribe it, arm its timers or hand out a live address for it any more.
+    pub closed: bool,
     pub info: ConnInfo,
 }
 
@@ -284,6 +287,7 @@ impl Service for Runtime {
                 alive: None,
                 timers: Vec::new(),
                 auto_ping: None,
+                closed: false,
                 info,
             },
             protocol: accepted.protocol,
@@ -407,6 +411,7 @@ fn leave(cx: &mut EngineCx<'_>, id: ConnId) {
     }
     slot.timers.clear();
     slot.auto_ping = None;
+    slot.closed = true;
     if let Some(alive) = slot.alive.take() {
         alive.store(false, Ordering::Release);
     }
