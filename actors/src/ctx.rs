@@ -176,17 +176,19 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.slot()?.info.peer
     }
 
-    /// An address for posting `H::Msg` to this connection from anywhere.
+    /// An address for posting `H::Msg` to this connection from anywhere (dead from the start if
+    /// asked for in [`Handler::on_close`]).
     pub fn addr(&mut self) -> Addr<H::Msg> {
         let remote = self.cx.local().remote.clone();
         let shard = self.cx.shard();
         let id = self.id;
         let alive = match self.slot() {
-            Some(slot) => slot
+            Some(slot) if !slot.closed => slot
                 .alive
                 .get_or_insert_with(|| Arc::new(AtomicBool::new(true)))
                 .clone(),
-            None => Arc::new(AtomicBool::new(false)),
+            // Closed (asked from `on_close`) or gone: an address that is dead from the start.
+            _ => Arc::new(AtomicBool::new(false)),
         };
         Addr {
             remote,
@@ -197,11 +199,12 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         }
     }
 
-    /// Subscribes this connection to `topic` (no effect if it already is).
+    /// Subscribes this connection to `topic` (no effect if it already is, or from
+    /// [`Handler::on_close`]).
     pub fn subscribe(&mut self, topic: &str) {
         let id = self.id;
         let (local, conns) = self.cx.split();
-        let Some(slot) = conns.session(id) else {
+        let Some(slot) = conns.session(id).filter(|slot| !slot.closed) else {
             return;
         };
         if let Some(name) = local.topics.subscribe(topic, id) {
@@ -249,7 +252,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         let key = self.cx.local().timer_id();
         let at = self.cx.now() + after;
         let id = self.id;
-        if let Some(slot) = self.slot() {
+        if let Some(slot) = self.slot().filter(|slot| !slot.closed) {
             slot.timers.push(key);
             self.cx.set_timer(Some(id), at, key);
         }

@@ -53,4 +53,4 @@ pub use upgrade::{Accepted, UpgradeRequest};
 pub use ringsock_engine::http::RequestHead;
 pub use ringsock_engine::reactor::BackendKind;
 pub use ringsock_engine::server::{ConnId, HttpResponse, Limits, ShutdownReport};
-pub use ringsock_engine::ws::{CloseCode, Utf8Bytes};
+pub use ringsock_engine::ws::{CloseCode, ProtocolError, Utf8Bytes};

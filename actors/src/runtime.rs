@@ -93,6 +93,9 @@ pub(crate) struct Slot {
     pub timers: Vec<u64>,
     /// The automatic ping waiting for its pong.
     pub auto_ping: Option<PingId>,
+    /// The connection has closed for good ([`leave`] ran): `on_close` may still be running, but
+    /// nothing may subscribe it, arm its timers or hand out a live address for it any more.
+    pub closed: bool,
     pub info: ConnInfo,
 }
 
@@ -284,6 +287,7 @@ impl Service for Runtime {
                 alive: None,
                 timers: Vec::new(),
                 auto_ping: None,
+                closed: false,
                 info,
             },
             protocol: accepted.protocol,
@@ -347,14 +351,18 @@ impl Service for Runtime {
                 return;
             };
             let Some(open) = cx.conn(id) else { return };
-            let Ok(ping) = open.ws.ping(b"") else { return };
-            open.session.auto_ping = Some(ping);
+            // One automatic ping at a time: while one is unanswered its deadline stands. A new
+            // ping would take its place in `auto_ping`, and the older deadline would then find
+            // it "answered" — so with a deadline at or past the interval (the default is equal)
+            // a silent peer was never dropped.
+            if open.session.auto_ping.is_none() {
+                let Ok(ping) = open.ws.ping(b"") else { return };
+                open.session.auto_ping = Some(ping);
+                if let Some(due) = now.checked_add(self.settings.pong_timeout) {
+                    cx.set_timer(Some(id), due, PONG_DUE | ping.0);
+                }
+            }
             cx.set_timer(Some(id), now + interval, PING_TICK);
-            cx.set_timer(
-                Some(id),
-                now + self.settings.pong_timeout,
-                PONG_DUE | ping.0,
-            );
         } else if key & PONG_DUE == PONG_DUE {
             let ping = PingId(key & !PONG_DUE);
             let unanswered = cx
@@ -403,6 +411,7 @@ fn leave(cx: &mut EngineCx<'_>, id: ConnId) {
     }
     slot.timers.clear();
     slot.auto_ping = None;
+    slot.closed = true;
     if let Some(alive) = slot.alive.take() {
         alive.store(false, Ordering::Release);
     }

@@ -577,7 +577,8 @@ impl<S: Service> Shard<S> {
             }
             self.world.mark_dirty(token);
         }
-        while let Some((token, key)) = self.world.timers.pop_user_due(now) {
+        let mark = self.world.timers.user_mark();
+        while let Some((token, key)) = self.world.timers.pop_user_due(now, mark) {
             let id = match token {
                 None => None,
                 Some(token) => {

@@ -41,10 +41,21 @@ impl Timers {
         self.user.push(Reverse((at, self.user_seq, token, key)));
     }
 
-    /// Removes and returns one service timer due at `now`, if any.
-    pub fn pop_user_due(&mut self, now: Instant) -> Option<(Option<Token>, u64)> {
+    /// Marks the service timers set so far, for [`Timers::pop_user_due`].
+    pub fn user_mark(&self) -> u64 {
+        self.user_seq
+    }
+
+    /// Removes and returns one service timer due at `now` and set no later than `mark` (from
+    /// [`Timers::user_mark`]), if any. A timer set while due ones are being fired (a callback
+    /// re-arming itself for `now`) waits for the next loop turn, so the sockets are served in
+    /// between instead of the shard firing it forever.
+    pub fn pop_user_due(&mut self, now: Instant, mark: u64) -> Option<(Option<Token>, u64)> {
+        // Entries come out by (deadline, order of setting), and a timer set during the pass is
+        // due no earlier than `now`, so an older one still due would come out before it. (One
+        // set for a past instant could hide older due ones: they then fire next turn.)
         match self.user.peek() {
-            Some(Reverse((at, ..))) if *at <= now => {
+            Some(Reverse((at, seq, ..))) if *at <= now && *seq <= mark => {
                 let Reverse((_, _, token, key)) = self.user.pop()?;
                 Some(((token != NO_TOKEN).then_some(Token(token)), key))
             }
@@ -103,10 +114,32 @@ mod tests {
         timers.schedule_user(t0 + Duration::from_secs(1), Some(Token(5)), 1);
         timers.schedule_user(t0 + Duration::from_secs(1), None, 2);
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(timers.pop_user_due(t0), None);
+        let mark = timers.user_mark();
+        assert_eq!(timers.pop_user_due(t0, mark), None);
         let due: Vec<_> =
-            std::iter::from_fn(|| timers.pop_user_due(t0 + Duration::from_secs(1))).collect();
+            std::iter::from_fn(|| timers.pop_user_due(t0 + Duration::from_secs(1), mark)).collect();
         assert_eq!(due, [(Some(Token(5)), 1), (None, 2)]);
         assert_eq!(timers.next_deadline(), Some(t0 + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_service_timer_set_while_firing_waits_for_the_next_pass() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        timers.schedule_user(t0, None, 1);
+        timers.schedule_user(t0 + Duration::from_secs(1), None, 2);
+        let now = t0 + Duration::from_secs(1);
+        let mark = timers.user_mark();
+        assert_eq!(timers.pop_user_due(now, mark), Some((None, 1)));
+        // Key 1's callback re-arms itself for now: not in this pass, and it does not hide
+        // key 2, which was set before the pass and is due.
+        timers.schedule_user(now, None, 3);
+        assert_eq!(timers.pop_user_due(now, mark), Some((None, 2)));
+        assert_eq!(timers.pop_user_due(now, mark), None);
+        assert_eq!(timers.next_deadline(), Some(now));
+        assert_eq!(
+            timers.pop_user_due(now, timers.user_mark()),
+            Some((None, 3))
+        );
     }
 }
