@@ -365,11 +365,22 @@ impl Service for Runtime {
             cx.set_timer(Some(id), now + interval, PING_TICK);
         } else if key & PONG_DUE == PONG_DUE {
             let ping = PingId(key & !PONG_DUE);
-            let unanswered = cx
-                .conns()
-                .session(id)
-                .is_some_and(|slot| slot.auto_ping == Some(ping));
-            if unanswered {
+            // Any bytes since the ping went out prove the peer alive, even if its pong was lost
+            // to the protocol's bounded ping memory (a handler's own pings can push ours out).
+            let sent = now.checked_sub(self.settings.pong_timeout);
+            let heard = match (cx.conns().last_received(id), sent) {
+                (Some(last), Some(sent)) => last > sent,
+                _ => false,
+            };
+            let Some(slot) = cx.conns().session(id) else {
+                return;
+            };
+            if slot.auto_ping != Some(ping) {
+                return;
+            }
+            if heard {
+                slot.auto_ping = None;
+            } else {
                 // The peer is gone or wedged: a close frame would wait behind the same silence.
                 cx.conns().abort(id);
             }

@@ -118,7 +118,8 @@ impl ServerBuilder {
     /// Sends a ping every `interval`; a peer whose pong has not come within the pong timeout
     /// (default: the interval) is dropped, and its handler hears 1006.
     pub fn ping(mut self, interval: Duration) -> Self {
-        self.ping = Some(interval);
+        // A zero interval would ping on every loop turn.
+        self.ping = Some(interval.max(Duration::from_millis(1)));
         self
     }
 

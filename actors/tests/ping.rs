@@ -294,6 +294,60 @@ fn own_pings_are_reported_and_automatic_ones_are_not(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
+/// A handler that sends many pings of its own pushes the automatic one out of the protocol's
+/// bounded ping memory; the peer still answers, so it must not be taken for dead.
+struct Flooder {
+    report: mpsc::Sender<Seen>,
+}
+
+impl Handler for Flooder {
+    type Msg = ();
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: Message) {
+        for i in 0..40u8 {
+            ctx.ping(&[i]).unwrap();
+        }
+    }
+    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+        let _ = self.report.send(Seen::Close(closed, Instant::now()));
+    }
+}
+
+fn own_ping_flood_does_not_make_an_answering_peer_dead(kind: BackendKind) {
+    let (tx, seen) = mpsc::channel();
+    let server = start(
+        kind,
+        builder(kind, 1)
+            .ping(Duration::from_millis(100))
+            .pong_timeout(Duration::from_millis(400))
+            .route("/", move |_| {
+                Ok(Accepted::new(Flooder { report: tx.clone() }))
+            }),
+    );
+    let addr = server.local_addrs()[0];
+    let mut raw = Raw::upgraded(addr, "/");
+    let auto = raw.read_frame().expect("the automatic ping");
+    assert_eq!((auto.opcode, auto.payload.len()), (PING, 0));
+    raw.send_frame(TEXT, b"flood");
+    // Answer everything, the held-back automatic ping last, for well past the deadline.
+    let started = Instant::now();
+    let mut answered_auto = false;
+    while started.elapsed() < Duration::from_millis(1200) {
+        let frame = raw.read_frame().expect("the connection stays open");
+        assert_eq!(frame.opcode, PING, "unexpected frame {frame:?}");
+        raw.send_frame(PONG, &frame.payload);
+        if !answered_auto && frame.payload.len() == 1 && frame.payload[0] == 39 {
+            raw.send_frame(PONG, b"");
+            answered_auto = true;
+        }
+    }
+    assert!(answered_auto, "the handler's 40 pings never arrived");
+    assert!(
+        !matches!(seen.try_recv(), Ok(Seen::Close(..))),
+        "an answering peer was dropped"
+    );
+    server.shutdown(Duration::from_secs(2));
+}
+
 on_both_backends! {
     pings_arrive_and_a_peer_that_answers_stays:
         pings_arrive_and_a_peer_that_answers_stays_io_uring,
@@ -316,4 +370,7 @@ on_both_backends! {
     own_pings_are_reported_and_automatic_ones_are_not:
         own_pings_are_reported_and_automatic_ones_are_not_io_uring,
         own_pings_are_reported_and_automatic_ones_are_not_epoll;
+    own_ping_flood_does_not_make_an_answering_peer_dead:
+        own_ping_flood_does_not_make_an_answering_peer_dead_io_uring,
+        own_ping_flood_does_not_make_an_answering_peer_dead_epoll;
 }

@@ -70,6 +70,14 @@ impl<T> Conns<'_, T> {
         }
     }
 
+    /// When bytes last arrived from `id`'s peer (`None` once it is gone).
+    pub fn last_received(&self, id: ConnId) -> Option<Instant> {
+        self.conns
+            .get(id.0.index())
+            .filter(|c| c.generation == id.0.generation())
+            .map(|c| c.last_activity)
+    }
+
     /// Queues frames built once for many connections (see
     /// [`Connection::send_raw_frames`]); false if `id` is gone or no longer open.
     pub fn send_raw(&mut self, id: ConnId, frames: Bytes) -> bool {
