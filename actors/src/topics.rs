@@ -115,7 +115,7 @@ impl Topics {
                 continue;
             }
             if conns.buffered(id) < limits.high_water {
-                if conns.send_raw(id, frame.clone()) {
+                if conns.send_raw(id, frame) {
                     delivery.queued += 1;
                 }
                 continue;
