@@ -17,7 +17,7 @@ use crate::actor::{ActorEntry, ErasedActor};
 use crate::ctx::Ctx;
 use crate::handler::{Closed, Handler, Message};
 use crate::timer::{TimerId, INTERNAL, PING_TICK, PONG_DUE};
-use crate::topics::{Delivery, DeliveryLimits, SlowPolicy, Topics};
+use crate::topics::{Batch, Delivery, DeliveryLimits, SlowPolicy, Topics, BATCH_FRAME_MAX};
 use crate::upgrade::{Accepted, UpgradeRequest};
 
 /// The engine's context as the runtime uses it.
@@ -110,6 +110,8 @@ pub(crate) struct Local {
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     pub topics: Topics,
+    /// Posted publishes waiting to be delivered together.
+    pub batch: Batch,
     pub next_timer: u64,
     pub actors: HashMap<u64, ActorEntry>,
     /// Shard timers: timer key → the actor that set it.
@@ -244,6 +246,24 @@ pub(crate) fn publish(
     delivery
 }
 
+/// Delivers the batch of posted publishes, if any: each subscriber gets all its messages at once
+/// (or, past the high-water mark, none of them).
+fn deliver_batch(cx: &mut EngineCx<'_>) {
+    let Some((topic, frames, messages)) = cx.local().batch.take() else {
+        return;
+    };
+    let now = cx.now();
+    let (local, conns) = cx.split();
+    let d = local
+        .topics
+        .deliver(conns, &topic, &frames, None, local.delivery_limits(now));
+    local.stats.add(Delivery {
+        queued: d.queued * messages,
+        dropped: d.dropped * messages,
+        closed: d.closed,
+    });
+}
+
 impl Service for Runtime {
     type Session = Slot;
     type Local = Local;
@@ -256,6 +276,7 @@ impl Service for Runtime {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
             topics: Topics::new(self.settings.topic_policies.clone()),
+            batch: Batch::default(),
             next_timer: 0,
             actors: HashMap::new(),
             actor_timers: HashMap::new(),
@@ -369,11 +390,24 @@ impl Service for Runtime {
     }
 
     fn on_post(&self, cx: &mut EngineCx<'_>, post: Post) {
-        match post {
-            Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
-            Post::Publish { topic, frame } => {
+        if let Post::Publish { topic, frame } = post {
+            if frame.len() < BATCH_FRAME_MAX {
+                if !cx.local().batch.add(&topic, &frame) {
+                    deliver_batch(cx);
+                    cx.local().batch.add(&topic, &frame);
+                }
+            } else {
+                deliver_batch(cx);
                 publish(cx, &topic, frame, None, false);
             }
+            return;
+        }
+        // Whatever this post does (a tell that sends, an actor that publishes) comes after the
+        // publishes posted before it.
+        deliver_batch(cx);
+        match post {
+            Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
+            Post::Publish { .. } => unreachable!("handled above"),
             Post::ActorTell { actor, msg } => crate::actor::tell(cx, actor, msg),
             Post::Spawn {
                 actor,
@@ -381,6 +415,10 @@ impl Service for Runtime {
                 alive,
             } => crate::actor::start(cx, actor, entry, alive),
         }
+    }
+
+    fn on_posts_done(&self, cx: &mut EngineCx<'_>) {
+        deliver_batch(cx);
     }
 
     fn on_http(&self, request: &RequestHead) -> HttpResponse {
