@@ -344,8 +344,9 @@ fn masked_frame(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
 struct Stats {
     msgs: u64,
     bytes: u64,
-    /// Bytes read off the sockets (headers included) while measuring.
+    /// Bytes read off the sockets (headers included) while measuring, and in how many reads.
     read_bytes: u64,
+    reads: u64,
     latency_ns: Histogram<u64>,
     /// Messages whose payload length was not `--size`, unexpected opcodes, protocol errors.
     bad_frames: u64,
@@ -357,6 +358,7 @@ impl Stats {
             msgs: 0,
             bytes: 0,
             read_bytes: 0,
+            reads: 0,
             // 1 µs .. 100 s at 3 significant figures.
             latency_ns: Histogram::new_with_bounds(1_000, 100_000_000_000, 3)
                 .expect("valid histogram bounds"),
@@ -671,6 +673,7 @@ impl Run {
                     let now = self.now_ns();
                     if self.measuring {
                         self.stats.read_bytes += n as u64;
+                        self.stats.reads += 1;
                     }
                     let rbuf = std::mem::take(&mut self.rbuf);
                     let result = self.on_bytes(id, &rbuf[..n], now);
@@ -1048,6 +1051,8 @@ impl Run {
         let per_s = s.msgs as f64 / secs;
         let by_bytes_per_s = s.read_bytes as f64 / frame_len / secs;
         let mb_per_s = s.read_bytes as f64 / secs / 1e6;
+        // How many messages arrive together: the batching the server achieved, as seen here.
+        let msgs_per_read = s.msgs as f64 / s.reads.max(1) as f64;
         let gen_cpu = (gen_cpu1 - gen_cpu0) / secs * 100.0;
         let srv_cpu = match (srv_cpu0, srv_cpu1) {
             (Some(a), Some(b)) => Some((b - a) / secs * 100.0),
@@ -1063,7 +1068,8 @@ impl Run {
         let series: Vec<String> = per_second.iter().map(|n| n.to_string()).collect();
         let human = format!(
             "{label}{open_at_end} of {conns} subscribers x {size} B: {per_s:.0} deliveries/s \
-             ({by_bytes_per_s:.0}/s by bytes read, {mb_per_s:.1} MB/s on the wire); \
+             ({by_bytes_per_s:.0}/s by bytes read, {mb_per_s:.1} MB/s on the wire, \
+             {msgs_per_read:.1} messages per read); \
              per second [{series}]; errors {errors} (bad frames {bad}); cpu: reader \
              {gen_cpu:.0}%{srv}{other}; {closed} closed cleanly{samples}",
             label = if a.label.is_empty() {
@@ -1085,7 +1091,8 @@ impl Run {
              \"open_at_end\":{open_at_end},\"size\":{size},\"seconds\":{secs:.3},\
              \"open_s\":{open_secs:.3},\"msgs\":{msgs},\"read_bytes\":{read},\
              \"deliveries_per_s\":{per_s:.0},\"deliveries_per_s_by_bytes\":{by_bytes_per_s:.0},\
-             \"mb_per_s\":{mb_per_s:.2},\"per_second\":[{series}],\"errors\":{errors},\
+             \"mb_per_s\":{mb_per_s:.2},\"reads\":{reads},\"msgs_per_read\":{msgs_per_read:.1},\
+             \"per_second\":[{series}],\"errors\":{errors},\
              \"errors_in_window\":{errors_in_window},\"bad_frames\":{bad},\
              \"gen_cpu_pct\":{gen_cpu:.1},\"server_cpu_pct\":{srv},\"other_cpu_pct\":{other},\
              \"closed_cleanly\":{closed}}}",
@@ -1095,6 +1102,7 @@ impl Run {
             size = a.size,
             msgs = s.msgs,
             read = s.read_bytes,
+            reads = s.reads,
             series = series.join(","),
             errors = self.errors,
             bad = s.bad_frames,
