@@ -29,6 +29,9 @@
 #                    how they ship (mimalloc backs its arenas with transparent huge pages, so RSS
 #                    grows in 2 MiB steps and the io_uring receive pool faults in whole); 0 gives
 #                    4 KiB resolution
+#   PERF_DIR      F only: perf record -e cpu-clock -g the server over the measured window (its
+#                 middle DURATION-2 s) into PERF_DIR/F-BACKEND-BURST-rROUND.data, and summarise
+#                 each profile in the report (default: no profiling)
 #   OUT           also write the markdown report to this file (default: stdout only)
 #   NO_BUILD=1    use the release binaries already built
 #
@@ -175,7 +178,22 @@ fanout_one() {
     [[ $ROUND -eq 1 ]] && COMMANDS+=("$(shown taskset -c "$SERVER_CORE" "${srv[@]}" --addr "127.0.0.1:$PORT") & $(shown "${cmd[@]}")")
     log "== F $be burst $burst (round $ROUND of $ROUNDS)"
     local out
-    out=$(timeout $((WARMUP + DURATION + 90)) "${cmd[@]}" 2>"$LOGDIR/load.err") || true
+    if [[ -n ${PERF_DIR:-} ]]; then
+        mkdir -p "$PERF_DIR"
+        timeout $((WARMUP + DURATION + 90)) "${cmd[@]}" >"$LOGDIR/load.out" 2>"$LOGDIR/load.err" &
+        local lp=$!
+        for _ in $(seq 600); do
+            grep -q "connections open" "$LOGDIR/load.err" && break
+            sleep 0.1
+        done
+        sleep $((WARMUP + 1))
+        perf record -q -e cpu-clock -g -p "$SERVER_PID" -o "$PERF_DIR/F-$be-$burst-r$ROUND.data" \
+            -- sleep $((DURATION > 3 ? DURATION - 2 : 1)) >/dev/null 2>&1 || log "   perf record failed"
+        wait "$lp" || true
+        out=$(cat "$LOGDIR/load.out")
+    else
+        out=$(timeout $((WARMUP + DURATION + 90)) "${cmd[@]}" 2>"$LOGDIR/load.err") || true
+    fi
     sed 's/^/   /' "$LOGDIR/load.err" >&2
     stop_server
     local server_line
@@ -203,6 +221,15 @@ idle_one() {
     sed 's/^/   /' "$LOGDIR/load.err" >&2
     stop_server
     [[ -n $out ]] && RESULT[$key]=$out
+}
+
+# One line on where a profile's samples went: kernel and user shares, then the top symbols.
+perf_summary() {
+    perf report -i "$1" --no-children --sort symbol --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' |
+        awk '{p=$1; sub("%","",p); if ($2=="[k]") k+=p; else u+=p;
+              if (n < 10) { sym=$3; for (i=4; i<=NF && $i!="-"; i++) sym=sym" "$i;
+                            sub(/^.*::/, "", sym); top=top sprintf("%s`%s` %.1f%%", (n?", ":""), sym, p); n++ } }
+             END{printf "kernel %.0f%%, user %.0f%%; top: %s", k, u, top}'
 }
 
 # The round whose METRIC is the median (the lower middle one for an even count) of PREFIX,r.
@@ -274,6 +301,19 @@ report() {
                 done
             done
             echo
+            if [[ -n ${PERF_DIR:-} ]]; then
+                echo "Server profiles (perf record -e cpu-clock -g, median round, self time by symbol):"
+                echo
+                for be in $BACKENDS; do
+                    for burst in $BURSTS; do
+                        local r f
+                        r=$(median_round "F,$be,$burst" deliveries_per_s)
+                        f=$PERF_DIR/F-$be-$burst-r${r:-1}.data
+                        [[ -f $f ]] && echo "- $be, burst $burst: $(perf_summary "$f") (\`$f\`)"
+                    done
+                done
+                echo
+            fi
         else
             echo "## M: $IDLE_CONNS idle connections, server VmRSS growth per connection"
             echo
