@@ -33,8 +33,10 @@ const USAGE: &str = "usage: ringsock-fanout [options]
   --burst N            messages published back to back before pacing (default 256)
   --rate N             messages per second (default 0: flat out, backing off on a full mailbox)
   --mailbox N          posts the shard's mailbox holds (default 1024): with a flat-out publisher
-                       it bounds the messages one shard turn takes, so it is the batch size
-  --high-water BYTES   unwritten bytes past which a subscriber is skipped (default 4194304)
+                       it sets about how many messages one shard turn takes, hence writes to each
+                       subscriber at once (the publisher refills it while the turn runs)
+  --high-water BYTES   unwritten bytes past which a subscriber is skipped (default: the
+                       server's, 1 MiB); skipped deliveries are counted in `dropped`
   --subscribers N      publish only while at least N connections subscribe (default 1): the
                        run starts once all subscribers are in and ends as the first one leaves
   --idle               no subscription and no publisher (the idle-memory benchmark)";
@@ -78,7 +80,7 @@ struct Options {
     burst: usize,
     rate: f64,
     mailbox: usize,
-    high_water: usize,
+    high_water: Option<usize>,
     subscribers: usize,
     idle: bool,
 }
@@ -92,7 +94,7 @@ fn parse() -> Result<Option<Options>, String> {
         burst: 256,
         rate: 0.0,
         mailbox: 1024,
-        high_water: 4 << 20,
+        high_water: None,
         subscribers: 1,
         idle: false,
     };
@@ -120,7 +122,7 @@ fn parse() -> Result<Option<Options>, String> {
             "--burst" => o.burst = num::<usize>("--burst", value("--burst")?)?.max(1),
             "--rate" => o.rate = num("--rate", value("--rate")?)?,
             "--mailbox" => o.mailbox = num("--mailbox", value("--mailbox")?)?,
-            "--high-water" => o.high_water = num("--high-water", value("--high-water")?)?,
+            "--high-water" => o.high_water = Some(num("--high-water", value("--high-water")?)?),
             "--subscribers" => o.subscribers = num("--subscribers", value("--subscribers")?)?,
             "--idle" => o.idle = true,
             "-h" | "--help" => {
@@ -154,8 +156,10 @@ fn run(o: Options) -> Result<(), String> {
         .backend(o.backend)
         // The runner pins the whole process with taskset; the publisher thread shares its core.
         .pin_threads(false)
-        .mailbox(o.mailbox)
-        .high_water(o.high_water, o.high_water / 2);
+        .mailbox(o.mailbox);
+    if let Some(high) = o.high_water {
+        builder = builder.high_water(high, high / 2);
+    }
     for addr in &o.addrs {
         builder = builder.bind(*addr);
     }
