@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringsock_engine::http::RequestHead;
@@ -17,7 +17,7 @@ use crate::actor::{ActorEntry, ErasedActor};
 use crate::ctx::Ctx;
 use crate::handler::{Closed, Handler, Message};
 use crate::timer::{TimerId, INTERNAL, PING_TICK, PONG_DUE};
-use crate::topics::{Delivery, DeliveryLimits, SlowPolicy, Topics};
+use crate::topics::{Batch, Delivery, DeliveryLimits, SlowPolicy, Topics, BATCH_FRAME_MAX};
 use crate::upgrade::{Accepted, UpgradeRequest};
 
 /// The engine's context as the runtime uses it.
@@ -92,7 +92,7 @@ pub(crate) struct Slot {
     /// Timers set and not yet fired or cancelled.
     pub timers: Vec<u64>,
     /// The automatic ping waiting for its pong.
-    pub auto_ping: Option<PingId>,
+    pub auto_ping: Option<(PingId, Instant)>,
     /// The connection has closed for good ([`leave`] ran): `on_close` may still be running, but
     /// nothing may subscribe it, arm its timers or hand out a live address for it any more.
     pub closed: bool,
@@ -113,6 +113,8 @@ pub(crate) struct Local {
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     pub topics: Topics,
+    /// Posted publishes waiting to be delivered together.
+    pub batch: Batch,
     pub next_timer: u64,
     pub actors: HashMap<u64, ActorEntry>,
     /// Shard timers: timer key → the actor that set it.
@@ -247,6 +249,24 @@ pub(crate) fn publish(
     delivery
 }
 
+/// Delivers the batch of posted publishes, if any: each subscriber gets all its messages at once
+/// (or, past the high-water mark, none of them).
+fn deliver_batch(cx: &mut EngineCx<'_>) {
+    let Some((topic, frames, messages)) = cx.local().batch.take() else {
+        return;
+    };
+    let now = cx.now();
+    let (local, conns) = cx.split();
+    let d = local
+        .topics
+        .deliver(conns, &topic, &frames, None, local.delivery_limits(now));
+    local.stats.add(Delivery {
+        queued: d.queued * messages,
+        dropped: d.dropped * messages,
+        closed: d.closed,
+    });
+}
+
 impl Service for Runtime {
     type Session = Slot;
     type Local = Local;
@@ -259,6 +279,7 @@ impl Service for Runtime {
             settings: self.settings.clone(),
             stats: self.stats.clone(),
             topics: Topics::new(self.settings.topic_policies.clone()),
+            batch: Batch::default(),
             next_timer: 0,
             actors: HashMap::new(),
             actor_timers: HashMap::new(),
@@ -313,7 +334,7 @@ impl Service for Runtime {
                 let Some(slot) = cx.conns().session(id) else {
                     return;
                 };
-                if ping.is_some() && ping == slot.auto_ping {
+                if ping.is_some() && ping == slot.auto_ping.map(|(p, _)| p) {
                     slot.auto_ping = None;
                 } else {
                     call(cx, id, Dispatch::Pong(payload));
@@ -357,7 +378,7 @@ impl Service for Runtime {
             // a silent peer was never dropped.
             if open.session.auto_ping.is_none() {
                 let Ok(ping) = open.ws.ping(b"") else { return };
-                open.session.auto_ping = Some(ping);
+                open.session.auto_ping = Some((ping, now));
                 if let Some(due) = now.checked_add(self.settings.pong_timeout) {
                     cx.set_timer(Some(id), due, PONG_DUE | ping.0);
                 }
@@ -365,20 +386,19 @@ impl Service for Runtime {
             cx.set_timer(Some(id), now + interval, PING_TICK);
         } else if key & PONG_DUE == PONG_DUE {
             let ping = PingId(key & !PONG_DUE);
-            // Any bytes since the ping went out prove the peer alive, even if its pong was lost
-            // to the protocol's bounded ping memory (a handler's own pings can push ours out).
-            let sent = now.checked_sub(self.settings.pong_timeout);
-            let heard = match (cx.conns().last_received(id), sent) {
-                (Some(last), Some(sent)) => last > sent,
-                _ => false,
-            };
+            let last = cx.conns().last_received(id);
             let Some(slot) = cx.conns().session(id) else {
                 return;
             };
-            if slot.auto_ping != Some(ping) {
+            let Some((outstanding, sent)) = slot.auto_ping else {
+                return;
+            };
+            if outstanding != ping {
                 return;
             }
-            if heard {
+            // Any bytes since the ping went out prove the peer alive, even if its pong was lost
+            // to the protocol's bounded ping memory (a handler's own pings can push ours out).
+            if last.is_some_and(|last| last > sent) {
                 slot.auto_ping = None;
             } else {
                 // The peer is gone or wedged: a close frame would wait behind the same silence.
@@ -388,11 +408,24 @@ impl Service for Runtime {
     }
 
     fn on_post(&self, cx: &mut EngineCx<'_>, post: Post) {
-        match post {
-            Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
-            Post::Publish { topic, frame } => {
+        if let Post::Publish { topic, frame } = post {
+            if frame.len() < BATCH_FRAME_MAX {
+                if !cx.local().batch.add(&topic, &frame) {
+                    deliver_batch(cx);
+                    cx.local().batch.add(&topic, &frame);
+                }
+            } else {
+                deliver_batch(cx);
                 publish(cx, &topic, frame, None, false);
             }
+            return;
+        }
+        // Whatever this post does (a tell that sends, an actor that publishes) comes after the
+        // publishes posted before it.
+        deliver_batch(cx);
+        match post {
+            Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
+            Post::Publish { .. } => unreachable!("handled above"),
             Post::ActorTell { actor, msg } => crate::actor::tell(cx, actor, msg),
             Post::Spawn {
                 actor,
@@ -400,6 +433,10 @@ impl Service for Runtime {
                 alive,
             } => crate::actor::start(cx, actor, entry, alive),
         }
+    }
+
+    fn on_posts_done(&self, cx: &mut EngineCx<'_>) {
+        deliver_batch(cx);
     }
 
     fn on_http(&self, request: &RequestHead) -> HttpResponse {

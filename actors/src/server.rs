@@ -289,7 +289,11 @@ impl Running {
                 full += 1;
             }
         }
-        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        if full < remote.shards() {
+            // A message no shard took was not published; a producer that retries it must not
+            // count it twice.
+            self.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
         match full {
             0 => Ok(()),
             _ => Err(PublishError {

@@ -21,6 +21,11 @@
 //! - idle (`--idle N --hold SECS`): opens N connections (handshake only), reports when all are
 //!   open, holds them, then closes them. With `--server-pid` it reads the server's `VmRSS`
 //!   before the first connection and once all are open, and reports the growth per connection.
+//! - fan-out (`--fanout N --duration SECS [--size BYTES]`): opens N subscriber connections to a
+//!   server that pushes messages to all of them (`ringsock-fanout`), sends nothing, and counts
+//!   what arrives over the measured window: deliveries per second (whole messages, checked to be
+//!   `--size` bytes), the bytes read off the sockets and the deliveries those bytes amount to,
+//!   each second's count, and the CPU use of itself (the reader) and of the server.
 //!
 //! `--raw` skips the handshake and talks frames straight away, for `tcp-echo`: it echoes the
 //! masked frames back byte for byte and the reply parser accepts them, which measures the
@@ -48,6 +53,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 const USAGE: &str = "usage:
   ws-load --addr IP:PORT --conns N --size BYTES --depth D --duration SECS [--binary]
   ws-load --addr IP:PORT --idle N --hold SECS
+  ws-load --addr IP:PORT --fanout N --duration SECS [--size BYTES]
 options:
   --warmup SECS       load mode: run this long before measuring (default 1)
   --raw               no HTTP handshake (for tcp-echo, which echoes the masked frames back)
@@ -81,6 +87,7 @@ struct Args {
     warmup: Duration,
     binary: bool,
     idle: bool,
+    fanout: bool,
     hold: Duration,
     raw: bool,
     server_pid: Option<u32>,
@@ -101,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
         warmup: Duration::from_secs(1),
         binary: false,
         idle: false,
+        fanout: false,
         hold: Duration::from_secs(2),
         raw: false,
         server_pid: None,
@@ -135,6 +143,10 @@ fn parse_args() -> Result<Args, String> {
                 a.idle = true;
                 a.conns = num("--idle", args.next())?;
             }
+            "--fanout" => {
+                a.fanout = true;
+                a.conns = num("--fanout", args.next())?;
+            }
             "--hold" => a.hold = secs("--hold", args.next())?,
             "--raw" => a.raw = true,
             "--server-pid" => a.server_pid = Some(num("--server-pid", args.next())?),
@@ -157,9 +169,12 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     if a.conns == 0 {
-        return Err("--conns (or --idle) must be at least 1".into());
+        return Err("--conns (or --idle, --fanout) must be at least 1".into());
     }
-    if !a.idle && a.depth == 0 {
+    if a.idle && a.fanout {
+        return Err("--idle and --fanout are different modes".into());
+    }
+    if !a.idle && !a.fanout && a.depth == 0 {
         return Err("--depth must be at least 1".into());
     }
     if a.open_batch == 0 {
@@ -284,10 +299,12 @@ struct Wire {
     close: Vec<u8>,
     /// The payload size replies must have.
     size: u64,
+    /// Replies are pushed by the server, not echoes: no send time to match them with.
+    pushed: bool,
 }
 
 impl Wire {
-    fn new(size: usize, binary: bool) -> Self {
+    fn new(size: usize, binary: bool, pushed: bool) -> Self {
         // One random mask for every frame: servers cannot tell and must accept it, and it lets
         // the frame bytes be built once. The payload is ASCII, so valid UTF-8 for text.
         let key: [u8; 4] = rand::random();
@@ -303,6 +320,7 @@ impl Wire {
             run: frame.repeat(copies),
             close: masked_frame(OpCode::Close, &1000u16.to_be_bytes(), key),
             size: size as u64,
+            pushed,
         }
     }
 }
@@ -326,6 +344,9 @@ fn masked_frame(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
 struct Stats {
     msgs: u64,
     bytes: u64,
+    /// Bytes read off the sockets (headers included) while measuring, and in how many reads.
+    read_bytes: u64,
+    reads: u64,
     latency_ns: Histogram<u64>,
     /// Messages whose payload length was not `--size`, unexpected opcodes, protocol errors.
     bad_frames: u64,
@@ -336,6 +357,8 @@ impl Stats {
         Self {
             msgs: 0,
             bytes: 0,
+            read_bytes: 0,
+            reads: 0,
             // 1 µs .. 100 s at 3 significant figures.
             latency_ns: Histogram::new_with_bounds(1_000, 100_000_000_000, 3)
                 .expect("valid histogram bounds"),
@@ -386,7 +409,7 @@ fn run(args: &Args) -> Result<Report, String> {
     let mut run = Run {
         args: args.clone(),
         epoch: Instant::now(),
-        wire: Wire::new(args.size, args.binary),
+        wire: Wire::new(args.size, args.binary, args.fanout),
         poll: Poll::new().map_err(|e| format!("epoll: {e}"))?,
         conns: Vec::with_capacity(args.conns),
         rbuf: vec![0; READ_CHUNK],
@@ -411,6 +434,8 @@ fn run(args: &Args) -> Result<Report, String> {
     );
     if args.idle {
         run.idle(rss_before, open_secs)
+    } else if args.fanout {
+        run.fanout(open_secs)
     } else {
         run.load(open_secs)
     }
@@ -646,6 +671,10 @@ impl Run {
                 Ok(0) => return self.on_eof(id),
                 Ok(n) => {
                     let now = self.now_ns();
+                    if self.measuring {
+                        self.stats.read_bytes += n as u64;
+                        self.stats.reads += 1;
+                    }
                     let rbuf = std::mem::take(&mut self.rbuf);
                     let result = self.on_bytes(id, &rbuf[..n], now);
                     self.rbuf = rbuf;
@@ -980,6 +1009,113 @@ impl Run {
         })
     }
 
+    /// Fan-out mode: the server pushes to every connection, which only reads.
+    fn fanout(mut self, open_secs: f64) -> Result<Report, String> {
+        let mut events = Events::with_capacity(4096);
+        let measure_from = Instant::now() + self.args.warmup;
+        self.poll_until(&mut events, measure_from, |_| false)?;
+
+        self.measuring = true;
+        self.stats = Stats::new();
+        let errors_before = self.errors;
+        let (gen_cpu0, srv_cpu0, sys0) =
+            (self_cpu_seconds(), self.server_cpu(), system_busy_seconds());
+        let wall0 = Instant::now();
+        let measure_to = wall0 + self.args.duration;
+        // Messages per second of the window (the last entry may cover less than a second).
+        let mut per_second = Vec::new();
+        let (mut tick, mut counted) = (wall0, 0);
+        while tick < measure_to {
+            tick = (tick + Duration::from_secs(1)).min(measure_to);
+            self.poll_until(&mut events, tick, |_| false)?;
+            per_second.push(self.stats.msgs - counted);
+            counted = self.stats.msgs;
+        }
+        let secs = wall0.elapsed().as_secs_f64();
+        let (gen_cpu1, srv_cpu1, sys1) =
+            (self_cpu_seconds(), self.server_cpu(), system_busy_seconds());
+        self.measuring = false;
+        let errors_in_window = self.errors - errors_before;
+        let open_at_end = self.opened;
+        let closed = self.close_all(&mut events)?;
+
+        let s = &self.stats;
+        let a = &self.args;
+        // What one message is on the wire from the server: an unmasked header and the payload.
+        let header = match a.size {
+            0..=125 => 2,
+            126..=65535 => 4,
+            _ => 10,
+        };
+        let frame_len = (header + a.size) as f64;
+        let per_s = s.msgs as f64 / secs;
+        let by_bytes_per_s = s.read_bytes as f64 / frame_len / secs;
+        let mb_per_s = s.read_bytes as f64 / secs / 1e6;
+        // How many messages arrive together: the batching the server achieved, as seen here.
+        let msgs_per_read = s.msgs as f64 / s.reads.max(1) as f64;
+        let gen_cpu = (gen_cpu1 - gen_cpu0) / secs * 100.0;
+        let srv_cpu = match (srv_cpu0, srv_cpu1) {
+            (Some(a), Some(b)) => Some((b - a) / secs * 100.0),
+            _ => None,
+        };
+        let other_cpu = match (sys0, sys1) {
+            (Some(a), Some(b)) => {
+                let total = (b - a) / secs * 100.0;
+                Some((total - gen_cpu - srv_cpu.unwrap_or(0.0)).max(0.0))
+            }
+            _ => None,
+        };
+        let series: Vec<String> = per_second.iter().map(|n| n.to_string()).collect();
+        let human = format!(
+            "{label}{open_at_end} of {conns} subscribers x {size} B: {per_s:.0} deliveries/s \
+             ({by_bytes_per_s:.0}/s by bytes read, {mb_per_s:.1} MB/s on the wire, \
+             {msgs_per_read:.1} messages per read); \
+             per second [{series}]; errors {errors} (bad frames {bad}); cpu: reader \
+             {gen_cpu:.0}%{srv}{other}; {closed} closed cleanly{samples}",
+            label = if a.label.is_empty() {
+                String::new()
+            } else {
+                format!("[{}] ", a.label)
+            },
+            conns = a.conns,
+            size = a.size,
+            series = series.join(" "),
+            errors = self.errors,
+            bad = s.bad_frames,
+            srv = srv_cpu.map_or(String::new(), |c| format!(", server {c:.0}%")),
+            other = other_cpu.map_or(String::new(), |c| format!(", rest {c:.0}%")),
+            samples = self.samples(),
+        );
+        let json = format!(
+            "{{\"mode\":\"fanout\",\"label\":{label},\"addr\":\"{addr}\",\"conns\":{conns},\
+             \"open_at_end\":{open_at_end},\"size\":{size},\"seconds\":{secs:.3},\
+             \"open_s\":{open_secs:.3},\"msgs\":{msgs},\"read_bytes\":{read},\
+             \"deliveries_per_s\":{per_s:.0},\"deliveries_per_s_by_bytes\":{by_bytes_per_s:.0},\
+             \"mb_per_s\":{mb_per_s:.2},\"reads\":{reads},\"msgs_per_read\":{msgs_per_read:.1},\
+             \"per_second\":[{series}],\"errors\":{errors},\
+             \"errors_in_window\":{errors_in_window},\"bad_frames\":{bad},\
+             \"gen_cpu_pct\":{gen_cpu:.1},\"server_cpu_pct\":{srv},\"other_cpu_pct\":{other},\
+             \"closed_cleanly\":{closed}}}",
+            label = json_string(&a.label),
+            addr = a.addr,
+            conns = a.conns,
+            size = a.size,
+            msgs = s.msgs,
+            read = s.read_bytes,
+            reads = s.reads,
+            series = series.join(","),
+            errors = self.errors,
+            bad = s.bad_frames,
+            srv = srv_cpu.map_or("null".into(), |c| format!("{c:.1}")),
+            other = other_cpu.map_or("null".into(), |c| format!("{c:.1}")),
+        );
+        Ok(Report {
+            human,
+            json,
+            failed: self.errors > 0 || s.bad_frames > 0 || s.msgs == 0,
+        })
+    }
+
     fn samples(&self) -> String {
         if self.error_samples.is_empty() {
             String::new()
@@ -1052,6 +1188,17 @@ fn end_frame(
     now: u64,
 ) -> Result<bool, String> {
     match conn.incoming {
+        Incoming::Data { fin: true } if wire.pushed => {
+            let len = std::mem::take(&mut conn.message_len);
+            if measuring {
+                if len != wire.size {
+                    stats.bad_frames += 1;
+                }
+                stats.msgs += 1;
+                stats.bytes += len;
+            }
+            Ok(false)
+        }
         Incoming::Data { fin: true } => {
             let len = std::mem::take(&mut conn.message_len);
             let Some(sent) = conn.in_flight.pop_front() else {

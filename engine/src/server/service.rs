@@ -160,6 +160,14 @@ pub trait Service: Send + Sync + Sized + 'static {
         let _ = (cx, post);
     }
 
+    /// The loop turn's posts have all been handed to [`Service::on_post`] (called only on turns
+    /// that had any, before timers fire and before the turn's flush): the place to finish work
+    /// gathered across posts. The actors runtime delivers consecutive publishes to one topic
+    /// here, all at once.
+    fn on_posts_done(&self, cx: &mut Cx<'_, Self>) {
+        let _ = cx;
+    }
+
     /// A request that is not a WebSocket upgrade (and not for a WebSocket-only path).
     fn on_http(&self, request: &RequestHead) -> HttpResponse {
         let _ = request;

@@ -80,7 +80,7 @@ impl<T> Conns<'_, T> {
 
     /// Queues frames built once for many connections (see
     /// [`Connection::send_raw_frames`]); false if `id` is gone or no longer open.
-    pub fn send_raw(&mut self, id: ConnId, frames: Bytes) -> bool {
+    pub fn send_raw(&mut self, id: ConnId, frames: &Bytes) -> bool {
         self.get(id)
             .is_some_and(|open| open.ws.send_raw_frames(frames).is_ok())
     }

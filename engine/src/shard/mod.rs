@@ -249,16 +249,25 @@ impl<S: Service> Shard<S> {
         }
     }
 
-    /// Hands up to `MAX_POSTS_PER_TURN` posts to the service; true if more are waiting.
+    /// Hands up to `MAX_POSTS_PER_TURN` posts to the service, then tells it they are done;
+    /// true if more are waiting.
     fn take_posts(&mut self, now: Instant) -> bool {
         let shard = self.world.index;
-        for _ in 0..MAX_POSTS_PER_TURN {
+        let mut taken = 0;
+        let more = loop {
+            if taken == MAX_POSTS_PER_TURN {
+                break true;
+            }
             let Some(post) = self.world.remote.pop(shard) else {
-                return false;
+                break false;
             };
             self.service.on_post(&mut self.world.cx(now), post);
+            taken += 1;
+        };
+        if taken > 0 {
+            self.service.on_posts_done(&mut self.world.cx(now));
         }
-        true
+        more
     }
 
     fn on_completion(&mut self, completion: Completion, now: Instant) {
