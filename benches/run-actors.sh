@@ -25,10 +25,6 @@
 #      HIGH_WATER    bytes past which a subscriber is skipped (default 1048576, the server's
 #                    default); the `dropped` column must stay 0 for every delivery to be real
 #   M: IDLE_CONNS (10000), HOLD (2),
-#      THP           values of MIMALLOC_ALLOW_THP to run both servers with (default "1 0"): 1 is
-#                    how they ship (mimalloc backs its arenas with transparent huge pages, so RSS
-#                    grows in 2 MiB steps and the io_uring receive pool faults in whole); 0 gives
-#                    4 KiB resolution
 #   PERF_DIR      F only: perf record -e cpu-clock -g the server over the measured window (its
 #                 middle DURATION-2 s) into PERF_DIR/F-BACKEND-BURST-rROUND.data, and summarise
 #                 each profile in the report (default: no profiling)
@@ -57,7 +53,6 @@ RATE=${RATE:-0}
 HIGH_WATER=${HIGH_WATER:-1048576}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 HOLD=${HOLD:-2}
-THP=${THP:-1 0}
 OUT=${OUT:--}
 LOGDIR=$(mktemp -d -t ringsock-actors.XXXXXX)
 
@@ -203,19 +198,19 @@ fanout_one() {
     SERVER_RESULT[$key]=$server_line
 }
 
-# idle_one BACKEND SERVER THP: one idle-memory run.
+# idle_one BACKEND SERVER: one idle-memory run.
 idle_one() {
-    local be=$1 name=$2 thp=$3 key="M,$1,$2,$3,$ROUND" srv
+    local be=$1 name=$2 key="M,$1,$2,$ROUND" srv
     case $name in
     actors) srv=("$BIN/ringsock-fanout" --idle --backend "$be") ;;
     echo) srv=("$BIN/ringsock-echo" --shards 1 --backend "$be") ;;
     esac
     wait_for_quiet
-    MIMALLOC_ALLOW_THP=$thp start_server "$name" "${srv[@]}" || return 0
+    start_server "$name" "${srv[@]}" || return 0
     local cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --idle "$IDLE_CONNS"
-        --hold "$HOLD" "${SRC_ARGS[@]}" --server-pid "$SERVER_PID" --label "M/$be/$name/thp=$thp")
-    [[ $ROUND -eq 1 ]] && COMMANDS+=("MIMALLOC_ALLOW_THP=$thp $(shown taskset -c "$SERVER_CORE" "${srv[@]}" --addr "127.0.0.1:$PORT") & $(shown "${cmd[@]}")")
-    log "== M $be $name MIMALLOC_ALLOW_THP=$thp (round $ROUND of $ROUNDS)"
+        --hold "$HOLD" "${SRC_ARGS[@]}" --server-pid "$SERVER_PID" --label "M/$be/$name")
+    [[ $ROUND -eq 1 ]] && COMMANDS+=("$(shown taskset -c "$SERVER_CORE" "${srv[@]}" --addr "127.0.0.1:$PORT") & $(shown "${cmd[@]}")")
+    log "== M $be $name (round $ROUND of $ROUNDS)"
     local out
     out=$(timeout $((HOLD + 90)) "${cmd[@]}" 2>"$LOGDIR/load.err") || true
     sed 's/^/   /' "$LOGDIR/load.err" >&2
@@ -251,10 +246,8 @@ for sc in $SCENARIOS; do
                     fanout_one "$be" "$burst"
                 done
             else
-                for thp in $THP; do
-                    idle_one "$be" echo "$thp"
-                    idle_one "$be" actors "$thp"
-                done
+                idle_one "$be" echo
+                idle_one "$be" actors
             fi
         done
     done
@@ -317,19 +310,17 @@ report() {
         else
             echo "## M: $IDLE_CONNS idle connections, server VmRSS growth per connection"
             echo
-            echo "| backend | MIMALLOC_ALLOW_THP | ringsock-echo (engine only) | actors (handler: one u64) | actors − echo |"
-            echo "|---|---:|---:|---:|---:|"
+            echo "| backend | ringsock-echo (engine only) | actors (handler: one u64) | actors − echo |"
+            echo "|---|---:|---:|---:|"
             for be in $BACKENDS; do
-                for thp in $THP; do
-                    local re ra e="" a=""
-                    re=$(median_round "M,$be,echo,$thp" rss_per_conn_bytes)
-                    ra=$(median_round "M,$be,actors,$thp" rss_per_conn_bytes)
-                    [[ -n $re ]] && e=$(field rss_per_conn_bytes "${RESULT[M,$be,echo,$thp,$re]}")
-                    [[ -n $ra ]] && a=$(field rss_per_conn_bytes "${RESULT[M,$be,actors,$thp,$ra]}")
-                    local d="–"
-                    [[ -n $e && -n $a && $e != null && $a != null ]] && d="**$((a - e)) B**"
-                    echo "| $be | $thp | $(fmt "$e") B | $(fmt "$a") B | $d |"
-                done
+                local re ra e="" a=""
+                re=$(median_round "M,$be,echo" rss_per_conn_bytes)
+                ra=$(median_round "M,$be,actors" rss_per_conn_bytes)
+                [[ -n $re ]] && e=$(field rss_per_conn_bytes "${RESULT[M,$be,echo,$re]}")
+                [[ -n $ra ]] && a=$(field rss_per_conn_bytes "${RESULT[M,$be,actors,$ra]}")
+                local d="–"
+                [[ -n $e && -n $a && $e != null && $a != null ]] && d="**$((a - e)) B**"
+                echo "| $be | $(fmt "$e") B | $(fmt "$a") B | $d |"
             done
             echo
         fi

@@ -64,9 +64,9 @@ const LISTENER_BASE: usize = 1 << 40;
 
 /// The receive pool: one allocation cut into equal buffers, and which of them are free.
 struct Pool {
-    /// All buffers back to back. Zeroed lazily by the allocator (calloc), so untouched buffers
-    /// cost address space, not memory.
-    mem: Box<[u8]>,
+    /// All buffers back to back, in a mapping of their own: untouched buffers cost address
+    /// space, not memory.
+    mem: super::pool_mem::PoolMem,
     /// Bytes per buffer.
     size: usize,
     /// Free buffer ids, used as a stack so the most recently returned (cache-warm) one goes first.
@@ -89,7 +89,7 @@ impl Pool {
             .checked_mul(usize::from(cfg.buffers))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "receive pool too big"))?;
         Ok(Self {
-            mem: vec![0u8; total].into_boxed_slice(),
+            mem: super::pool_mem::PoolMem::new(total)?,
             size,
             // Reversed so buffer 0 is handed out first: easier to follow in a trace.
             free: (0..cfg.buffers).rev().collect(),
@@ -100,7 +100,7 @@ impl Pool {
     /// The whole of buffer `id`, to read into.
     fn slot_mut(&mut self, id: u16) -> &mut [u8] {
         let start = usize::from(id) * self.size;
-        &mut self.mem[start..start + self.size]
+        &mut self.mem.as_mut_slice()[start..start + self.size]
     }
 }
 
@@ -599,6 +599,7 @@ impl Backend for EpollBackend {
         let start = usize::from(buf.0) * self.pool.size;
         self.pool
             .mem
+            .as_slice()
             .get(start..start + len.min(self.pool.size))
             .unwrap_or(&[])
     }

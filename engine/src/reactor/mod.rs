@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 pub mod epoll;
+mod pool_mem;
 pub mod uring;
 
 /// Names a connection in its shard: the slab index in the low 32 bits and a generation in the

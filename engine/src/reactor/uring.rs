@@ -169,9 +169,9 @@ struct BufPool {
     /// The ring (`entries` slots), page-aligned as the kernel requires.
     ring: *mut RingSlot,
     ring_layout: Layout,
-    /// The buffers, back to back.
-    data: *mut u8,
-    data_layout: Layout,
+    /// The buffers, back to back, in a mapping of their own (never freed while the kernel may
+    /// still write into it: see `leak`).
+    data: std::mem::ManuallyDrop<super::pool_mem::PoolMem>,
     entries: u16,
     size: usize,
     /// Slots written so far (wrapping); the kernel sees them once published.
@@ -206,26 +206,25 @@ impl BufPool {
         let ring_layout =
             Layout::from_size_align(entries as usize * std::mem::size_of::<RingSlot>(), page)
                 .map_err(|_| invalid("pool ring layout"))?;
-        let data_layout =
-            Layout::from_size_align(total, page).map_err(|_| invalid("pool too large"))?;
         // SAFETY: the layout has a non-zero size (entries >= 1).
         let ring = unsafe { alloc::alloc_zeroed(ring_layout) }.cast::<RingSlot>();
         if ring.is_null() {
             return Err(io::ErrorKind::OutOfMemory.into());
         }
-        // SAFETY: the layout has a non-zero size (entries >= 1, size >= 1). Zeroed so that every
-        // byte `buffer()` can expose is initialised, whatever `len` the shard passes.
-        let data = unsafe { alloc::alloc_zeroed(data_layout) };
-        if data.is_null() {
-            // SAFETY: `ring` was allocated just above with `ring_layout` and is not shared yet.
-            unsafe { alloc::dealloc(ring.cast(), ring_layout) };
-            return Err(io::ErrorKind::OutOfMemory.into());
-        }
+        // Zero-filled by the kernel, so every byte `buffer()` can expose is initialised,
+        // whatever `len` the shard passes.
+        let data = match super::pool_mem::PoolMem::new(total) {
+            Ok(data) => std::mem::ManuallyDrop::new(data),
+            Err(e) => {
+                // SAFETY: `ring` was allocated just above with `ring_layout` and is not shared.
+                unsafe { alloc::dealloc(ring.cast(), ring_layout) };
+                return Err(e);
+            }
+        };
         let mut pool = BufPool {
             ring,
             ring_layout,
             data,
-            data_layout,
             entries,
             size,
             tail: 0,
@@ -246,7 +245,7 @@ impl BufPool {
     /// Writes buffer `bid` into the next ring slot (visible to the kernel after `publish`).
     fn put_back(&mut self, bid: u16) {
         let mask = self.entries - 1;
-        let addr = self.data as u64 + bid as u64 * self.size as u64;
+        let addr = self.data.as_ptr() as u64 + bid as u64 * self.size as u64;
         // SAFETY: `tail & mask < entries`, so the slot is inside the ring allocation. The kernel
         // only reads slots between its head and the published tail; every buffer is either lent,
         // or in exactly one such slot, so at most `entries - 1` slots are live here and the one at
@@ -285,11 +284,12 @@ impl Drop for BufPool {
         if self.leak {
             return;
         }
-        // SAFETY: both were allocated in `new` with these layouts, and the owner drops the pool
-        // only after the ring is gone and no op can still write into it (else `leak` is set).
+        // SAFETY: the ring was allocated in `new` with this layout and the data mapped there;
+        // the owner drops the pool only after the ring is gone and no op can still write into
+        // either (else `leak` is set and both stay).
         unsafe {
             alloc::dealloc(self.ring.cast(), self.ring_layout);
-            alloc::dealloc(self.data, self.data_layout);
+            std::mem::ManuallyDrop::drop(&mut self.data);
         }
     }
 }
@@ -1118,7 +1118,9 @@ impl Backend for UringBackend {
         // so the kernel will not write to it before `recycle`, which takes `&mut self` and so
         // cannot run while this borrow lives; the allocation is zero-initialised, so all bytes
         // are initialised.
-        unsafe { std::slice::from_raw_parts(self.pool.data.add(index * self.pool.size), len) }
+        unsafe {
+            std::slice::from_raw_parts(self.pool.data.as_ptr().add(index * self.pool.size), len)
+        }
     }
 
     fn recycle(&mut self, buf: BufId) {

@@ -106,6 +106,15 @@ impl<T> Conn<T> {
 mod tests {
     use super::*;
 
+    /// An idle connection costs its slab entry and its boxed protocol state; both are kept
+    /// under the allocator size class they fit today (384 bytes for the box), so growth is a
+    /// decision, not an accident.
+    #[test]
+    fn an_idle_connection_stays_small() {
+        assert!(std::mem::size_of::<Conn<()>>() <= 160);
+        assert!(std::mem::size_of::<super::Open<()>>() <= 384);
+    }
+
     #[test]
     fn a_partial_send_requeues_the_unwritten_tail_in_order() {
         let mut conn = Conn::<()>::new(-1, 0, Instant::now());

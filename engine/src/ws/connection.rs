@@ -256,9 +256,10 @@ pub struct Connection {
     message: Option<MessageInProgress>,
     /// The data message's payload; small messages share chunks of it.
     rx: BytesMut,
-    /// A control frame's payload (at most 125 bytes).
-    control: [u8; MAX_CONTROL_PAYLOAD],
-    control_len: usize,
+    /// A control frame's payload (at most 125 bytes). A vector, not an inline array: most
+    /// connections never get a control payload, and 125 bytes each adds up over a million idle
+    /// ones.
+    control: Vec<u8>,
     utf8: Utf8Validator,
     /// Events decided but not yet returned (a protocol error yields two).
     pending: VecDeque<Event>,
@@ -298,8 +299,7 @@ impl Connection {
             frame: None,
             message: None,
             rx: BytesMut::new(),
-            control: [0; MAX_CONTROL_PAYLOAD],
-            control_len: 0,
+            control: Vec::new(),
             utf8: Utf8Validator::new(),
             pending: VecDeque::new(),
             cork: BytesMut::new(),
@@ -555,7 +555,7 @@ impl Connection {
                 self.utf8.reset();
             }
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
-                self.control_len = 0;
+                self.control.clear();
                 return Ok(());
             }
         }
@@ -573,12 +573,12 @@ impl Connection {
         };
         frame.remaining -= chunk.len() as u64;
         if frame.opcode.is_control() {
-            let dst = &mut self.control[self.control_len..self.control_len + chunk.len()];
-            dst.copy_from_slice(chunk);
+            // The header check bounds a control payload to 125 bytes.
+            let start = self.control.len();
+            self.control.extend_from_slice(chunk);
             if let Some(key) = frame.mask {
-                frame.phase = mask::apply_mask(dst, key, frame.phase);
+                frame.phase = mask::apply_mask(&mut self.control[start..], key, frame.phase);
             }
-            self.control_len += chunk.len();
             return Ok(());
         }
         if self.rx.capacity() - self.rx.len() < chunk.len() {
@@ -623,13 +623,13 @@ impl Connection {
                 }
             }
             OpCode::Ping => {
-                let payload = Bytes::copy_from_slice(&self.control[..self.control_len]);
+                let payload = Bytes::copy_from_slice(&self.control[..]);
                 // Answered even while closing: the peer may be waiting on it to finish.
                 self.write_frame(OpCode::Pong, Rsv::NONE, &payload);
                 Some(Event::Ping(payload))
             }
             OpCode::Pong => {
-                let payload = Bytes::copy_from_slice(&self.control[..self.control_len]);
+                let payload = Bytes::copy_from_slice(&self.control[..]);
                 let id = self
                     .pings
                     .iter()
@@ -639,7 +639,7 @@ impl Connection {
                 Some(Event::Pong { payload, id })
             }
             OpCode::Close => {
-                let payload = &self.control[..self.control_len];
+                let payload = &self.control[..];
                 match CloseFrame::parse(payload) {
                     Ok(close) => {
                         if self.state == State::Open {
@@ -968,6 +968,9 @@ impl Connection {
         }
         if self.rx.is_empty() {
             self.rx = BytesMut::new();
+        }
+        if self.frame.is_none() {
+            self.control = Vec::new();
         }
     }
 }

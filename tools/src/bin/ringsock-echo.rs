@@ -9,12 +9,6 @@ use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{Echo, Server};
 use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
 
-/// Large messages are allocated and freed at a high rate; glibc's malloc returns such memory to
-/// the kernel and faults it back in, which made the 1 MiB echo swing between 1.0 and 2.6 GB/s
-/// from run to run. mimalloc keeps it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const USAGE: &str =
     "usage: ringsock-echo [--addr IP:PORT]... [--shards N] [--backend auto|io_uring|epoll]
   --addr     address to listen on (repeatable; default 127.0.0.1:9001)
@@ -34,6 +28,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    ringsock_tools::keep_large_blocks();
     let mut builder = Server::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut pool = PoolConfig::default();

@@ -17,9 +17,6 @@ use bytes::Bytes;
 use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message, Running, Server};
 use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TOPIC: &str = "fanout";
 
 /// Connections subscribed right now (the publisher waits for `--subscribers` of them).
@@ -150,6 +147,7 @@ fn main() -> ExitCode {
 }
 
 fn run(o: Options) -> Result<(), String> {
+    ringsock_tools::keep_large_blocks();
     let epoch = Instant::now();
     let mut builder = Server::builder()
         .shards(o.shards)
