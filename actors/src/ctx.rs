@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringsock_engine::http::RequestHead;
+use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::ConnId;
 use ringsock_engine::ws::{server_frame, CloseCode, DataKind, OpCode, SendError};
 
@@ -169,6 +169,11 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
     /// One header of the upgrade request, if the server keeps it.
     pub fn request_header(&mut self, name: &str) -> Option<&str> {
         self.request()?.headers().get(name)
+    }
+
+    /// The server's 101 answer, on a connection this side opened.
+    pub fn response(&mut self) -> Option<&ResponseHead> {
+        self.slot()?.info.response.as_deref()
     }
 
     /// The peer's address.

@@ -1,6 +1,7 @@
 //! What an application implements for each WebSocket connection.
 
 use bytes::Bytes;
+use ringsock_engine::server::DialError;
 use ringsock_engine::ws::{CloseCode, ProtocolError, Utf8Bytes};
 
 use crate::ctx::Ctx;
@@ -116,5 +117,12 @@ pub trait Handler: Sized + 'static {
     /// A timer set with [`Ctx::set_timer`] is due.
     fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, timer: TimerId) {
         let _ = (ctx, timer);
+    }
+
+    /// An outgoing connection ([`crate::Running::connect`]) did not open: refused, timed out,
+    /// or the server's answer was not a valid 101 (the error then holds its status and
+    /// headers). No other callback runs for it.
+    fn on_connect_failed(&mut self, error: DialError) {
+        let _ = error;
     }
 }

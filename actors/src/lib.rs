@@ -45,12 +45,14 @@ pub use addr::{Addr, TellError};
 pub use ctx::{Ctx, CtxError, SendStatus};
 pub use handler::{Closed, Handler, Message};
 pub use runtime::Stats;
-pub use server::{codes, PublishError, Running, Server, ServerBuilder};
+pub use server::{codes, ConnectError, PublishError, Running, Server, ServerBuilder};
 pub use timer::TimerId;
 pub use topics::{Delivery, SlowPolicy};
 pub use upgrade::{Accepted, UpgradeRequest};
 
 pub use ringsock_engine::http::RequestHead;
+pub use ringsock_engine::http::ResponseHead;
 pub use ringsock_engine::reactor::BackendKind;
-pub use ringsock_engine::server::{ConnId, HttpResponse, Limits, ShutdownReport};
+pub use ringsock_engine::server::{ConnId, DialError, HttpResponse, Limits, ShutdownReport};
+pub use ringsock_engine::ws::{ClientOptions, HandshakeError};
 pub use ringsock_engine::ws::{CloseCode, ProtocolError, Utf8Bytes};

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringsock_engine::http::RequestHead;
-use ringsock_engine::server::{Accept, ConnId, Cx, HttpResponse, Remote, Service, Upgrade};
+use ringsock_engine::http::{RequestHead, ResponseHead};
+use ringsock_engine::server::{
+    Accept, ConnId, Cx, Dial, DialError, HttpResponse, Remote, Service, Upgrade,
+};
 use ringsock_engine::ws::{CloseFrame, Event, PingId};
 
 use crate::actor::{ActorEntry, ErasedActor};
@@ -101,9 +103,26 @@ pub(crate) struct Slot {
 
 /// What a connection remembers of its upgrade.
 pub(crate) struct ConnInfo {
+    /// The request target (server side) or the URL dialled (client side).
     pub target: Box<str>,
     pub peer: Option<SocketAddr>,
     pub request: Option<Box<RequestHead>>,
+    /// The server's 101, on an outgoing connection.
+    pub response: Option<Box<ResponseHead>>,
+}
+
+impl Slot {
+    pub fn new(handler: Box<dyn ErasedHandler>, info: ConnInfo) -> Self {
+        Slot {
+            handler: Some(handler),
+            topics: Vec::new(),
+            alive: None,
+            timers: Vec::new(),
+            auto_ping: None,
+            closed: false,
+            info,
+        }
+    }
 }
 
 /// One shard's runtime state.
@@ -148,6 +167,8 @@ pub(crate) enum Post {
     },
     /// A message framed once, for this shard's subscribers of `topic`.
     Publish { topic: Arc<str>, frame: Bytes },
+    /// Open an outgoing connection on this shard.
+    Dial(Box<DialPost>),
     Spawn {
         actor: u64,
         entry: Box<dyn ErasedActor + Send>,
@@ -165,6 +186,15 @@ impl Post {
     }
 }
 
+/// An outgoing connection on its way to a shard: the handler crosses threads, so it is `Send`.
+pub(crate) struct DialPost {
+    pub addr: SocketAddr,
+    pub handshake: ringsock_engine::ws::ClientHandshake,
+    pub config: ringsock_engine::ws::Config,
+    pub info: ConnInfo,
+    pub handler: Box<dyn ErasedHandler + Send>,
+}
+
 /// What a handler is called for.
 pub(crate) enum Dispatch {
     Open,
@@ -180,6 +210,7 @@ pub(crate) enum Dispatch {
 /// A [`Handler`] with its type erased, so connections of different handler types share a shard.
 pub(crate) trait ErasedHandler {
     fn dispatch(&mut self, cx: &mut EngineCx<'_>, id: ConnId, what: Dispatch);
+    fn connect_failed(&mut self, error: DialError);
 }
 
 impl<H: Handler> ErasedHandler for H {
@@ -200,6 +231,10 @@ impl<H: Handler> ErasedHandler for H {
             }
             Dispatch::Timer(t) => self.on_timer(&mut ctx, t),
         }
+    }
+
+    fn connect_failed(&mut self, error: DialError) {
+        self.on_connect_failed(error);
     }
 }
 
@@ -267,6 +302,17 @@ fn deliver_batch(cx: &mut EngineCx<'_>) {
     });
 }
 
+impl Runtime {
+    /// A connection opened, either way: start its pings, then its handler.
+    fn opened(&self, cx: &mut EngineCx<'_>, id: ConnId) {
+        if let Some(interval) = self.settings.ping {
+            let at = cx.now() + interval;
+            cx.set_timer(Some(id), at, PING_TICK);
+        }
+        call(cx, id, Dispatch::Open);
+    }
+}
+
 impl Service for Runtime {
     type Session = Slot;
     type Local = Local;
@@ -300,17 +346,10 @@ impl Service for Runtime {
                 .settings
                 .keep_request
                 .then(|| Box::new(request.clone())),
+            response: None,
         };
         Ok(Accept {
-            session: Slot {
-                handler: Some(accepted.handler),
-                topics: Vec::new(),
-                alive: None,
-                timers: Vec::new(),
-                auto_ping: None,
-                closed: false,
-                info,
-            },
+            session: Slot::new(accepted.handler, info),
             protocol: accepted.protocol,
             headers: accepted.headers,
         })
@@ -318,11 +357,20 @@ impl Service for Runtime {
 
     fn on_open(&self, cx: &mut EngineCx<'_>, id: ConnId, request: &RequestHead) {
         let _ = request;
-        if let Some(interval) = self.settings.ping {
-            let at = cx.now() + interval;
-            cx.set_timer(Some(id), at, PING_TICK);
+        self.opened(cx, id);
+    }
+
+    fn on_connected(&self, cx: &mut EngineCx<'_>, id: ConnId, response: &ResponseHead) {
+        if let Some(slot) = cx.conns().session(id) {
+            slot.info.response = Some(Box::new(response.clone()));
         }
-        call(cx, id, Dispatch::Open);
+        self.opened(cx, id);
+    }
+
+    fn on_connect_failed(&self, _cx: &mut EngineCx<'_>, session: Slot, error: DialError) {
+        if let Some(mut handler) = session.handler {
+            handler.connect_failed(error);
+        }
     }
 
     fn on_event(&self, cx: &mut EngineCx<'_>, id: ConnId, event: Event) {
@@ -427,6 +475,24 @@ impl Service for Runtime {
             Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
             Post::Publish { .. } => unreachable!("handled above"),
             Post::ActorTell { actor, msg } => crate::actor::tell(cx, actor, msg),
+            Post::Dial(dial) => {
+                let DialPost {
+                    addr,
+                    handshake,
+                    config,
+                    info,
+                    handler,
+                } = *dial;
+                let dial = Dial {
+                    addr,
+                    handshake,
+                    config,
+                    session: Slot::new(handler, info),
+                };
+                if let Err((error, slot)) = cx.connect(dial) {
+                    self.on_connect_failed(cx, slot, error);
+                }
+            }
             Post::Spawn {
                 actor,
                 entry,

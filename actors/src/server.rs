@@ -13,13 +13,16 @@ use ringsock_engine::http::InvalidHeader;
 use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{self as engine, HttpResponse, Limits, ServerHandle, ShutdownReport};
-use ringsock_engine::ws::{CloseCode, ServerOptions};
+use ringsock_engine::ws::{
+    ClientHandshake, ClientOptions, CloseCode, Config, HandshakeError, ServerOptions,
+};
+use std::net::ToSocketAddrs;
 
 use crate::actor::Actor;
 use crate::addr::{Addr, Target};
 use crate::ctx::frame;
 use crate::handler::{Handler, Message};
-use crate::runtime::{ErasedHandler, Hook, Post, Runtime, Settings, Stats};
+use crate::runtime::{ConnInfo, DialPost, ErasedHandler, Hook, Post, Runtime, Settings, Stats};
 use crate::topics::SlowPolicy;
 use crate::upgrade::{Accepted, UpgradeRequest};
 
@@ -227,6 +230,7 @@ impl ServerBuilder {
             settings,
             stats: stats.clone(),
         };
+        let (max_message, close_timeout) = (self.limits.max_message, self.limits.close_timeout);
         let handle = self
             .engine
             .limits(self.limits)
@@ -236,8 +240,27 @@ impl ServerBuilder {
             handle,
             stats,
             next_shard: AtomicUsize::new(0),
+            max_message,
+            close_timeout,
         })
     }
+}
+
+/// Why [`Running::connect`] could not start a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is not a valid ws:// or wss:// URL, or an option is invalid.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// The host name did not resolve.
+    #[error("cannot resolve the host: {0}")]
+    Resolve(#[from] io::Error),
+    /// The chosen shard's mailbox is full.
+    #[error("the shard's mailbox is full")]
+    Full,
+    /// Not available in this build.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// Why [`Running::publish`] did not reach every shard.
@@ -255,6 +278,8 @@ pub struct Running {
     handle: ServerHandle<Post>,
     stats: Arc<Stats>,
     next_shard: AtomicUsize,
+    max_message: usize,
+    close_timeout: Duration,
 }
 
 impl Running {
@@ -301,6 +326,58 @@ impl Running {
                 shards: remote.shards(),
             }),
         }
+    }
+
+    /// Opens a WebSocket to `url` (`ws://`; `wss://` comes with TLS) on a shard, round robin,
+    /// run by `handler` as any connection is: `on_open` once the server's 101 arrives
+    /// ([`crate::Ctx::response`] holds it), or `on_connect_failed`. Fails at once for an invalid
+    /// URL, a name that does not resolve, or a full mailbox. Resolving a host name blocks the
+    /// calling thread, never a shard.
+    pub fn connect<H: Handler + Send>(&self, url: &str, handler: H) -> Result<(), ConnectError> {
+        self.connect_with(url, &ClientOptions::new(), handler)
+    }
+
+    /// [`Running::connect`] with subprotocols, extensions and extra request headers.
+    pub fn connect_with<H: Handler + Send>(
+        &self,
+        url: &str,
+        options: &ClientOptions,
+        handler: H,
+    ) -> Result<(), ConnectError> {
+        let handshake = ClientHandshake::new(url, options)?;
+        if handshake.is_secure() {
+            return Err(ConnectError::Unsupported(
+                "wss:// needs TLS, which is not built yet",
+            ));
+        }
+        let addr = (handshake.host(), handshake.port())
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "the host name has no address")
+            })?;
+        let info = ConnInfo {
+            target: url.into(),
+            peer: Some(addr),
+            request: None,
+            response: None,
+        };
+        let dial = DialPost {
+            addr,
+            handshake,
+            config: Config {
+                max_length: self.max_message,
+                close_timeout: self.close_timeout,
+                ..Config::default()
+            },
+            info,
+            handler: Box::new(handler),
+        };
+        let remote = self.handle.remote();
+        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
+        remote
+            .post(shard, Post::Dial(Box::new(dial)))
+            .map_err(|_| ConnectError::Full)
     }
 
     /// Starts `actor` on a shard (round robin) and returns its address. If that shard's

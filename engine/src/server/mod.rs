@@ -29,7 +29,9 @@ use crate::shard::{Shard, ShardMsg, ShardParts};
 use crate::ws::ServerOptions;
 
 pub use remote::{PostError, Remote};
-pub use service::{Accept, ConnId, Conns, Cx, Echo, HttpResponse, Open, Service, Upgrade};
+pub use service::{
+    Accept, ConnId, Conns, Cx, Dial, DialError, Echo, HttpResponse, Open, Service, Upgrade,
+};
 
 /// Limits every connection runs under.
 #[derive(Clone, Debug)]
@@ -196,12 +198,7 @@ impl ServerBuilder {
 
     /// Binds every address on every shard (`SO_REUSEPORT`) and starts the shards.
     pub fn start<S: Service>(self, service: S) -> io::Result<ServerHandle<S::Post>> {
-        if self.addrs.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no address to bind",
-            ));
-        }
+        // No address is a client-only runtime: shards that only dial out.
         // Bind on this thread so a busy port fails `start`, and port 0 resolves once.
         let mut addrs = self.addrs.clone();
         let mut per_shard: Vec<Vec<OwnedFd>> = (0..self.shards).map(|_| Vec::new()).collect();

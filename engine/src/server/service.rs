@@ -10,11 +10,12 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::http::RequestHead;
+use crate::http::{RequestHead, ResponseHead};
 use crate::reactor::Token;
 use crate::ws::Event;
 
 pub use crate::shard::cx::{Conns, Cx, Open};
+pub use crate::shard::dial::{Dial, DialError};
 
 /// Names one WebSocket connection on its shard. A stale id (the connection closed, its slot
 /// reused) never reaches another connection: lookups check a generation.
@@ -137,6 +138,17 @@ pub trait Service: Send + Sync + Sized + 'static {
     /// A WebSocket connection opened (its 101 is queued). Messages may be sent at once.
     fn on_open(&self, cx: &mut Cx<'_, Self>, id: ConnId, request: &RequestHead) {
         let _ = (cx, id, request);
+    }
+
+    /// An outgoing connection ([`Cx::connect`]) got its 101 and is open; `response` is the
+    /// server's answer (status and headers). Its events follow through [`Service::on_event`].
+    fn on_connected(&self, cx: &mut Cx<'_, Self>, id: ConnId, response: &ResponseHead) {
+        let _ = (cx, id, response);
+    }
+
+    /// An outgoing connection did not open; its session comes back.
+    fn on_connect_failed(&self, cx: &mut Cx<'_, Self>, session: Self::Session, error: DialError) {
+        let _ = (cx, session, error);
     }
 
     /// Something happened on an open connection. [`Event::Close`] is the last call for it,

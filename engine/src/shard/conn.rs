@@ -17,6 +17,8 @@ pub(crate) enum Phase<T> {
     Answered,
     /// An open (or closing) WebSocket and the service's state for it.
     Ws(Box<Open<T>>),
+    /// An outgoing connection waiting for the server's 101.
+    Dialing(Box<super::dial::Dialing<T>>),
 }
 
 /// How far the socket is from being closed.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::conn::{Conn, Lifecycle, Phase};
+use super::dial::{Dial, DialError, Dialing};
 use super::timers::Timers;
 use crate::reactor::Token;
 use crate::server::{ConnId, PostError, Remote, Service};
@@ -118,6 +119,9 @@ impl<T> Conns<'_, T> {
 /// The context of a [`Service`] callback on one shard.
 pub struct Cx<'a, S: Service> {
     pub(crate) conns: Conns<'a, S::Session>,
+    /// Outgoing connections made in this callback, for the shard to register with its reactor.
+    pub(crate) dials: &'a mut Vec<Token>,
+    pub(crate) next_generation: &'a mut u32,
     pub(crate) local: &'a mut S::Local,
     pub(crate) timers: &'a mut Timers,
     pub(crate) remote: &'a Remote<S::Post>,
@@ -170,6 +174,34 @@ impl<'a, S: Service> Cx<'a, S> {
     /// Bytes queued for `id` and not yet written.
     pub fn buffered(&self, id: ConnId) -> usize {
         self.conns.buffered(id)
+    }
+
+    /// Opens an outgoing WebSocket on this shard: connects to `dial.addr` and sends the
+    /// handshake. [`Service::on_connected`] follows the server's 101, or
+    /// [`Service::on_connect_failed`] gets the session back. Fails at once (with the session)
+    /// only when no socket can be made.
+    pub fn connect(&mut self, dial: Dial<S::Session>) -> Result<ConnId, (DialError, S::Session)> {
+        let fd = match super::dial::connect(dial.addr) {
+            Ok(fd) => fd,
+            Err(e) => return Err((DialError::Io(e), dial.session)),
+        };
+        *self.next_generation = self.next_generation.wrapping_add(1);
+        let generation = *self.next_generation;
+        let entry = self.conns.conns.vacant_entry();
+        let token = Token::new(entry.key(), generation);
+        let mut conn = Conn::new(fd, generation, self.now);
+        conn.push_out(Bytes::copy_from_slice(dial.handshake.request_bytes()));
+        conn.phase = Phase::Dialing(Box::new(Dialing {
+            handshake: dial.handshake,
+            config: dial.config,
+            session: dial.session,
+            head: bytes::BytesMut::new(),
+        }));
+        conn.dirty = true;
+        entry.insert(conn);
+        self.conns.dirty.push(token);
+        self.dials.push(token);
+        Ok(ConnId(token))
     }
 
     /// Calls [`Service::on_timer`] with `key` at `at`: for connection `id` (not if it has

@@ -8,6 +8,7 @@
 
 pub(crate) mod conn;
 pub mod cx;
+pub mod dial;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -27,11 +28,12 @@ use crate::server::{
 };
 use crate::ws::extension::Extensions;
 use crate::ws::{
-    is_websocket_upgrade, AcceptError, CloseCode, Config, Connection, Decision, Event, Refusal,
-    Role, State,
+    is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Config, Connection, Decision,
+    Event, Refusal, Role, State,
 };
 use conn::{Conn, Lifecycle, Phase};
 use cx::{Conns, Cx, Open};
+use dial::{DialError, Dialing};
 use timers::Timers;
 
 /// Control messages the server handle sends a shard (apart from the service's posts).
@@ -54,6 +56,9 @@ const MAX_POSTS_PER_TURN: usize = 8192;
 struct World<S: Service> {
     conns: Slab<Conn<S::Session>>,
     dirty: Vec<Token>,
+    /// Outgoing connections not yet registered with the reactor.
+    dials: Vec<Token>,
+    next_generation: u32,
     timers: Timers,
     local: S::Local,
     remote: Remote<S::Post>,
@@ -67,6 +72,8 @@ impl<S: Service> World<S> {
                 conns: &mut self.conns,
                 dirty: &mut self.dirty,
             },
+            dials: &mut self.dials,
+            next_generation: &mut self.next_generation,
             local: &mut self.local,
             timers: &mut self.timers,
             remote: &self.remote,
@@ -155,7 +162,6 @@ impl Report {
 pub(crate) struct Shard<S: Service> {
     backend: Box<dyn Backend>,
     world: World<S>,
-    next_generation: u32,
     inbox: Arc<ArrayQueue<ShardMsg>>,
     listeners: Vec<OwnedFd>,
     settings: Arc<ShardSettings>,
@@ -184,12 +190,13 @@ impl<S: Service> Shard<S> {
             world: World {
                 conns: Slab::new(),
                 dirty: Vec::new(),
+                dials: Vec::new(),
+                next_generation: 0,
                 timers: Timers::new(),
                 local,
                 remote: parts.remote,
                 index: parts.index,
             },
-            next_generation: 0,
             inbox: parts.inbox,
             listeners: parts.listeners,
             settings: parts.settings,
@@ -278,14 +285,21 @@ impl<S: Service> Shard<S> {
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
-            Completion::Eof { token } => self.on_transport_end(token, true, now),
-            Completion::RecvFailed { token, .. } => self.on_transport_end(token, false, now),
+            Completion::Eof { token } => self.on_transport_end(token, true, None, now),
+            Completion::RecvFailed { token, error } => {
+                self.on_transport_end(token, false, Some(error), now)
+            }
             Completion::Sent {
                 token,
                 result,
                 chunks,
             } => self.on_sent(token, result, chunks, now),
             Completion::Closed { token } => {
+                let error = match self.shutdown {
+                    Some(_) => DialError::Shutdown,
+                    None => DialError::Closed,
+                };
+                self.fail_dial(token, error, now);
                 // Whatever ended it, an open WebSocket's last event is its close.
                 if let Some(conn) = slot(&mut self.world.conns, token) {
                     if let Phase::Ws(open) = &mut conn.phase {
@@ -307,8 +321,8 @@ impl<S: Service> Shard<S> {
             return;
         }
         set_nodelay(fd);
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let generation = self.next_generation;
+        self.world.next_generation = self.world.next_generation.wrapping_add(1);
+        let generation = self.world.next_generation;
         let entry = self.world.conns.vacant_entry();
         let token = Token::new(entry.key(), generation);
         entry.insert(Conn::new(fd, generation, now));
@@ -346,9 +360,87 @@ impl<S: Service> Shard<S> {
                 self.world
                     .feed(&self.service, token, data, now, &mut self.report);
             }
+            Phase::Dialing(dialing) => {
+                dialing.head.extend_from_slice(data);
+                match dialing.handshake.read_response(&dialing.head) {
+                    Ok(None) => {}
+                    Err(e) => self.fail_dial(token, DialError::Handshake(e), now),
+                    Ok(Some((accepted, used))) => self.opened(token, accepted, used, now),
+                }
+            }
             Phase::Answered => {}
         }
         self.world.mark_dirty(token);
+    }
+
+    /// An outgoing connection's 101 arrived: it becomes a WebSocket in the client role.
+    fn opened(&mut self, token: Token, accepted: ClientAccepted, used: usize, now: Instant) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        let Phase::Dialing(dialing) = std::mem::replace(&mut conn.phase, Phase::Answered) else {
+            return;
+        };
+        let Dialing {
+            config,
+            session,
+            mut head,
+            ..
+        } = *dialing;
+        let rest = head.split_off(used).freeze();
+        let ws = Connection::new(Role::Client, config, Extensions::new(accepted.extensions));
+        conn.phase = Phase::Ws(Box::new(Open {
+            ws,
+            session,
+            protocol: accepted.protocol.map(Into::into),
+        }));
+        self.world.mark_dirty(token);
+        self.service
+            .on_connected(&mut self.world.cx(now), ConnId(token), &accepted.response);
+        self.world
+            .feed(&self.service, token, &rest, now, &mut self.report);
+    }
+
+    /// An outgoing connection that has not opened ends: the service gets its session back and
+    /// the socket closes. Nothing happens for any other kind of connection.
+    fn fail_dial(&mut self, token: Token, error: DialError, now: Instant) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        if !matches!(conn.phase, Phase::Dialing(_)) {
+            return;
+        }
+        let Phase::Dialing(dialing) = std::mem::replace(&mut conn.phase, Phase::Answered) else {
+            return;
+        };
+        conn.discard_output();
+        if conn.lifecycle == Lifecycle::Live {
+            conn.lifecycle = Lifecycle::CloseWhenFlushed;
+        }
+        self.world.mark_dirty(token);
+        self.service
+            .on_connect_failed(&mut self.world.cx(now), dialing.session, error);
+    }
+
+    /// Registers the outgoing connections callbacks made with the reactor.
+    fn register_dials(&mut self, now: Instant) {
+        while let Some(token) = self.world.dials.pop() {
+            let Some(conn) = slot(&mut self.world.conns, token) else {
+                continue;
+            };
+            let fd = conn.fd;
+            if let Err(e) = self.backend.register(token, fd) {
+                self.fail_dial(token, DialError::Io(e), now);
+                // Never registered: the reactor will not report its close, so close it here.
+                if let Some(conn) = slot(&mut self.world.conns, token) {
+                    // SAFETY: the socket was made by `dial::connect` and nothing else holds it.
+                    unsafe { libc::close(conn.fd) };
+                    self.world.conns.remove(token.index());
+                }
+                continue;
+            }
+            self.schedule(token);
+        }
     }
 
     /// Decides what a complete request head gets: a WebSocket, a 426, or the HTTP responder.
@@ -429,7 +521,18 @@ impl<S: Service> Shard<S> {
 
     /// The peer's side ended: with an EOF (`half_closed`) it may still read, otherwise the
     /// connection is broken.
-    fn on_transport_end(&mut self, token: Token, half_closed: bool, now: Instant) {
+    fn on_transport_end(
+        &mut self,
+        token: Token,
+        half_closed: bool,
+        error: Option<std::io::Error>,
+        now: Instant,
+    ) {
+        let failed = match error {
+            Some(e) => DialError::Io(e),
+            None => DialError::Closed,
+        };
+        self.fail_dial(token, failed, now);
         let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
@@ -464,7 +567,7 @@ impl<S: Service> Shard<S> {
             Ok(written) => conn.requeue_unsent(chunks, written),
             Err(_) => {
                 drop(chunks);
-                self.on_transport_end(token, false, now);
+                self.on_transport_end(token, false, None, now);
                 return;
             }
         }
@@ -568,6 +671,11 @@ impl<S: Service> Shard<S> {
                             conn.lifecycle = Lifecycle::CloseWhenFlushed;
                         }
                     }
+                    Phase::Dialing(_) => {
+                        if now >= conn.accepted_at + limits.handshake_timeout {
+                            self.fail_dial(token, DialError::Timeout, now);
+                        }
+                    }
                     Phase::Ws(open) => {
                         open.ws.handle_timeout(now);
                         if let Some(idle) = limits.idle_timeout {
@@ -609,6 +717,7 @@ impl<S: Service> Shard<S> {
     /// connection (an abort) are delivered first, which may dirty more connections; the loop
     /// runs until none is left.
     fn flush(&mut self, now: Instant) {
+        self.register_dials(now);
         let mut batch = Vec::new();
         while !self.world.dirty.is_empty() {
             std::mem::swap(&mut batch, &mut self.world.dirty);
@@ -665,7 +774,7 @@ impl<S: Service> Shard<S> {
         let deadline = match (&conn.phase, conn.lifecycle) {
             (_, Lifecycle::Closing) => None,
             (_, Lifecycle::CloseWhenFlushed) => Some(conn.last_activity + limits.handshake_timeout),
-            (Phase::Head(_) | Phase::Answered, _) => {
+            (Phase::Head(_) | Phase::Answered | Phase::Dialing(_), _) => {
                 Some(conn.accepted_at + limits.handshake_timeout)
             }
             (Phase::Ws(open), _) => {

@@ -1,0 +1,238 @@
+//! Outgoing connections: ringsock's client role on its own shards, against its own server and
+//! against a tokio-tungstenite server; handshake failures reach the handler typed, with the
+//! status and headers of the answer.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use ringsock_actors::{
+    Accepted, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Message,
+    Running, Server,
+};
+
+use support::*;
+
+/// What a client handler saw.
+#[derive(Debug)]
+enum Seen {
+    Open(u16),
+    Text(String),
+    Closed(u16),
+    Failed(DialError),
+}
+
+/// Sends its messages once open, reports what comes back, closes after `expect` replies.
+struct Client {
+    send: Vec<&'static str>,
+    expect: usize,
+    report: mpsc::Sender<Seen>,
+}
+
+impl Handler for Client {
+    type Msg = ();
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        let status = ctx.response().map_or(0, |r| r.status());
+        let _ = self.report.send(Seen::Open(status));
+        for text in &self.send {
+            ctx.send_text(text);
+        }
+    }
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        let _ = self.report.send(Seen::Text(
+            message.as_text().unwrap_or("<binary>").to_owned(),
+        ));
+        self.expect -= 1;
+        if self.expect == 0 {
+            ctx.close(1000, "done").unwrap();
+        }
+    }
+    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+        let _ = self.report.send(Seen::Closed(closed.code.0));
+    }
+    fn on_connect_failed(&mut self, error: DialError) {
+        let _ = self.report.send(Seen::Failed(error));
+    }
+}
+
+/// Echo for the server side.
+struct Echo;
+impl Handler for Echo {
+    type Msg = ();
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        if let Some(t) = message.as_text() {
+            ctx.send_text(t);
+        }
+    }
+}
+
+/// A client-only runtime: shards with no listener.
+fn client_runtime(kind: BackendKind) -> Running {
+    raise_fd_limit();
+    Server::builder()
+        .shards(2)
+        .backend(kind)
+        .pin_threads(false)
+        .start()
+        .expect("a client runtime")
+}
+
+/// One line per event, for comparing a whole exchange at once.
+fn summary(seen: &[Seen]) -> Vec<String> {
+    seen.iter()
+        .map(|s| match s {
+            Seen::Open(status) => format!("open {status}"),
+            Seen::Text(t) => format!("text {t}"),
+            Seen::Closed(code) => format!("closed {code}"),
+            Seen::Failed(e) => format!("failed {e}"),
+        })
+        .collect()
+}
+
+fn exchange(client: &Running, url: &str) -> Vec<Seen> {
+    let (tx, rx) = mpsc::channel();
+    client
+        .connect(
+            url,
+            Client {
+                send: vec!["one", "two"],
+                expect: 2,
+                report: tx,
+            },
+        )
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let s = recv_within(&rx, STEP, "the client's next event");
+        let done = matches!(s, Seen::Closed(_) | Seen::Failed(_));
+        seen.push(s);
+        if done {
+            return seen;
+        }
+    }
+}
+
+fn against_ringsock_server(kind: BackendKind) {
+    let server = start(
+        kind,
+        builder(kind, 1).route("/echo", |_| Ok(Accepted::new(Echo))),
+    );
+    let client = client_runtime(kind);
+    let url = format!("ws://{}/echo", server.local_addrs()[0]);
+    let seen = exchange(&client, &url);
+    assert_eq!(
+        summary(&seen),
+        ["open 101", "text one", "text two", "closed 1000"]
+    );
+    client.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
+fn against_tungstenite_server(kind: BackendKind) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let peer = std::thread::spawn(move || {
+        run(STEP, async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            // Read to the end: tokio-tungstenite answers the close while being read.
+            while let Some(Ok(msg)) = ws.next().await {
+                if msg.is_text() || msg.is_binary() {
+                    ws.send(msg).await.unwrap();
+                }
+            }
+        })
+    });
+    let client = client_runtime(kind);
+    let seen = exchange(&client, &format!("ws://{addr}/"));
+    assert_eq!(
+        summary(&seen),
+        ["open 101", "text one", "text two", "closed 1000"]
+    );
+    peer.join().unwrap();
+    client.shutdown(Duration::from_secs(1));
+}
+
+/// A server that answers any request with `status` and a marker header, then closes.
+fn refusing_server(status: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut tcp, _)) = listener.accept() {
+            tcp.set_read_timeout(Some(STEP)).unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = tcp.read(&mut buf);
+            let _ = write!(
+                tcp,
+                "HTTP/1.1 {status}\r\nX-Why: go away\r\nContent-Length: 0\r\n\r\n"
+            );
+        }
+    });
+    addr
+}
+
+fn a_refusal_is_a_typed_error_with_status_and_headers(kind: BackendKind) {
+    let addr = refusing_server("403 Forbidden");
+    let client = client_runtime(kind);
+    let seen = exchange(&client, &format!("ws://{addr}/"));
+    match seen.as_slice() {
+        [Seen::Failed(DialError::Handshake(e @ HandshakeError::UnexpectedStatus(_)))] => {
+            assert_eq!(e.status(), Some(403));
+            assert_eq!(e.headers().unwrap().get("x-why"), Some("go away"));
+        }
+        other => panic!("expected a 403 handshake error, got {other:?}"),
+    }
+    client.shutdown(Duration::from_secs(1));
+}
+
+fn a_refused_connection_is_an_io_error(kind: BackendKind) {
+    // A port that was just free: nothing listens there.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let client = client_runtime(kind);
+    let seen = exchange(&client, &format!("ws://{addr}/"));
+    assert!(
+        matches!(
+            seen.as_slice(),
+            [Seen::Failed(DialError::Io(_) | DialError::Closed)]
+        ),
+        "{seen:?}"
+    );
+    client.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn an_invalid_url_is_refused_at_once() {
+    let client = client_runtime(BackendKind::Epoll);
+    let (tx, _rx) = mpsc::channel();
+    let handler = |tx: &mpsc::Sender<Seen>| Client {
+        send: vec![],
+        expect: 1,
+        report: tx.clone(),
+    };
+    for url in ["http://example.com/", "not a url", "ws://"] {
+        match client.connect(url, handler(&tx)) {
+            Err(ConnectError::Handshake(HandshakeError::InvalidUrl(_))) => {}
+            other => panic!("{url}: expected InvalidUrl, got {other:?}"),
+        }
+    }
+    client.shutdown(Duration::from_secs(1));
+}
+
+on_both_backends! {
+    against_ringsock_server: against_ringsock_server_io_uring, against_ringsock_server_epoll;
+    against_tungstenite_server: against_tungstenite_server_io_uring, against_tungstenite_server_epoll;
+    a_refusal_is_a_typed_error_with_status_and_headers:
+        a_refusal_is_a_typed_error_with_status_and_headers_io_uring,
+        a_refusal_is_a_typed_error_with_status_and_headers_epoll;
+    a_refused_connection_is_an_io_error:
+        a_refused_connection_is_an_io_error_io_uring, a_refused_connection_is_an_io_error_epoll;
+}
