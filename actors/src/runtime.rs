@@ -456,24 +456,20 @@ impl Service for Runtime {
     }
 
     fn on_post(&self, cx: &mut EngineCx<'_>, post: Post) {
-        if let Post::Publish { topic, frame } = post {
-            if frame.len() < BATCH_FRAME_MAX {
+        // Whatever a post does (a tell that sends, an actor that publishes) comes after the
+        // publishes posted before it, so anything but a small publish delivers the batch first.
+        deliver_batch_unless_small_publish(cx, &post);
+        match post {
+            Post::Publish { topic, frame } if frame.len() < BATCH_FRAME_MAX => {
                 if !cx.local().batch.add(&topic, &frame) {
                     deliver_batch(cx);
                     cx.local().batch.add(&topic, &frame);
                 }
-            } else {
-                deliver_batch(cx);
+            }
+            Post::Publish { topic, frame } => {
                 publish(cx, &topic, frame, None, false);
             }
-            return;
-        }
-        // Whatever this post does (a tell that sends, an actor that publishes) comes after the
-        // publishes posted before it.
-        deliver_batch(cx);
-        match post {
             Post::Tell { id, msg } => call(cx, id, Dispatch::Tell(msg)),
-            Post::Publish { .. } => unreachable!("handled above"),
             Post::ActorTell { actor, msg } => crate::actor::tell(cx, actor, msg),
             Post::Dial(dial) => {
                 let DialPost {
@@ -510,6 +506,13 @@ impl Service for Runtime {
             Some(respond) => respond(request),
             None => HttpResponse::not_found(),
         }
+    }
+}
+
+/// Delivers the pending batch before any post that is not one more small publish.
+fn deliver_batch_unless_small_publish(cx: &mut EngineCx<'_>, post: &Post) {
+    if !matches!(post, Post::Publish { frame, .. } if frame.len() < BATCH_FRAME_MAX) {
+        deliver_batch(cx);
     }
 }
 
