@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringsock_engine::http::{RequestHead, ResponseHead};
@@ -77,9 +77,32 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.conns().session(self.id)
     }
 
+    /// The same context seen by another handler type: a wrapping handler
+    /// ([`crate::ClientPool`]'s) hands it to the handler it wraps.
+    pub(crate) fn retype<G: Handler>(&mut self) -> Ctx<'_, 'b, G> {
+        Ctx {
+            cx: &mut *self.cx,
+            id: self.id,
+            _handler: PhantomData,
+        }
+    }
+
+    /// Messages sent with [`Ctx::send`] on this shard so far, and their payload bytes.
+    pub(crate) fn shard_sent(&mut self) -> (u64, u64) {
+        let sent = &self.cx.local().sent;
+        (sent.messages, sent.bytes)
+    }
+
     /// This connection's id on its shard.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The time the shard's current loop turn started: cheap (no clock read), and the same for
+    /// every callback of the turn. Good for timestamps and round-trip times at the loop's
+    /// granularity.
+    pub fn now(&self) -> Instant {
+        self.cx.now()
     }
 
     /// The shard this connection lives on.
@@ -99,14 +122,19 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
 
     /// Sends a [`Message`] of either kind.
     pub fn send(&mut self, kind: DataKind, payload: Bytes) -> SendStatus {
-        let settings = self.cx.local().settings.clone();
+        // Copied out rather than the `Arc` cloned: two atomic operations per message otherwise.
+        let (max_buffered, high_water, low_water) = {
+            let s = &self.cx.local().settings;
+            (s.max_buffered, s.high_water, s.low_water)
+        };
         let before = self.cx.buffered(self.id);
         let now = self.cx.now();
         let id = self.id;
+        let len = payload.len();
         let Some(open) = self.cx.conn(id) else {
             return SendStatus::Dropped;
         };
-        if before + payload.len() > settings.max_buffered {
+        if before + len > max_buffered {
             let _ = open.ws.close_as_endpoint(
                 CloseCode::POLICY_VIOLATION,
                 "outbound buffer limit exceeded",
@@ -117,10 +145,13 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         if open.ws.send_shared(kind, payload).is_err() {
             return SendStatus::Dropped;
         }
-        if self.cx.buffered(id) < settings.high_water {
+        let sent = &mut self.cx.local().sent;
+        sent.messages += 1;
+        sent.bytes += len as u64;
+        if self.cx.buffered(id) < high_water {
             return SendStatus::Queued;
         }
-        self.cx.conns().notify_drain(id, settings.low_water);
+        self.cx.conns().notify_drain(id, low_water);
         SendStatus::Buffered
     }
 

@@ -181,7 +181,7 @@ impl<'a, S: Service> Cx<'a, S> {
     /// [`Service::on_connect_failed`] gets the session back. Fails at once (with the session)
     /// only when no socket can be made.
     pub fn connect(&mut self, dial: Dial<S::Session>) -> Result<ConnId, (DialError, S::Session)> {
-        let fd = match super::dial::connect(dial.addr) {
+        let fd = match super::dial::connect(dial.addr, dial.local) {
             Ok(fd) => fd,
             Err(e) => return Err((DialError::Io(e), dial.session)),
         };
