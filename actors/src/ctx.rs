@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::ConnId;
-use ringsock_engine::ws::{server_frame, CloseCode, DataKind, OpCode, SendError};
+use ringsock_engine::ws::{
+    client_frame, server_frame, CloseCode, Connection, DataKind, OpCode, Role, SendError,
+};
 
 use crate::addr::{Addr, Target};
 use crate::handler::{Handler, Message};
@@ -110,9 +112,9 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.shard()
     }
 
-    /// Sends a text message.
+    /// Sends a text message (copied straight into the outgoing buffer).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.send(DataKind::Text, Bytes::copy_from_slice(text.as_bytes()))
+        self.send_with(text.len(), |ws| ws.send_text(text))
     }
 
     /// Sends a binary message; large payloads are queued without copying.
@@ -122,6 +124,44 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
 
     /// Sends a [`Message`] of either kind.
     pub fn send(&mut self, kind: DataKind, payload: Bytes) -> SendStatus {
+        self.send_with(payload.len(), |ws| ws.send_shared(kind, payload))
+    }
+
+    /// Sends a message framed in advance: its frame bytes are queued as they are, without
+    /// copying (from 1 KiB) or masking, however many times it is sent. With an extension in use
+    /// (compression), it is encoded and sent as [`Ctx::send`] would.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> SendStatus {
+        self.send_with(prepared.len(), |ws| {
+            if ws.has_extensions() {
+                let (kind, payload) = prepared.payload();
+                return ws.send_shared(kind, payload);
+            }
+            ws.send_raw_frames(match ws.role() {
+                Role::Client => &prepared.client,
+                Role::Server => &prepared.server,
+            })
+        })
+    }
+
+    /// From the next message on, skips received payloads instead of keeping them: each data
+    /// message reaches [`Handler::on_message`] with its kind and length, as that many zero
+    /// bytes (shared, never written), and text is not checked for UTF-8. For connections that
+    /// only count what they receive (a load generator, a meter): it takes the copy of every
+    /// payload out of the receive path. No effect while an extension is in use.
+    pub fn discard_payloads(&mut self, yes: bool) {
+        let id = self.id;
+        if let Some(open) = self.cx.conn(id) {
+            open.ws.discard_payloads(yes);
+        }
+    }
+
+    /// The checks and accounting around every send: the hard buffer limit before, the
+    /// high-water mark after.
+    fn send_with(
+        &mut self,
+        len: usize,
+        send: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> SendStatus {
         // Copied out rather than the `Arc` cloned: two atomic operations per message otherwise.
         let (max_buffered, high_water, low_water) = {
             let s = &self.cx.local().settings;
@@ -130,7 +170,6 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         let before = self.cx.buffered(self.id);
         let now = self.cx.now();
         let id = self.id;
-        let len = payload.len();
         let Some(open) = self.cx.conn(id) else {
             return SendStatus::Dropped;
         };
@@ -142,7 +181,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
             );
             return SendStatus::Dropped;
         }
-        if open.ws.send_shared(kind, payload).is_err() {
+        if send(&mut open.ws).is_err() {
             return SendStatus::Dropped;
         }
         let sent = &mut self.cx.local().sent;
@@ -306,6 +345,60 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
                 true
             }
             None => false,
+        }
+    }
+}
+
+/// A message framed once, for sending many times with [`Ctx::send_prepared`]: as the server
+/// role frames it (unmasked) and as the client role does (masked).
+///
+/// The client frame is masked once, with one random key that every copy then shares, where
+/// RFC 6455 wants a fresh key per frame. Masking exists so that bytes a script in a browser
+/// chose never cross an intermediary in the clear; a load generator or a trusted client sending
+/// its own message over and over does not need that, and saves a copy of the payload per send.
+#[derive(Clone, Debug)]
+pub struct PreparedMessage {
+    message: Message,
+    server: Bytes,
+    client: Bytes,
+}
+
+impl PreparedMessage {
+    /// Frames `message` for both roles (holding its payload three times).
+    pub fn new(message: impl Into<Message>) -> Self {
+        let message = message.into();
+        let opcode = match &message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        let server = server_frame(opcode, message.as_bytes());
+        let client = client_frame(opcode, message.as_bytes());
+        Self {
+            message,
+            server,
+            client,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Its payload's length.
+    pub fn len(&self) -> usize {
+        self.message.as_bytes().len()
+    }
+
+    /// Whether its payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn payload(&self) -> (DataKind, Bytes) {
+        match &self.message {
+            Message::Text(t) => (DataKind::Text, t.clone().into_bytes()),
+            Message::Binary(b) => (DataKind::Binary, b.clone()),
         }
     }
 }

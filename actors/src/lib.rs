@@ -43,7 +43,7 @@ mod upgrade;
 
 pub use actor::{Actor, ActorCtx};
 pub use addr::{Addr, TellError};
-pub use ctx::{Ctx, CtxError, SendStatus};
+pub use ctx::{Ctx, CtxError, PreparedMessage, SendStatus};
 pub use handler::{Closed, Handler, Message};
 pub use pool::{ClientPool, ClientPoolBuilder, PoolSlot, PoolStats, Reconnect};
 pub use runtime::Stats;

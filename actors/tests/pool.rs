@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ringsock_actors::{
     Accepted, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, Handler,
-    HandshakeError, Message, PoolSlot, Reconnect, Running, Server,
+    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
 };
 
 use support::*;
@@ -347,7 +347,97 @@ fn clean_closes_are_dialled_again_when_asked(kind: BackendKind) {
     server.shutdown(Duration::from_secs(1));
 }
 
+fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length(
+    kind: BackendKind,
+) {
+    /// Server side: greets with a prepared message, checks what the client sends, echoes it.
+    struct Greeter {
+        greeting: Arc<PreparedMessage>,
+        expected: Vec<u8>,
+        checked: Arc<AtomicUsize>,
+    }
+    impl Handler for Greeter {
+        type Msg = ();
+        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+            ctx.send_prepared(&self.greeting);
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+            if message.as_bytes() == &self.expected[..] {
+                self.checked.fetch_add(1, Ordering::Relaxed);
+            }
+            ctx.send_binary(message.as_bytes().to_vec());
+        }
+    }
+    /// Client side: keeps the first message (the greeting), then discards; sends a prepared
+    /// message twice.
+    struct Sender {
+        prepared: Arc<PreparedMessage>,
+        seen: Arc<Mutex<Vec<(bool, usize, bool)>>>,
+    }
+    impl Handler for Sender {
+        type Msg = ();
+        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+            ctx.send_prepared(&self.prepared);
+            ctx.send_prepared(&self.prepared);
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+            let zeros = message.as_bytes().iter().all(|&b| b == 0);
+            let entry = (message.as_text().is_some(), message.as_bytes().len(), zeros);
+            self.seen.lock().unwrap().push(entry);
+            ctx.discard_payloads(true);
+        }
+    }
+    let greeting = Arc::new(PreparedMessage::new("hello, prepared"));
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8 + 1).collect();
+    let prepared = Arc::new(PreparedMessage::new(payload.clone()));
+    let checked = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (greeting.clone(), checked.clone());
+    let server = start(
+        kind,
+        builder(kind, 1).route("/", move |_| {
+            Ok(Accepted::new(Greeter {
+                greeting: g.clone(),
+                expected: payload.clone(),
+                checked: c.clone(),
+            }))
+        }),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let pool = ClientPool::builder()
+        .url(format!("ws://{}/", server.local_addrs()[0]))
+        .connections(3)
+        .start(client_runtime(kind), move |_| Sender {
+            prepared: prepared.clone(),
+            seen: s.clone(),
+        })
+        .unwrap();
+    assert!(
+        pool.wait(STEP, |st| st.messages_in == 9),
+        "{:?}",
+        pool.stats()
+    );
+    assert_eq!(
+        checked.load(Ordering::Relaxed),
+        6,
+        "the server read the prepared frames"
+    );
+    let st = pool.stats();
+    assert_eq!((st.messages_out, st.bytes_out), (6, 6 * 3000));
+    assert_eq!(st.bytes_in, 3 * 15 + 6 * 3000);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let mut expected = vec![(false, 3000, true); 6];
+    expected.extend([(true, 15, false); 3]);
+    assert_eq!(seen, expected);
+    pool.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
 on_both_backends! {
+    prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length:
+        prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_io_uring,
+        prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_epoll;
     two_thousand_connections_echo_their_own_messages:
         two_thousand_connections_echo_their_own_messages_io_uring,
         two_thousand_connections_echo_their_own_messages_epoll;

@@ -32,8 +32,9 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use ringsock_actors::{
     BackendKind, ClientPool, Closed, Ctx, DataKind, DialError, Handler, Message, PoolStats,
-    Reconnect, Server, ShutdownReport,
+    PreparedMessage, Reconnect, Server, ShutdownReport, Utf8Bytes,
 };
+use ringsock_engine::reactor::PoolConfig;
 use ringsock_tools::{
     process_cpu_seconds, process_rss_kib, raise_nofile_limit, self_cpu_seconds, system_busy_seconds,
 };
@@ -51,10 +52,16 @@ options:
   --src IP[,IP...]    source addresses to spread connections over (default: the kernel's pick)
   --open-batch N      handshakes in progress at once while opening (default 256)
   --rate N            dials per second at most (default: no limit)
+  --buffers N --buffer-size BYTES
+                      receive pool per shard (default: the runtime's, 512 x 65536)
   --server-pid PID    report the server's CPU use (echo, fanout, connect) or VmRSS growth (idle)
   --label TEXT        copied into the report
   --json              the report as one JSON line on stdout (a human line goes to stderr)
-  --quiet             no progress lines";
+  --quiet             no progress lines
+  --strict            send and receive as an ordinary client: a fresh masking key and a copy
+                      per message sent, payloads kept and text checked for UTF-8 on receipt
+                      (default: the message is framed and masked once and sent as is, and
+                      received payloads are skipped, only their lengths checked)";
 
 /// Longest time to wait for all connections to open.
 const OPEN_LIMIT: Duration = Duration::from_secs(60);
@@ -103,10 +110,13 @@ struct Args {
     src: Vec<IpAddr>,
     open_batch: usize,
     rate: Option<f64>,
+    buffers: Option<u16>,
+    buffer_size: Option<u32>,
     server_pid: Option<u32>,
     label: String,
     json: bool,
     quiet: bool,
+    strict: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -138,10 +148,13 @@ fn parse_args() -> Result<Option<Args>, String> {
         src: Vec::new(),
         open_batch: 256,
         rate: None,
+        buffers: None,
+        buffer_size: None,
         server_pid: None,
         label: String::new(),
         json: false,
         quiet: false,
+        strict: false,
     };
     let mut addr: Option<String> = None;
     let mut path = "/".to_owned();
@@ -186,10 +199,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--open-batch" => a.open_batch = num("--open-batch", args.next())?,
             "--rate" => a.rate = Some(num("--rate", args.next())?),
+            "--buffers" => a.buffers = Some(num("--buffers", args.next())?),
+            "--buffer-size" => a.buffer_size = Some(num("--buffer-size", args.next())?),
             "--server-pid" => a.server_pid = Some(num("--server-pid", args.next())?),
             "--label" => a.label = args.next().ok_or("--label needs a value")?,
             "--json" => a.json = true,
             "--quiet" => a.quiet = true,
+            "--strict" => a.strict = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -276,8 +292,12 @@ const CLOSING: u8 = 3;
 /// State every handler of the run reads (and rarely writes).
 struct Shared {
     phase: AtomicU8,
+    /// The message echo connections send: framed once, sent as is.
+    prepared: PreparedMessage,
+    /// ... or, with `--strict`, its payload, masked afresh for every send.
     payload: Bytes,
     kind: DataKind,
+    strict: bool,
     size: usize,
     depth: usize,
     /// Merged latency samples of all shards.
@@ -292,6 +312,16 @@ struct Shared {
 impl Shared {
     fn phase(&self) -> u8 {
         self.phase.load(Ordering::Relaxed)
+    }
+
+    /// Sends the run's message.
+    #[inline]
+    fn send<H: Handler>(&self, ctx: &mut Ctx<'_, '_, H>) {
+        if self.strict {
+            ctx.send(self.kind, self.payload.clone());
+        } else {
+            ctx.send_prepared(&self.prepared);
+        }
     }
 
     fn sample(&self, what: String) {
@@ -365,12 +395,15 @@ impl Handler for EchoConn {
     type Msg = ();
 
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        if !self.shared.strict {
+            ctx.discard_payloads(true);
+        }
         if self.shared.phase() > MEASURE {
             return;
         }
         let now = ctx.now();
         for _ in 0..self.shared.depth {
-            ctx.send(self.shared.kind, self.shared.payload.clone());
+            self.shared.send(ctx);
             self.in_flight.push_back(now);
         }
     }
@@ -399,7 +432,7 @@ impl Handler for EchoConn {
             flush(shared, now);
         }
         if phase <= MEASURE {
-            ctx.send(shared.kind, shared.payload.clone());
+            shared.send(ctx);
             self.in_flight.push_back(now);
         }
     }
@@ -433,6 +466,12 @@ struct Listener {
 
 impl Handler for Listener {
     type Msg = ();
+
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        if !self.shared.strict {
+            ctx.discard_payloads(true);
+        }
+    }
 
     fn on_message(&mut self, _: &mut Ctx<'_, '_, Self>, message: Message) {
         if self.check_size && message.as_bytes().len() != self.shared.size {
@@ -542,15 +581,30 @@ fn run(a: &Args) -> Result<Report, String> {
             a.conns
         ));
     }
-    let payload: Bytes = (0..a.size).map(|i| b'a' + (i % 26) as u8).collect();
+    // Leaked once, so that queueing it costs no reference count: a static `Bytes` clones as a
+    // pointer copy.
+    let payload: &'static [u8] = (0..a.size)
+        .map(|i| b'a' + (i % 26) as u8)
+        .collect::<Vec<u8>>()
+        .leak();
+    let payload = Bytes::from_static(payload);
+    let kind = if a.binary {
+        DataKind::Binary
+    } else {
+        DataKind::Text
+    };
+    let prepared = PreparedMessage::new(match kind {
+        DataKind::Binary => Message::Binary(payload.clone()),
+        DataKind::Text => {
+            Message::Text(Utf8Bytes::try_from_bytes(payload.clone()).expect("the payload is ASCII"))
+        }
+    });
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(WARMUP),
+        prepared,
         payload,
-        kind: if a.binary {
-            DataKind::Binary
-        } else {
-            DataKind::Text
-        },
+        kind,
+        strict: a.strict,
         size: a.size,
         depth: a.depth,
         hist: Mutex::new(histogram()),
@@ -558,9 +612,17 @@ fn run(a: &Args) -> Result<Report, String> {
         unexpected_closes: AtomicU64::new(0),
         samples: Mutex::new(Vec::new()),
     });
+    let mut pool_config = PoolConfig::default();
+    if let Some(n) = a.buffers {
+        pool_config.buffers = n;
+    }
+    if let Some(n) = a.buffer_size {
+        pool_config.buffer_size = n;
+    }
     let runtime = Server::builder()
         .shards(a.shards)
         .backend(a.backend)
+        .pool(pool_config)
         // Benchmarks pin the whole process with taskset; pinning shards here would undo that.
         .pin_threads(false)
         .start()
