@@ -250,6 +250,8 @@ impl ClientPoolBuilder {
             failed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             events,
+            driver_parked: AtomicBool::new(false),
+            driver_thread: std::sync::OnceLock::new(),
         });
         let runtime = Arc::new(runtime);
         let driver = Driver {
@@ -361,7 +363,7 @@ impl ClientPool {
     /// connections stay open, dials in progress finish.
     pub fn stop_dialing(&mut self) {
         self.shared.stopping.store(true, Ordering::Release);
-        let _ = self.shared.events.send(Event::Stop);
+        self.shared.notify(Event::Stop);
         if let Some(thread) = self.driver.take() {
             let _ = thread.join();
         }
@@ -427,9 +429,27 @@ struct Shared {
     failed: AtomicU64,
     stopping: AtomicBool,
     events: mpsc::Sender<Event>,
+    /// The driver is parked until something happens (it is not when busy: then it looks at
+    /// its events every [`TICK`] by itself, and nobody pays a wake-up per event).
+    driver_parked: AtomicBool,
+    driver_thread: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl Shared {
+    /// Tells the driver something happened.
+    fn notify(&self, event: Event) {
+        let _ = self.events.send(event);
+        // SeqCst on both sides (here after the send, there after marking itself parked and
+        // before looking at the inbox): one of the two always sees the other.
+        if self.driver_parked.load(Ordering::SeqCst)
+            && self.driver_parked.swap(false, Ordering::SeqCst)
+        {
+            if let Some(thread) = self.driver_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
     fn shard(&self, shard: usize) -> &ShardCounters {
         // Sized by the runtime's shard count: a shard index is always in range.
         &self.shards[shard]
@@ -476,7 +496,7 @@ impl<H: Handler> Handler for Pooled<H> {
 
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
         bump(&self.shared.shard(ctx.shard()).opened, 1);
-        let _ = self.shared.events.send(Event::Opened { index: self.index });
+        self.shared.notify(Event::Opened { index: self.index });
         self.call(ctx, |h, c| h.on_open(c));
     }
 
@@ -499,7 +519,7 @@ impl<H: Handler> Handler for Pooled<H> {
         }
         let code = closed.code;
         self.call(ctx, |h, c| h.on_close(c, closed));
-        let _ = self.shared.events.send(Event::Closed {
+        self.shared.notify(Event::Closed {
             index: self.index,
             code,
         });
@@ -524,7 +544,7 @@ impl<H: Handler> Handler for Pooled<H> {
     fn on_connect_failed(&mut self, error: DialError) {
         self.shared.failed.fetch_add(1, Ordering::Relaxed);
         self.inner.on_connect_failed(error);
-        let _ = self.shared.events.send(Event::Failed { index: self.index });
+        self.shared.notify(Event::Failed { index: self.index });
     }
 }
 
@@ -546,8 +566,12 @@ struct Driver<F> {
     rng: u64,
 }
 
-/// How long the driver sleeps at most without news (it wakes for every event anyway).
+/// How long the driver sleeps at most without news, parked (an event unparks it).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// While events keep coming, the driver looks at them this often instead of being woken for
+/// each: a pool churning tens of thousands of connections a second would otherwise spend much
+/// of its shards' time waking it (a futex wake and two context switches per event).
+const TICK: Duration = Duration::from_millis(1);
 /// How long to wait before retrying a dial a full shard mailbox turned away.
 const FULL_RETRY: Duration = Duration::from_millis(1);
 
@@ -557,26 +581,45 @@ where
     F: FnMut(PoolSlot) -> H + Send + 'static,
 {
     fn run(mut self) {
+        let _ = self.shared.driver_thread.set(std::thread::current());
         let now = Instant::now();
         self.attempts = vec![0; self.config.connections];
         for index in 0..self.config.connections {
             self.due.push(Reverse((now, index)));
         }
         loop {
+            let mut busy = false;
             while let Ok(event) = self.inbox.try_recv() {
                 self.handle(event);
+                busy = true;
             }
             if self.shared.stopping.load(Ordering::Acquire) {
                 return;
             }
             let wake = self.dial_due();
-            let timeout = wake.map_or(IDLE_WAIT, |at| {
-                at.saturating_duration_since(Instant::now()).min(IDLE_WAIT)
-            });
-            match self.inbox.recv_timeout(timeout) {
-                Ok(event) => self.handle(event),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            let until = |limit: Duration| {
+                wake.map_or(limit, |at| {
+                    at.saturating_duration_since(Instant::now()).min(limit)
+                })
+            };
+            if busy || self.in_flight > 0 {
+                // Busy: come back in a tick, unasked; events meanwhile wake nobody.
+                std::thread::sleep(until(TICK));
+                continue;
+            }
+            // Idle: park until an event or the next due dial. Marked parked first, then the
+            // inbox checked again, so an event sent in between is not slept through.
+            self.shared.driver_parked.store(true, Ordering::SeqCst);
+            match self.inbox.try_recv() {
+                Ok(event) => {
+                    self.shared.driver_parked.store(false, Ordering::SeqCst);
+                    self.handle(event);
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return,
+                Err(mpsc::TryRecvError::Empty) => {
+                    std::thread::park_timeout(until(IDLE_WAIT));
+                    self.shared.driver_parked.store(false, Ordering::SeqCst);
+                }
             }
         }
     }
