@@ -341,7 +341,8 @@ fn histogram() -> Histogram<u64> {
 struct Recorder {
     hist: Histogram<u64>,
     dirty: bool,
-    flushed_at: Instant,
+    /// When to hand the samples over next (a comparison per message, not a subtraction).
+    flush_at: Instant,
 }
 
 thread_local! {
@@ -355,11 +356,11 @@ fn record(shared: &Shared, now: Instant, ns: u64) {
         let r = r.get_or_insert_with(|| Recorder {
             hist: histogram(),
             dirty: false,
-            flushed_at: now,
+            flush_at: now + FLUSH_EVERY,
         });
         r.hist.saturating_record(ns);
         r.dirty = true;
-        if now.saturating_duration_since(r.flushed_at) >= FLUSH_EVERY {
+        if now >= r.flush_at {
             flush_into(shared, r, now);
         }
     });
@@ -379,7 +380,7 @@ fn flush_into(shared: &Shared, r: &mut Recorder, now: Instant) {
     let _ = hist.add(&r.hist);
     r.hist.reset();
     r.dirty = false;
-    r.flushed_at = now;
+    r.flush_at = now + FLUSH_EVERY;
 }
 
 // ---- the handlers -----------------------------------------------------------------------------
