@@ -6,6 +6,10 @@
 //! ping, close, subscribe and publish to topics, set timers, and hand out [`Addr`]s that other
 //! threads post to. [`Actor`]s are the same without a socket (a game match, a feed).
 //!
+//! The same handlers run outgoing connections: [`Running::connect`] opens one,
+//! [`ClientPool`] keeps N of them open over the shards (paced, redialled after a backoff,
+//! counted); `ringsock-load` is a load generator built on it.
+//!
 //! ```no_run
 //! use ringsock_actors::{Accepted, Ctx, Handler, Message, Server};
 //!

@@ -1,44 +1,4 @@
-//! A pool of outgoing connections: N WebSockets to one or more URLs, spread over the shards of a
-//! [`Running`] runtime, each run by a [`Handler`] a factory makes; dials paced by a rate and a
-//! limit on handshakes in flight; lost connections dialled again after an exponential backoff;
-//! counters over the whole pool.
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use ringsock_actors::{ClientPool, Ctx, Handler, Message, Reconnect, Server};
-//!
-//! struct Ping;
-//! impl Handler for Ping {
-//!     type Msg = ();
-//!     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
-//!         ctx.send_text("hello");
-//!     }
-//!     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
-//!         if let Some(text) = message.as_text() {
-//!             ctx.send_text(text);
-//!         }
-//!     }
-//! }
-//!
-//! let client = Server::builder().shards(2).start()?; // no bind: a client-only runtime
-//! let pool = ClientPool::builder()
-//!     .url("ws://127.0.0.1:9001/")
-//!     .connections(1000)
-//!     .rate(5000.0) // dials per second
-//!     .reconnect(Reconnect::new(Duration::from_millis(100), Duration::from_secs(5)))
-//!     .start(client, |_slot| Ping)
-//!     .expect("valid URLs");
-//! pool.wait_open(1000, Duration::from_secs(10));
-//! println!("{:?}", pool.stats());
-//! pool.shutdown(Duration::from_secs(2));
-//! # Ok::<(), std::io::Error>(())
-//! ```
-//!
-//! The pool dials through [`Running::connect_from`] — the same shard posts as any connection,
-//! round robin over the shards — from one driver thread of its own, which also resolves host
-//! names (never a shard). Handlers tell the driver when a connection opens, fails or closes;
-//! counters are kept per shard by the one thread that writes them, so a message costs the pool
-//! a few plain stores and no shared atomic operation.
+//! A pool of outgoing connections over a runtime's shards: see [`ClientPool`].
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -278,8 +238,47 @@ impl ClientPoolBuilder {
     }
 }
 
-/// N outgoing connections on a runtime's shards, kept up by a driver thread. See the
-/// [module documentation](self).
+/// A pool of outgoing connections: N WebSockets to one or more URLs, spread over the shards of a
+/// [`Running`] runtime, each run by a [`Handler`] a factory makes; dials paced by a rate and a
+/// limit on handshakes in flight; lost connections dialled again after an exponential backoff;
+/// counters over the whole pool.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ringsock_actors::{ClientPool, Ctx, Handler, Message, Reconnect, Server};
+///
+/// struct Ping;
+/// impl Handler for Ping {
+///     type Msg = ();
+///     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+///         ctx.send_text("hello");
+///     }
+///     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+///         if let Some(text) = message.as_text() {
+///             ctx.send_text(text);
+///         }
+///     }
+/// }
+///
+/// let client = Server::builder().shards(2).start()?; // no bind: a client-only runtime
+/// let pool = ClientPool::builder()
+///     .url("ws://127.0.0.1:9001/")
+///     .connections(1000)
+///     .rate(5000.0) // dials per second
+///     .reconnect(Reconnect::new(Duration::from_millis(100), Duration::from_secs(5)))
+///     .start(client, |_slot| Ping)
+///     .expect("valid URLs");
+/// pool.wait_open(1000, Duration::from_secs(10));
+/// println!("{:?}", pool.stats());
+/// pool.shutdown(Duration::from_secs(2));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// The pool dials through [`Running::connect_from`] — the same shard posts as any connection,
+/// round robin over the shards — from one driver thread of its own, which also resolves host
+/// names (never a shard). Handlers tell the driver when a connection opens, fails or closes;
+/// counters are kept per shard by the one thread that writes them, so a message costs the pool
+/// a few plain stores and no shared atomic operation.
 pub struct ClientPool {
     shared: Arc<Shared>,
     runtime: Option<Arc<Running>>,

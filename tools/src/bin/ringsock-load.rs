@@ -13,6 +13,14 @@
 //! - `connect`: handshakes per second: each of `--concurrency` slots connects, gets its 101,
 //!   closes (1000), and dials again at once; also the dial-to-101 latency.
 //!
+//! It is meant not to be the bottleneck, so by default it does what a full client does only
+//! where the server can tell: every handshake is real and every frame is parsed and checked,
+//! but the message is framed and masked once ([`PreparedMessage`]: its bytes are queued as they
+//! are, shared from 1 KiB up) and received payloads are skipped ([`Ctx::discard_payloads`]:
+//! only their lengths are checked). `--strict` turns both off. Latency timestamps are the shard
+//! loop's turn times (no clock read per message), and each shard keeps its own histogram,
+//! merged into the report every 100 ms.
+//!
 //! Every run is bounded: opening by 60 s, the run by `--warmup` + `--duration` (or `--hold`),
 //! draining and closing by a few seconds, and a watchdog ends the process if all that is
 //! overrun. A progress line goes to stderr once a second; the report to stdout, as one JSON
