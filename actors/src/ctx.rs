@@ -162,18 +162,21 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         len: usize,
         send: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> SendStatus {
-        // Copied out rather than the `Arc` cloned: two atomic operations per message otherwise.
-        let (max_buffered, high_water, low_water) = {
-            let s = &self.cx.local().settings;
-            (s.max_buffered, s.high_water, s.low_water)
-        };
-        let before = self.cx.buffered(self.id);
         let now = self.cx.now();
         let id = self.id;
-        let Some(open) = self.cx.conn(id) else {
+        let (local, conns) = self.cx.split();
+        // One lookup for the checks before and after; the settings copied out rather than the
+        // `Arc` cloned (two atomic operations per message).
+        let settings = &local.settings;
+        let (max_buffered, high_water, low_water) = (
+            settings.max_buffered,
+            settings.high_water,
+            settings.low_water,
+        );
+        let Some((open, queued)) = conns.get_queued(id) else {
             return SendStatus::Dropped;
         };
-        if before + len > max_buffered {
+        if queued + open.ws.pending_output() + len > max_buffered {
             let _ = open.ws.close_as_endpoint(
                 CloseCode::POLICY_VIOLATION,
                 "outbound buffer limit exceeded",
@@ -184,10 +187,9 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         if send(&mut open.ws).is_err() {
             return SendStatus::Dropped;
         }
-        let sent = &mut self.cx.local().sent;
-        sent.messages += 1;
-        sent.bytes += len as u64;
-        if self.cx.buffered(id) < high_water {
+        local.sent.messages += 1;
+        local.sent.bytes += len as u64;
+        if queued + open.ws.pending_output() < high_water {
             return SendStatus::Queued;
         }
         self.cx.conns().notify_drain(id, low_water);
