@@ -12,8 +12,11 @@
 #
 # Environment (all optional):
 #   SCENARIOS     any of F M (default "F M")
-#   LOADGEN       the subscribers' side: ws-load (default) or ringsock-load (ringsock's own
-#                 client, a ClientPool on LOAD_SHARDS shards, default 1)
+#   LOADGEN       the client side: ws-load or ringsock-load (ringsock's own client, a ClientPool
+#                 on LOAD_SHARDS shards, default 1). Unset: ws-load in F, where each delivery
+#                 costs ringsock-load a handler call (about 35 ns: 28 M deliveries/s on its
+#                 core, below what the server pushes in bursts of 100 and more), ringsock-load
+#                 in M, where the two measure the same (benches/results/loadgen.md)
 #   BACKENDS      reactor backends to run: io_uring epoll (default io_uring)
 #   ROUNDS        runs per configuration, interleaved; the median is reported (default 1)
 #   QUIET_WAIT    before each run, wait up to this many seconds for the machine to fall under 25%
@@ -41,9 +44,11 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 SCENARIOS=${SCENARIOS:-F M}
-LOADGEN=${LOADGEN:-ws-load}
+LOADGEN=${LOADGEN:-}
 LOAD_SHARDS=${LOAD_SHARDS:-1}
-[[ $LOADGEN == ws-load || $LOADGEN == ringsock-load ]] || { echo "unknown LOADGEN $LOADGEN" >&2; exit 2; }
+[[ -z $LOADGEN || $LOADGEN == ws-load || $LOADGEN == ringsock-load ]] || { echo "unknown LOADGEN $LOADGEN" >&2; exit 2; }
+GEN_F=${LOADGEN:-ws-load}
+GEN_M=${LOADGEN:-ringsock-load}
 BACKENDS=${BACKENDS:-io_uring}
 ROUNDS=${ROUNDS:-1}
 QUIET_WAIT=${QUIET_WAIT:-0}
@@ -173,7 +178,7 @@ fanout_one() {
     wait_for_quiet
     start_server fanout "${srv[@]}" || return 0
     local cmd
-    if [[ $LOADGEN == ws-load ]]; then
+    if [[ $GEN_F == ws-load ]]; then
         cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --fanout "$SUBSCRIBERS")
     else
         cmd=(taskset -c "$LOAD_CORE" "$BIN/ringsock-load" fanout --addr "127.0.0.1:$PORT"
@@ -219,7 +224,7 @@ idle_one() {
     wait_for_quiet
     start_server "$name" "${srv[@]}" || return 0
     local cmd
-    if [[ $LOADGEN == ws-load ]]; then
+    if [[ $GEN_M == ws-load ]]; then
         cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --idle "$IDLE_CONNS")
     else
         cmd=(taskset -c "$LOAD_CORE" "$BIN/ringsock-load" idle --addr "127.0.0.1:$PORT"
@@ -284,7 +289,7 @@ report() {
     echo "- commit: \`$commit\`$dirty on branch \`$(git rev-parse --abbrev-ref HEAD)\`"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
     echo "- run: \`LOADGEN=$LOADGEN SCENARIOS=\"$SCENARIOS\" BACKENDS=\"$BACKENDS\" ROUNDS=$ROUNDS QUIET_WAIT=$QUIET_WAIT benches/run-actors.sh\`; median of $ROUNDS round(s)"
-    echo "- server on core $SERVER_CORE (its shard and the publisher thread), \`$LOADGEN\` on core $LOAD_CORE; loopback; open-file limit $NOFILE"
+    echo "- server on core $SERVER_CORE (its shard and the publisher thread), the client side on core $LOAD_CORE (F: \`$GEN_F\`, M: \`$GEN_M\`); loopback; open-file limit $NOFILE"
     echo
     for sc in $SCENARIOS; do
         if [[ $sc == F ]]; then

@@ -7,10 +7,14 @@
 #   LOADGEN="ringsock-load ws-load" SCENARIOS="A B C" ROUNDS=3 benches/run-load.sh
 #
 # Environment (all optional):
-#   LOADGEN       the load generator(s): ringsock-load (default; ringsock's own client, a
-#                 ClientPool on one shard) and/or ws-load (the hand-written epoll client). With
-#                 both, each run of a server is repeated with each generator, interleaved, the
-#                 first one's figures fill the tables, and a last table compares the two
+#   LOADGEN       the load generator(s) for every scenario: ringsock-load (ringsock's own
+#                 client, a ClientPool on one shard) and/or ws-load (the hand-written epoll
+#                 client). With both, each run of a server is repeated with each generator,
+#                 interleaved, the first one's figures fill the tables, and a last table compares
+#                 them. Unset: ringsock-load where the two measured the same (A, D; H is
+#                 ringsock-load's only), ws-load in B and C, where its in-kernel discard of the
+#                 echoed payloads (recv with MSG_TRUNC) let the peer servers run 5-15% faster
+#                 (benches/results/loadgen.md)
 #   DURATION      measured seconds per load run (default 5)
 #   WARMUP        unmeasured seconds before each (default 1)
 #   SCENARIOS     any of A B C D H (default "A B C D H")
@@ -38,12 +42,13 @@ BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
 SCENARIOS=${SCENARIOS:-A B C D H}
-LOADGEN=${LOADGEN:-ringsock-load}
-read -r -a GENS <<<"$LOADGEN"
-PRIMARY=${GENS[0]}
-for g in "${GENS[@]}"; do
+LOADGEN=${LOADGEN:-}
+for g in $LOADGEN; do
     [[ $g == ringsock-load || $g == ws-load ]] || { echo "unknown LOADGEN $g" >&2; exit 2; }
 done
+declare -A DEFAULT_GEN=([A]=ringsock-load [B]=ws-load [C]=ws-load [D]=ringsock-load [H]=ringsock-load)
+# The generators of one scenario, the first filling its table.
+gens_of() { echo "${LOADGEN:-${DEFAULT_GEN[$1]}}"; }
 CONCURRENCY=${CONCURRENCY:-64}
 SERVERS=${SERVERS:-ringsock-uring ringsock-epoll tungstenite fastwebsockets tcp}
 IDLE_CONNS=${IDLE_CONNS:-10000}
@@ -254,7 +259,7 @@ for sc in $SCENARIOS; do
             [[ $name == tcp && $sc =~ [DH] ]] && continue
             # Each generator once per server and round, unless it would be the same one again.
             declare -A RAN=()
-            for gen in "${GENS[@]}"; do
+            for gen in $(gens_of "$sc"); do
                 g=$(gen_for "$sc" "$name" "$gen")
                 [[ -n ${RAN[$g]:-} ]] && continue
                 RAN[$g]=1
@@ -263,13 +268,14 @@ for sc in $SCENARIOS; do
             unset RAN
         done
     done
+    read -r -a gens <<<"$(gens_of "$sc")"
     for name in $SERVERS; do
-        for gen in "${GENS[@]}"; do
+        for gen in "${gens[@]}"; do
             g=$(gen_for "$sc" "$name" "$gen")
             RESULT[$sc,$name,$g]=$(median_result "$sc" "$name" "$g" "${METRIC[$sc]}")
         done
-        # What the tables show: the primary generator's figure (or the only one that ran).
-        RESULT[$sc,$name]=${RESULT[$sc,$name,$(gen_for "$sc" "$name" "$PRIMARY")]:-}
+        # What the tables show: the first generator's figure (or the only one that ran).
+        RESULT[$sc,$name]=${RESULT[$sc,$name,$(gen_for "$sc" "$name" "${gens[0]}")]:-}
     done
 done
 
@@ -292,7 +298,11 @@ report() {
     echo "- commit: \`$commit\`$dirty on branch \`$(git rev-parse --abbrev-ref HEAD)\`"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
     echo "- run: \`LOADGEN=\"$LOADGEN\" SCENARIOS=\"$SCENARIOS\" ROUNDS=$ROUNDS QUIET_WAIT=$QUIET_WAIT DURATION=$DURATION WARMUP=$WARMUP IDLE_CONNS=$IDLE_CONNS HOLD=$HOLD benches/run-load.sh\`"
-    echo "- load generator: \`$PRIMARY\`$([[ ${#GENS[@]} -gt 1 ]] && echo " (tables), compared with \`${GENS[*]:1}\` in the last section"); tcp-echo rows are driven by \`ws-load --raw\`"
+    local gl="" s
+    for s in $SCENARIOS; do
+        gl+="${gl:+, }$s: \`$(gen_for "$s" x "$(gens_of "$s" | cut -d' ' -f1)")\`"
+    done
+    echo "- load generator (the tables): $gl$([[ $LOADGEN == *' '* ]] && echo "; compared with \`${LOADGEN#* }\` in the last section"); tcp-echo rows are driven by \`ws-load --raw\`"
     echo "- server on core $SERVER_CORE, the load generator on core $LOAD_CORE; loopback; ${DURATION} s measured after ${WARMUP} s warm-up; open-file limit $NOFILE (hard $HARD)"
     echo "- ringsock backends as reported: uring row = \`$(fmt "${BACKEND[ringsock-uring]:-}")\`, epoll row = \`$(fmt "${BACKEND[ringsock-epoll]:-}")\`"
     echo "- each figure is the median of $ROUNDS round(s), servers interleaved; the machine is shared with other work, so each run first waits (up to ${QUIET_WAIT} s) for it to be idle"
@@ -389,6 +399,8 @@ report() {
             echo
         fi
     done
+    local GENS
+    read -r -a GENS <<<"$LOADGEN"
     if [[ ${#GENS[@]} -gt 1 ]]; then
         echo "## Load generators compared: ${GENS[*]}"
         echo
