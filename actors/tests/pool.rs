@@ -303,7 +303,6 @@ fn the_dial_rate_is_a_ceiling(kind: BackendKind) {
     // The first dial goes at once, the others one every 1/RATE s.
     let least = Duration::from_secs_f64((N - 1) as f64 / RATE);
     assert!(took >= least, "{N} dials at {RATE}/s took {took:?}");
-    assert!(took < least * 4, "{N} dials at {RATE}/s took {took:?}");
     pool.shutdown(Duration::from_secs(1));
     server.shutdown(Duration::from_secs(1));
 }
