@@ -4,8 +4,9 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -257,6 +258,132 @@ fn redials_with_backoff_when_the_server_goes_away_and_comes_back(kind: BackendKi
     second.shutdown(Duration::from_secs(1));
 }
 
+/// A WebSocket server that answers every handshake and then drops the first `drop_first`
+/// connections without a close frame (the client hears 1006); later ones are held open until
+/// the returned flag is set.
+fn dropping_server(drop_first: usize) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let mut accepted = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !s.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let Ok((mut tcp, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            tcp.set_nonblocking(false).unwrap();
+            tcp.set_read_timeout(Some(STEP)).unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let text = String::from_utf8_lossy(&request);
+            let Some(key) = text.lines().find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            }) else {
+                continue;
+            };
+            let accept = ringsock_engine::ws::handshake::accept_key(key.as_bytes());
+            let _ = write!(
+                tcp,
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            accepted += 1;
+            if accepted <= drop_first {
+                std::thread::sleep(Duration::from_millis(5));
+                drop(tcp);
+            } else {
+                held.push(tcp);
+            }
+        }
+    });
+    (addr, stop)
+}
+
+fn redials_with_backoff_after_the_server_drops_connections(kind: BackendKind) {
+    const N: usize = 10;
+    const INITIAL: Duration = Duration::from_millis(30);
+    let (addr, stop) = dropping_server(N);
+    let policy = Reconnect::new(INITIAL, Duration::from_secs(1));
+    let (pool, timeline) = watched_pool(kind, format!("ws://{addr}/"), N, policy);
+    assert!(
+        pool.wait(STEP, |s| s.open == N as u64 && s.opened == 2 * N as u64),
+        "{:?}",
+        pool.stats()
+    );
+    let st = pool.stats();
+    assert_eq!(
+        (st.closed, st.dropped, st.reconnects, st.failed),
+        (N as u64, N as u64, N as u64, 0)
+    );
+    let dialled = timeline.dialled.lock().unwrap().clone();
+    let closed = timeline.closed.lock().unwrap().clone();
+    for index in 0..N {
+        let close = closed.iter().find(|c| c.0 == index).expect("a drop");
+        assert_eq!(close.1, 1006, "dropped without a close handshake");
+        let redial = dialled
+            .iter()
+            .find(|d| d.0 == index && d.1 == 1)
+            .unwrap_or_else(|| panic!("slot {index} was not redialled: {dialled:?}"));
+        assert!(
+            redial.2 + Duration::from_millis(1) >= close.2 + INITIAL,
+            "slot {index} redialled {:?} after the drop",
+            redial.2.duration_since(close.2)
+        );
+    }
+    pool.shutdown(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+}
+
+fn connections_spread_over_local_addresses(kind: BackendKind) {
+    /// Records the address each connection came from.
+    struct Peer(Arc<Mutex<Vec<IpAddr>>>);
+    impl Handler for Peer {
+        type Msg = ();
+        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+            let ip = ctx.peer_addr().expect("a peer").ip();
+            self.0.lock().unwrap().push(ip);
+        }
+    }
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let p = peers.clone();
+    let server = start(
+        kind,
+        builder(kind, 1).route("/", move |_| Ok(Accepted::new(Peer(p.clone())))),
+    );
+    let sources: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+    let pool = ClientPool::builder()
+        .url(format!("ws://{}/", server.local_addrs()[0]))
+        .connections(6)
+        .local_addrs(sources.iter().copied())
+        .start(client_runtime(kind), |_| Echo)
+        .unwrap();
+    assert!(pool.wait_open(6, STEP), "{:?}", pool.stats());
+    assert!(
+        pool.wait(STEP, |_| peers.lock().unwrap().len() == 6),
+        "the server saw {:?}",
+        peers.lock().unwrap()
+    );
+    let mut seen = peers.lock().unwrap().clone();
+    seen.sort();
+    let expected: Vec<IpAddr> = [sources[0]; 3].into_iter().chain([sources[1]; 3]).collect();
+    assert_eq!(seen, expected);
+    pool.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
 fn gives_up_after_the_attempt_limit(kind: BackendKind) {
     const N: usize = 10;
     // A port that was just free: nothing listens there.
@@ -434,6 +561,12 @@ fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length
 }
 
 on_both_backends! {
+    redials_with_backoff_after_the_server_drops_connections:
+        redials_with_backoff_after_the_server_drops_connections_io_uring,
+        redials_with_backoff_after_the_server_drops_connections_epoll;
+    connections_spread_over_local_addresses:
+        connections_spread_over_local_addresses_io_uring,
+        connections_spread_over_local_addresses_epoll;
     prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length:
         prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_io_uring,
         prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_epoll;
