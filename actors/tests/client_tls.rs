@@ -143,8 +143,10 @@ fn a_client_certificate_is_presented_when_asked(kind: BackendKind) {
     let seen = exchange(&client, &format!("wss://{addr}/"), &options, &["one"]);
     match seen.as_slice() {
         [Seen::Failed(DialError::Tls(e))] => assert!(
-            e.to_string()
-                .ends_with("the server requires a client certificate (set one with TlsOptions::client_cert_pem)"),
+            e.to_string().ends_with(
+                "the server requires a client certificate \
+                 (set one with TlsOptions::client_cert_pem)"
+            ),
             "{e}"
         ),
         other => panic!("expected a TLS error, got {other:?}"),

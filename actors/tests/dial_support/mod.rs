@@ -384,7 +384,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let refuse = match (&rules.auth, &rules.require) {
         (Some(auth), _) if header("proxy-authorization").as_ref() != Some(auth) => Some(
-            "407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringsock-test\"",
+            "407 Proxy Authentication Required\r\n\
+             Proxy-Authenticate: Basic realm=\"ringsock-test\"",
         ),
         (_, Some(line)) if !head.contains(&format!("\r\n{line}\r\n")) => Some("403 Forbidden"),
         _ => None,

@@ -177,9 +177,10 @@ impl<'a, S: Service> Cx<'a, S> {
     }
 
     /// Opens an outgoing WebSocket on this shard: connects to `dial.addr` and sends the
-    /// handshake (after the proxy's CONNECT and TLS, when the handshake asks for them). [`Service::on_connected`] follows the server's 101, or
-    /// [`Service::on_connect_failed`] gets the session back. Fails at once (with the session)
-    /// only when no socket can be made or the TLS server name cannot be used.
+    /// handshake (after the proxy's CONNECT and TLS, when the handshake asks for them).
+    /// [`Service::on_connected`] follows the server's 101, or [`Service::on_connect_failed`]
+    /// gets the session back. Fails at once (with the session) only when no socket can be made
+    /// or the TLS server name cannot be used.
     pub fn connect(&mut self, dial: Dial<S::Session>) -> Result<ConnId, (DialError, S::Session)> {
         let opening = match super::tls::Opening::new(&dial.handshake) {
             Ok(opening) => opening,
