@@ -355,49 +355,55 @@ impl<S: Service> Shard<S> {
     }
 
     fn on_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        if conn.lifecycle != Lifecycle::Live {
-            return;
+        if self.on_bytes(token, Input::Buffer(buf, len), now) {
+            self.world.mark_dirty(token);
         }
-        conn.last_activity = now;
-        if let Phase::Dialing(dialing) | Phase::Proxying(dialing) = &mut conn.phase {
-            dialing.connected_at.get_or_insert(now);
-        }
-        match conn.tls.as_deref_mut() {
-            None => self.on_bytes(token, Input::Buffer(buf, len), now),
-            Some(tls) => {
-                let mut plain = std::mem::take(&mut self.plain);
-                plain.clear();
-                match tls.receive(0, self.backend.buffer(buf, len), &mut plain) {
-                    Ok(()) => self.on_bytes(token, Input::Plain(&plain), now),
-                    Err(e) => {
-                        // Plaintext that came before the bad record still counts.
-                        self.on_bytes(token, Input::Plain(&plain), now);
-                        self.on_tls_error(token, e, now);
-                    }
-                }
-                if plain.capacity() <= PLAIN_KEEP {
-                    self.plain = plain;
-                }
-            }
-        }
-        self.world.mark_dirty(token);
     }
 
-    /// Hands bytes (from the socket, or out of TLS) to the connection's phase.
-    fn on_bytes(&mut self, token: Token, input: Input<'_>, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
+    /// Received bytes that went through TLS: their plaintext goes to the phase; a TLS failure
+    /// after it.
+    fn on_tls_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
+        let Some(tls) = slot(&mut self.world.conns, token).and_then(|c| c.tls.as_deref_mut())
+        else {
             return;
+        };
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let received = tls.receive(0, self.backend.buffer(buf, len), &mut plain);
+        // Plaintext that came before a bad record still counts.
+        self.on_bytes(token, Input::Plain(&plain), now);
+        if let Err(e) = received {
+            self.on_tls_error(token, e, now);
+        }
+        if plain.capacity() <= PLAIN_KEEP {
+            self.plain = plain;
+        }
+    }
+
+    /// Hands bytes to the connection's phase: from the socket (through TLS first when the
+    /// connection has it), or plaintext out of TLS. False if the connection takes no more.
+    fn on_bytes(&mut self, token: Token, input: Input<'_>, now: Instant) -> bool {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return false;
         };
         let data = match input {
-            Input::Buffer(buf, len) => self.backend.buffer(buf, len),
+            Input::Buffer(buf, len) => {
+                if conn.lifecycle != Lifecycle::Live {
+                    return false;
+                }
+                conn.last_activity = now;
+                if let Phase::Dialing(dialing) | Phase::Proxying(dialing) = &mut conn.phase {
+                    dialing.connected_at.get_or_insert(now);
+                }
+                if conn.tls.is_some() {
+                    self.on_tls_received(token, buf, len, now);
+                    return true;
+                }
+                self.backend.buffer(buf, len)
+            }
+            Input::Plain([]) => return true,
             Input::Plain(plain) => plain,
         };
-        if data.is_empty() {
-            return;
-        }
         match &mut conn.phase {
             Phase::Head(head) => {
                 head.extend_from_slice(data);
@@ -437,6 +443,7 @@ impl<S: Service> Shard<S> {
             }
             Phase::Answered => {}
         }
+        true
     }
 
     /// TLS failed: a dial fails with the reason (and the alert rustls prepared goes out before
@@ -483,12 +490,15 @@ impl<S: Service> Shard<S> {
         match (inner, conn.tls.as_deref_mut()) {
             (Some(layer), Some(tls)) => {
                 let mut plain = Vec::new();
-                match tls.receive(layer, &rest, &mut plain) {
-                    Ok(()) => self.on_bytes(token, Input::Plain(&plain), now),
-                    Err(e) => self.on_tls_error(token, e, now),
+                let received = tls.receive(layer, &rest, &mut plain);
+                self.on_bytes(token, Input::Plain(&plain), now);
+                if let Err(e) = received {
+                    self.on_tls_error(token, e, now);
                 }
             }
-            _ => self.on_bytes(token, Input::Plain(&rest), now),
+            _ => {
+                self.on_bytes(token, Input::Plain(&rest), now);
+            }
         }
     }
 
