@@ -17,14 +17,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::client::{ProxyError, TlsError};
 use crate::ws::{ClientHandshake, Config, HandshakeError};
 
-/// What an outgoing connection needs: where to, the prepared handshake, the protocol limits,
-/// and the service's state for it.
+/// What an outgoing connection needs: where to, the prepared handshake (which also says how to
+/// reach the server: TLS for `wss://`, a proxy, the connect timeout; see
+/// [`crate::ws::ClientOptions`]), the protocol limits, and the service's state for it.
 pub struct Dial<T> {
     /// The address to connect to (resolved by the caller: the shard never blocks on DNS): the
     /// server's, or the proxy's when the handshake names one ([`ClientHandshake::proxy`]).
     pub addr: SocketAddr,
-    /// The request to send and what the answer must hold; also how to reach the server (TLS
-    /// for `wss://`, a proxy, the connect timeout: see [`crate::ws::ClientOptions`]).
+    /// The request to send and what the answer must hold.
     pub handshake: ClientHandshake,
     /// Limits of the WebSocket once open.
     pub config: Config,
