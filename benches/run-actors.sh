@@ -2,21 +2,23 @@
 # run-actors.sh: the actors layer's two figures.
 #
 #   F  fan-out: one shard, SUBSCRIBERS subscribers on loopback, SIZE-byte messages published
-#      with Running::publish; deliveries per second as the subscribers read them (ws-load
-#      --fanout), once per burst size in BURSTS.
+#      with Running::publish; deliveries per second as the subscribers read them (the load
+#      generator's fanout mode), once per burst size in BURSTS.
 #   M  memory: server VmRSS growth per idle WebSocket, the actors server (handler state: one u64)
-#      against the engine-only ringsock-echo, measured the same way (ws-load --idle).
+#      against the engine-only ringsock-echo, measured the same way (the generator's idle mode).
 #
 #   benches/run-actors.sh                        # both, defaults below
 #   SCENARIOS=F BURSTS="100 1000" ROUNDS=3 benches/run-actors.sh
 #
 # Environment (all optional):
 #   SCENARIOS     any of F M (default "F M")
+#   LOADGEN       the subscribers' side: ws-load (default) or ringsock-load (ringsock's own
+#                 client, a ClientPool on LOAD_SHARDS shards, default 1)
 #   BACKENDS      reactor backends to run: io_uring epoll (default io_uring)
 #   ROUNDS        runs per configuration, interleaved; the median is reported (default 1)
 #   QUIET_WAIT    before each run, wait up to this many seconds for the machine to fall under 25%
 #                 of a core (default 0)
-#   SERVER_CORE / LOAD_CORE   cores the server and ws-load are pinned to (default 0 / 1)
+#   SERVER_CORE / LOAD_CORE   cores the server and the generator are pinned to (default 0 / 1)
 #   F: SUBSCRIBERS (10000), SIZE (16), DURATION (5), WARMUP (1),
 #      BURSTS        messages the publisher publishes back to back; the shard's mailbox holds as
 #                    many, so one loop turn writes about one burst to each subscriber
@@ -31,7 +33,7 @@
 #   OUT           also write the markdown report to this file (default: stdout only)
 #   NO_BUILD=1    use the release binaries already built
 #
-# Every run is bounded: ws-load stops by itself after WARMUP + DURATION (or HOLD) plus a few
+# Every run is bounded: the generator stops by itself after WARMUP + DURATION (or HOLD) plus a few
 # seconds of closing, and `timeout` kills it if it does not; servers get SIGTERM, then SIGKILL.
 set -euo pipefail
 
@@ -39,6 +41,9 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 SCENARIOS=${SCENARIOS:-F M}
+LOADGEN=${LOADGEN:-ws-load}
+LOAD_SHARDS=${LOAD_SHARDS:-1}
+[[ $LOADGEN == ws-load || $LOADGEN == ringsock-load ]] || { echo "unknown LOADGEN $LOADGEN" >&2; exit 2; }
 BACKENDS=${BACKENDS:-io_uring}
 ROUNDS=${ROUNDS:-1}
 QUIET_WAIT=${QUIET_WAIT:-0}
@@ -160,15 +165,21 @@ shown() {
     printf '%s ' "${args[@]}" | sed 's/--server-pid [0-9]*/--server-pid $!/; s/ $//'
 }
 
-# fanout_one BACKEND BURST: one fan-out run; its ws-load and server JSON lines are kept.
+# fanout_one BACKEND BURST: one fan-out run; the generator's and the server's JSON lines are kept.
 fanout_one() {
     local be=$1 burst=$2 key="F,$1,$2,$ROUND"
     local srv=("$BIN/ringsock-fanout" --backend "$be" --burst "$burst" --mailbox "$burst"
         --rate "$RATE" --high-water "$HIGH_WATER" --subscribers "$SUBSCRIBERS" --size "$SIZE")
     wait_for_quiet
     start_server fanout "${srv[@]}" || return 0
-    local cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --fanout "$SUBSCRIBERS"
-        --size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" "${SRC_ARGS[@]}"
+    local cmd
+    if [[ $LOADGEN == ws-load ]]; then
+        cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --fanout "$SUBSCRIBERS")
+    else
+        cmd=(taskset -c "$LOAD_CORE" "$BIN/ringsock-load" fanout --addr "127.0.0.1:$PORT"
+            --conns "$SUBSCRIBERS" --shards "$LOAD_SHARDS" --json --quiet)
+    fi
+    cmd+=(--size "$SIZE" --duration "$DURATION" --warmup "$WARMUP" "${SRC_ARGS[@]}"
         --server-pid "$SERVER_PID" --label "F/$be/burst=$burst")
     [[ $ROUND -eq 1 ]] && COMMANDS+=("$(shown taskset -c "$SERVER_CORE" "${srv[@]}" --addr "127.0.0.1:$PORT") & $(shown "${cmd[@]}")")
     log "== F $be burst $burst (round $ROUND of $ROUNDS)"
@@ -207,8 +218,14 @@ idle_one() {
     esac
     wait_for_quiet
     start_server "$name" "${srv[@]}" || return 0
-    local cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --idle "$IDLE_CONNS"
-        --hold "$HOLD" "${SRC_ARGS[@]}" --server-pid "$SERVER_PID" --label "M/$be/$name")
+    local cmd
+    if [[ $LOADGEN == ws-load ]]; then
+        cmd=(taskset -c "$LOAD_CORE" "$BIN/ws-load" --addr "127.0.0.1:$PORT" --idle "$IDLE_CONNS")
+    else
+        cmd=(taskset -c "$LOAD_CORE" "$BIN/ringsock-load" idle --addr "127.0.0.1:$PORT"
+            --conns "$IDLE_CONNS" --shards "$LOAD_SHARDS" --json --quiet)
+    fi
+    cmd+=(--hold "$HOLD" "${SRC_ARGS[@]}" --server-pid "$SERVER_PID" --label "M/$be/$name")
     [[ $ROUND -eq 1 ]] && COMMANDS+=("$(shown taskset -c "$SERVER_CORE" "${srv[@]}" --addr "127.0.0.1:$PORT") & $(shown "${cmd[@]}")")
     log "== M $be $name (round $ROUND of $ROUNDS)"
     local out
@@ -266,8 +283,8 @@ report() {
     echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
     echo "- commit: \`$commit\`$dirty on branch \`$(git rev-parse --abbrev-ref HEAD)\`"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), kernel $(uname -r)"
-    echo "- run: \`SCENARIOS=\"$SCENARIOS\" BACKENDS=\"$BACKENDS\" ROUNDS=$ROUNDS QUIET_WAIT=$QUIET_WAIT benches/run-actors.sh\`; median of $ROUNDS round(s)"
-    echo "- server on core $SERVER_CORE (its shard and the publisher thread), \`ws-load\` on core $LOAD_CORE; loopback; open-file limit $NOFILE"
+    echo "- run: \`LOADGEN=$LOADGEN SCENARIOS=\"$SCENARIOS\" BACKENDS=\"$BACKENDS\" ROUNDS=$ROUNDS QUIET_WAIT=$QUIET_WAIT benches/run-actors.sh\`; median of $ROUNDS round(s)"
+    echo "- server on core $SERVER_CORE (its shard and the publisher thread), \`$LOADGEN\` on core $LOAD_CORE; loopback; open-file limit $NOFILE"
     echo
     for sc in $SCENARIOS; do
         if [[ $sc == F ]]; then
@@ -290,7 +307,7 @@ report() {
                     series=$(array per_second "$j" | tr ',' '\n' | awk '{printf "%s%.1f", (NR>1?" ":""), $1/1e6}')
                     local noisy=""
                     awk -v o="$(field other_cpu_pct "$j")" 'BEGIN{exit !(o+0 > 25)}' && noisy=" ⚠"
-                    echo "| $be | $burst | **$(millions "$(field deliveries_per_s "$j")")** | $(millions "$(field deliveries_per_s_by_bytes "$j")") | $(field msgs_per_read "$j") | $series M | $(fmt "$(field server_cpu_pct "$j")") | $(field gen_cpu_pct "$j") | $(fmt "$(field other_cpu_pct "$j")")$noisy | $(fmt "$(field published "$s")") | $(fmt "$(field dropped "$s")") | $(field errors "$j") |"
+                    echo "| $be | $burst | **$(millions "$(field deliveries_per_s "$j")")** | $(millions "$(field deliveries_per_s_by_bytes "$j")") | $(fmt "$(field msgs_per_read "$j")") | $series M | $(fmt "$(field server_cpu_pct "$j")") | $(field gen_cpu_pct "$j") | $(fmt "$(field other_cpu_pct "$j")")$noisy | $(fmt "$(field published "$s")") | $(fmt "$(field dropped "$s")") | $(field errors "$j") |"
                 done
             done
             echo

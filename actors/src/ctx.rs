@@ -5,12 +5,14 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::ConnId;
-use ringsock_engine::ws::{server_frame, CloseCode, DataKind, OpCode, SendError};
+use ringsock_engine::ws::{
+    client_frame, server_frame, CloseCode, Connection, DataKind, OpCode, Role, SendError,
+};
 
 use crate::addr::{Addr, Target};
 use crate::handler::{Handler, Message};
@@ -77,9 +79,32 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.conns().session(self.id)
     }
 
+    /// The same context seen by another handler type: a wrapping handler
+    /// ([`crate::ClientPool`]'s) hands it to the handler it wraps.
+    pub(crate) fn retype<G: Handler>(&mut self) -> Ctx<'_, 'b, G> {
+        Ctx {
+            cx: &mut *self.cx,
+            id: self.id,
+            _handler: PhantomData,
+        }
+    }
+
+    /// Messages sent with [`Ctx::send`] on this shard so far, and their payload bytes.
+    pub(crate) fn shard_sent(&mut self) -> (u64, u64) {
+        let sent = &self.cx.local().sent;
+        (sent.messages, sent.bytes)
+    }
+
     /// This connection's id on its shard.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+
+    /// The time the shard's current loop turn started: cheap (no clock read), and the same for
+    /// every callback of the turn. Good for timestamps and round-trip times at the loop's
+    /// granularity.
+    pub fn now(&self) -> Instant {
+        self.cx.now()
     }
 
     /// The shard this connection lives on.
@@ -87,9 +112,9 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.shard()
     }
 
-    /// Sends a text message.
+    /// Sends a text message (copied straight into the outgoing buffer).
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.send(DataKind::Text, Bytes::copy_from_slice(text.as_bytes()))
+        self.send_with(text.len(), |ws| ws.send_text(text))
     }
 
     /// Sends a binary message; large payloads are queued without copying.
@@ -99,14 +124,59 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
 
     /// Sends a [`Message`] of either kind.
     pub fn send(&mut self, kind: DataKind, payload: Bytes) -> SendStatus {
-        let settings = self.cx.local().settings.clone();
-        let before = self.cx.buffered(self.id);
+        self.send_with(payload.len(), |ws| ws.send_shared(kind, payload))
+    }
+
+    /// Sends a message framed in advance: its frame bytes are queued as they are, without
+    /// copying (from 1 KiB) or masking, however many times it is sent. With an extension in use
+    /// (compression), it is encoded and sent as [`Ctx::send`] would.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> SendStatus {
+        self.send_with(prepared.len(), |ws| {
+            if ws.has_extensions() {
+                let (kind, payload) = prepared.payload();
+                return ws.send_shared(kind, payload);
+            }
+            ws.send_raw_frames(match ws.role() {
+                Role::Client => &prepared.client,
+                Role::Server => &prepared.server,
+            })
+        })
+    }
+
+    /// From the next message on, skips received payloads instead of keeping them: each data
+    /// message reaches [`Handler::on_message`] with its kind and length, as that many zero
+    /// bytes (shared, never written), and text is not checked for UTF-8. For connections that
+    /// only count what they receive (a load generator, a meter): it takes the copy of every
+    /// payload out of the receive path. No effect while an extension is in use.
+    pub fn discard_payloads(&mut self, yes: bool) {
+        let id = self.id;
+        if let Some(open) = self.cx.conn(id) {
+            open.ws.discard_payloads(yes);
+        }
+    }
+
+    /// The checks and accounting around every send: the hard buffer limit before, the
+    /// high-water mark after.
+    fn send_with(
+        &mut self,
+        len: usize,
+        send: impl FnOnce(&mut Connection) -> Result<(), SendError>,
+    ) -> SendStatus {
         let now = self.cx.now();
         let id = self.id;
-        let Some(open) = self.cx.conn(id) else {
+        let (local, conns) = self.cx.split();
+        // One lookup for the checks before and after; the settings copied out rather than the
+        // `Arc` cloned (two atomic operations per message).
+        let settings = &local.settings;
+        let (max_buffered, high_water, low_water) = (
+            settings.max_buffered,
+            settings.high_water,
+            settings.low_water,
+        );
+        let Some((open, queued)) = conns.get_queued(id) else {
             return SendStatus::Dropped;
         };
-        if before + payload.len() > settings.max_buffered {
+        if queued + open.ws.pending_output() + len > max_buffered {
             let _ = open.ws.close_as_endpoint(
                 CloseCode::POLICY_VIOLATION,
                 "outbound buffer limit exceeded",
@@ -114,13 +184,15 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
             );
             return SendStatus::Dropped;
         }
-        if open.ws.send_shared(kind, payload).is_err() {
+        if send(&mut open.ws).is_err() {
             return SendStatus::Dropped;
         }
-        if self.cx.buffered(id) < settings.high_water {
+        local.sent.messages += 1;
+        local.sent.bytes += len as u64;
+        if queued + open.ws.pending_output() < high_water {
             return SendStatus::Queued;
         }
-        self.cx.conns().notify_drain(id, settings.low_water);
+        self.cx.conns().notify_drain(id, low_water);
         SendStatus::Buffered
     }
 
@@ -275,6 +347,60 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
                 true
             }
             None => false,
+        }
+    }
+}
+
+/// A message framed once, for sending many times with [`Ctx::send_prepared`]: as the server
+/// role frames it (unmasked) and as the client role does (masked).
+///
+/// The client frame is masked once, with one random key that every copy then shares, where
+/// RFC 6455 wants a fresh key per frame. Masking exists so that bytes a script in a browser
+/// chose never cross an intermediary in the clear; a load generator or a trusted client sending
+/// its own message over and over does not need that, and saves a copy of the payload per send.
+#[derive(Clone, Debug)]
+pub struct PreparedMessage {
+    message: Message,
+    server: Bytes,
+    client: Bytes,
+}
+
+impl PreparedMessage {
+    /// Frames `message` for both roles (holding its payload three times).
+    pub fn new(message: impl Into<Message>) -> Self {
+        let message = message.into();
+        let opcode = match &message {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        };
+        let server = server_frame(opcode, message.as_bytes());
+        let client = client_frame(opcode, message.as_bytes());
+        Self {
+            message,
+            server,
+            client,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Its payload's length.
+    pub fn len(&self) -> usize {
+        self.message.as_bytes().len()
+    }
+
+    /// Whether its payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn payload(&self) -> (DataKind, Bytes) {
+        match &self.message {
+            Message::Text(t) => (DataKind::Text, t.clone().into_bytes()),
+            Message::Binary(b) => (DataKind::Binary, b.clone()),
         }
     }
 }

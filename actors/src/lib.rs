@@ -6,6 +6,10 @@
 //! ping, close, subscribe and publish to topics, set timers, and hand out [`Addr`]s that other
 //! threads post to. [`Actor`]s are the same without a socket (a game match, a feed).
 //!
+//! The same handlers run outgoing connections: [`Running::connect`] opens one,
+//! [`ClientPool`] keeps N of them open over the shards (paced, redialled after a backoff,
+//! counted); `ringsock-load` is a load generator built on it.
+//!
 //! ```no_run
 //! use ringsock_actors::{Accepted, Ctx, Handler, Message, Server};
 //!
@@ -34,6 +38,7 @@ mod actor;
 mod addr;
 mod ctx;
 mod handler;
+mod pool;
 mod runtime;
 mod server;
 mod timer;
@@ -42,8 +47,9 @@ mod upgrade;
 
 pub use actor::{Actor, ActorCtx};
 pub use addr::{Addr, TellError};
-pub use ctx::{Ctx, CtxError, SendStatus};
+pub use ctx::{Ctx, CtxError, PreparedMessage, SendStatus};
 pub use handler::{Closed, Handler, Message};
+pub use pool::{ClientPool, ClientPoolBuilder, PoolSlot, PoolStats, Reconnect};
 pub use runtime::Stats;
 pub use server::{codes, ConnectError, PublishError, Running, Server, ServerBuilder};
 pub use timer::TimerId;
@@ -56,4 +62,4 @@ pub use ringsock_engine::http::ResponseHead;
 pub use ringsock_engine::reactor::BackendKind;
 pub use ringsock_engine::server::{ConnId, DialError, HttpResponse, Limits, ShutdownReport};
 pub use ringsock_engine::ws::{ClientOptions, HandshakeError};
-pub use ringsock_engine::ws::{CloseCode, ProtocolError, Utf8Bytes};
+pub use ringsock_engine::ws::{CloseCode, DataKind, ProtocolError, Utf8Bytes};

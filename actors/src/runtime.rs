@@ -138,6 +138,15 @@ pub(crate) struct Local {
     pub actors: HashMap<u64, ActorEntry>,
     /// Shard timers: timer key → the actor that set it.
     pub actor_timers: HashMap<u64, u64>,
+    /// What [`crate::Ctx::send`] queued on this shard (a client pool counts its own share).
+    pub sent: Sent,
+}
+
+/// Messages and payload bytes sent on one shard.
+#[derive(Default)]
+pub(crate) struct Sent {
+    pub messages: u64,
+    pub bytes: u64,
 }
 
 impl Local {
@@ -189,6 +198,7 @@ impl Post {
 /// An outgoing connection on its way to a shard: the handler crosses threads, so it is `Send`.
 pub(crate) struct DialPost {
     pub addr: SocketAddr,
+    pub local: Option<SocketAddr>,
     pub handshake: ringsock_engine::ws::ClientHandshake,
     pub config: ringsock_engine::ws::Config,
     pub info: ConnInfo,
@@ -329,6 +339,7 @@ impl Service for Runtime {
             next_timer: 0,
             actors: HashMap::new(),
             actor_timers: HashMap::new(),
+            sent: Sent::default(),
         }
     }
 
@@ -474,6 +485,7 @@ impl Service for Runtime {
             Post::Dial(dial) => {
                 let DialPost {
                     addr,
+                    local,
                     handshake,
                     config,
                     info,
@@ -481,6 +493,7 @@ impl Service for Runtime {
                 } = *dial;
                 let dial = Dial {
                     addr,
+                    local,
                     handshake,
                     config,
                     session: Slot::new(handler, info),

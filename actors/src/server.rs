@@ -290,6 +290,11 @@ impl Running {
         self.handle.backend()
     }
 
+    /// The number of shards.
+    pub fn shards(&self) -> usize {
+        self.handle.remote().shards()
+    }
+
     /// Counters over all shards.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -345,6 +350,20 @@ impl Running {
         options: &ClientOptions,
         handler: H,
     ) -> Result<(), ConnectError> {
+        self.connect_from(url, options, None, handler)
+    }
+
+    /// [`Running::connect_with`] from a chosen local address (`None`: the kernel's pick). With
+    /// port 0 the port is picked for the whole 4-tuple at connect time, so connections spread
+    /// over several source IPs (127.0.0.2, 127.0.0.3, ...) get a port range each to one server.
+    /// A local address the socket cannot bind to is reported to `on_connect_failed`.
+    pub fn connect_from<H: Handler + Send>(
+        &self,
+        url: &str,
+        options: &ClientOptions,
+        local: Option<SocketAddr>,
+        handler: H,
+    ) -> Result<(), ConnectError> {
         let handshake = ClientHandshake::new(url, options)?;
         // Through a proxy only the proxy's name is resolved: the server's is the proxy's business.
         let (host, port) = match handshake.proxy() {
@@ -362,6 +381,7 @@ impl Running {
         };
         let dial = DialPost {
             addr,
+            local,
             handshake,
             config: Config {
                 max_length: self.max_message,

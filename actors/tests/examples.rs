@@ -114,9 +114,21 @@ fn chat_example_serves_its_page_and_relays_within_a_room() {
 fn game_example_ticks_and_moves_players_by_their_inputs() {
     let (_game, addr) = start("game");
     block_on(async move {
-        let (mut ada, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/play?name=ada"))
-            .await
-            .unwrap();
+        // The match is spawned just after the server starts listening; until then the game
+        // answers 503, as a client that comes too early should be told.
+        let url = format!("ws://{addr}/play?name=ada");
+        let started = Instant::now();
+        let mut ada = loop {
+            match tokio_tungstenite::connect_async(url.as_str()).await {
+                Ok((ws, _)) => break ws,
+                Err(tokio_tungstenite::tungstenite::Error::Http(r))
+                    if r.status() == 503 && started.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("{url}: {e}"),
+            }
+        };
         // A state arrives at every tick with ada at the origin...
         let first = next_text(&mut ada).await;
         assert!(

@@ -527,3 +527,83 @@ fn a_frame_header_split_at_every_byte_still_parses() {
         );
     }
 }
+
+#[test]
+fn discarded_payloads_arrive_as_zeros_of_their_length_and_keep_the_rules() {
+    let big = vec![b'x'; 70_000];
+    for piece in [1, 7, 4096, usize::MAX] {
+        let mut c = client();
+        c.discard_payloads(true);
+        let mut input = Vec::new();
+        input.extend(server_frame(true, 0, 1, b"short"));
+        // Invalid UTF-8 is not looked at: the bytes are not kept.
+        input.extend(server_frame(true, 0, 1, &[0xff, 0xfe]));
+        input.extend(server_frame(true, 0, 2, &big));
+        // A fragmented message, with a ping between its fragments.
+        input.extend(server_frame(false, 0, 2, b"abc"));
+        input.extend(server_frame(true, 0, 9, b"p"));
+        input.extend(server_frame(true, 0, 0, b"defg"));
+        let events = feed_split(&mut c, &input, piece.min(input.len()));
+        let seen: Vec<(String, usize, bool)> = events
+            .iter()
+            .map(|e| match e {
+                Event::Text(t) => ("text".into(), t.len(), t.as_bytes().iter().all(|&b| b == 0)),
+                Event::Binary(b) => ("binary".into(), b.len(), b.iter().all(|&b| b == 0)),
+                Event::Ping(p) => ("ping".into(), p.len(), p[..] == *b"p"),
+                other => (format!("{other:?}"), 0, false),
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("text".into(), 5, true),
+                ("text".into(), 2, true),
+                ("binary".into(), 70_000, true),
+                ("ping".into(), 1, true),
+                ("binary".into(), 7, true),
+            ],
+            "piece {piece}"
+        );
+        // The ping was answered; nothing else was written.
+        let frames = parse_frames(&output(&mut c));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].2, OpCode::Pong);
+    }
+}
+
+#[test]
+fn discarding_still_enforces_the_frame_rules_and_the_size_limit() {
+    let mut c = Connection::new(
+        Role::Client,
+        Config {
+            max_length: 10,
+            ..Config::default()
+        },
+        Extensions::new(Vec::new()),
+    );
+    c.discard_payloads(true);
+    assert_failed_with(&feed(&mut c, &server_frame(true, 0, 2, &[0; 11])), 1009);
+    let mut c = client();
+    c.discard_payloads(true);
+    assert_failed_with(&feed(&mut c, &server_frame(true, 0, 0, b"x")), 1002);
+    let mut c = client();
+    c.discard_payloads(true);
+    assert_failed_with(&feed(&mut c, &client_frame(true, 0, 2, b"masked")), 1002);
+}
+
+#[test]
+fn a_prepared_client_frame_is_one_masked_frame_a_server_reads_back() {
+    let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
+    let frame = ringsock_engine::ws::client_frame(OpCode::Binary, &payload);
+    let mut s = server();
+    let mut twice = frame.to_vec();
+    twice.extend_from_slice(&frame);
+    let events = feed(&mut s, &twice);
+    assert_eq!(events.len(), 2);
+    for e in events {
+        assert!(matches!(e, Event::Binary(b) if b[..] == payload[..]));
+    }
+    let mut c = client();
+    c.send_raw_frames(&frame).unwrap();
+    assert_eq!(output(&mut c), frame.to_vec());
+}

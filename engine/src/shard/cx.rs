@@ -48,6 +48,20 @@ impl<T> Conns<'_, T> {
         Some(open)
     }
 
+    /// [`Conns::get`] and the bytes already handed to the socket's queue (what
+    /// [`Conns::buffered`] counts besides the connection's own pending output), in one lookup.
+    pub fn get_queued(&mut self, id: ConnId) -> Option<(&mut Open<T>, usize)> {
+        let conn = super::slot(self.conns, id.0)?;
+        let Phase::Ws(open) = &mut conn.phase else {
+            return None;
+        };
+        if !conn.dirty {
+            conn.dirty = true;
+            self.dirty.push(id.0);
+        }
+        Some((open, conn.queued))
+    }
+
     /// The session of `id`, without marking the connection for a flush.
     pub fn session(&mut self, id: ConnId) -> Option<&mut T> {
         match &mut super::slot(self.conns, id.0)?.phase {
@@ -186,7 +200,7 @@ impl<'a, S: Service> Cx<'a, S> {
             Ok(opening) => opening,
             Err(e) => return Err((e, dial.session)),
         };
-        let fd = match super::dial::connect(dial.addr) {
+        let fd = match super::dial::connect(dial.addr, dial.local) {
             Ok(fd) => fd,
             Err(e) => return Err((DialError::Io(e), dial.session)),
         };

@@ -24,6 +24,10 @@ pub struct Dial<T> {
     /// The address to connect to (resolved by the caller: the shard never blocks on DNS): the
     /// server's, or the proxy's when the handshake names one ([`ClientHandshake::proxy`]).
     pub addr: SocketAddr,
+    /// The local address to connect from (`None`: the kernel's pick). With port 0 the port is
+    /// chosen at connect time for the whole 4-tuple (`IP_BIND_ADDRESS_NO_PORT`), so spreading
+    /// connections over several source IPs multiplies the ports available to one destination.
+    pub local: Option<SocketAddr>,
     /// The request to send and what the answer must hold.
     pub handshake: ClientHandshake,
     /// Limits of the WebSocket once open.
@@ -89,15 +93,45 @@ impl<T> Dialing<T> {
     }
 }
 
-/// A non-blocking TCP socket to `addr`, connecting.
-pub(crate) fn connect(addr: SocketAddr) -> io::Result<RawFd> {
+/// A non-blocking TCP socket to `addr`, from `local` if given, connecting.
+pub(crate) fn connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<RawFd> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
+    if let Some(local) = local {
+        if local.port() == 0 && local.is_ipv4() {
+            // Let connect() pick the port for the whole 4-tuple instead of bind() reserving one
+            // per source address: otherwise each source IP could offer only one port range in
+            // all, whatever the destinations.
+            set_bind_no_port(&socket)?;
+        }
+        socket.bind(&local.into())?;
+    }
     match socket.connect(&addr.into()) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
     Ok(socket.into_raw_fd())
+}
+
+/// `IP_BIND_ADDRESS_NO_PORT`: defer the port choice from bind() to connect().
+fn set_bind_no_port(socket: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int from a live local, on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -214,6 +214,9 @@ const MAX_OUTSTANDING_PINGS: usize = 32;
 /// allocation (each keeps its slice alive by reference count).
 const RX_CHUNK: usize = 4096;
 
+/// The least the outgoing cork grows by: room for a few dozen small frames in one allocation.
+const CORK_CHUNK: usize = 2048;
+
 /// A data frame's announced length is reserved up front, up to this much, so a large message is
 /// assembled without reallocating and copying as it grows. Reserving maps address space only:
 /// pages become resident as bytes arrive, so a peer that announces much and sends little does
@@ -239,6 +242,21 @@ struct MessageInProgress {
     rsv: Rsv,
     /// Bytes received so far, over all its frames.
     length: u64,
+    /// Its payload is skipped, not kept ([`Connection::discard_payloads`]).
+    discard: bool,
+}
+
+/// What a discarded payload is handed out as: zero bytes of the right length, from here while
+/// they fit (a static of zeros lives in `.bss`: it costs no memory until written, and nothing
+/// writes it).
+static ZEROS: [u8; 4 << 20] = [0; 4 << 20];
+
+/// `len` zero bytes, without allocating or touching memory when they fit in [`ZEROS`].
+fn zeros(len: usize) -> Bytes {
+    match ZEROS.get(..len) {
+        Some(z) => Bytes::from_static(z),
+        None => Bytes::from(vec![0u8; len]),
+    }
 }
 
 /// A WebSocket connection after the handshake: the protocol for one role, without I/O.
@@ -246,6 +264,8 @@ pub struct Connection {
     role: Role,
     config: Config,
     state: State,
+    /// Data payloads are skipped ([`Connection::discard_payloads`]).
+    discard: bool,
     extensions: Extensions,
 
     // Receiving.
@@ -293,6 +313,7 @@ impl Connection {
             role,
             config,
             state: State::Open,
+            discard: false,
             extensions,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
@@ -329,6 +350,22 @@ impl Connection {
     /// The limits this connection runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether the handshake negotiated any extension (frames are then encoded per message and
+    /// cannot be prepared in advance).
+    pub fn has_extensions(&self) -> bool {
+        !self.extensions.is_empty()
+    }
+
+    /// From the next data message on, skips payloads instead of keeping them: frames are still
+    /// parsed and checked (order, lengths, limits), but each message arrives as that many zero
+    /// bytes, shared and never written, and text is not checked for UTF-8. For a peer that only
+    /// counts what it receives (a load generator, a meter), this takes the copy of every
+    /// payload out of the receive path. No effect while an extension is in use (payloads must
+    /// then be decoded).
+    pub fn discard_payloads(&mut self, yes: bool) {
+        self.discard = yes;
     }
 
     // ----------------------------------------------------------------------------------------
@@ -407,6 +444,16 @@ impl Connection {
         if len >= 126 || input.len() < header_len + len || len > self.config.max_length {
             return None;
         }
+        let text = b0 == 0x81;
+        if self.discard && self.extensions.is_empty() {
+            *input = &input[header_len + len..];
+            let payload = zeros(len);
+            return Some(if text {
+                Event::Text(Utf8Bytes::from_validated(payload))
+            } else {
+                Event::Binary(payload)
+            });
+        }
         let payload = &input[header_len..header_len + len];
         if self.rx.capacity() - self.rx.len() < len {
             self.rx.reserve(RX_CHUNK);
@@ -417,7 +464,6 @@ impl Connection {
         } else {
             self.rx.extend_from_slice(payload);
         }
-        let text = b0 == 0x81;
         if text && simdutf8::basic::from_utf8(&self.rx).is_err() {
             self.rx.clear();
             return None;
@@ -547,10 +593,12 @@ impl Connection {
                 } else {
                     DataKind::Binary
                 };
+                let discard = self.discard && self.extensions.is_empty();
                 self.message = Some(MessageInProgress {
                     kind,
                     rsv,
                     length: h.payload_len,
+                    discard,
                 });
                 self.utf8.reset();
             }
@@ -558,6 +606,9 @@ impl Connection {
                 self.control.clear();
                 return Ok(());
             }
+        }
+        if self.message.is_some_and(|m| m.discard) {
+            return Ok(());
         }
         let announced = (h.payload_len as usize).min(RX_RESERVE_CAP);
         if announced > RX_CHUNK && self.rx.capacity() - self.rx.len() < announced {
@@ -579,6 +630,9 @@ impl Connection {
             if let Some(key) = frame.mask {
                 frame.phase = mask::apply_mask(&mut self.control[start..], key, frame.phase);
             }
+            return Ok(());
+        }
+        if self.message.is_some_and(|m| m.discard) {
             return Ok(());
         }
         if self.rx.capacity() - self.rx.len() < chunk.len() {
@@ -667,6 +721,13 @@ impl Connection {
 
     /// Turns the assembled payload into a message event, through the extensions.
     fn finish_message(&mut self, msg: MessageInProgress) -> Result<Event, ProtocolError> {
+        if msg.discard {
+            let payload = zeros(msg.length as usize);
+            return Ok(match msg.kind {
+                DataKind::Binary => Event::Binary(payload),
+                DataKind::Text => Event::Text(Utf8Bytes::from_validated(payload)),
+            });
+        }
         let payload = self.rx.split().freeze();
         if msg.rsv != Rsv::NONE || !self.extensions.is_empty() {
             let decoded = self
@@ -876,6 +937,17 @@ impl Connection {
         }
     }
 
+    /// Makes room for `need` more bytes in the cork: at least [`CORK_CHUNK`] at a time. The cork
+    /// starts empty after every flush that drained it ([`Connection::release_buffers`]), and
+    /// growing it frame by frame from nothing cost a small echo five reallocations per loop
+    /// turn and connection.
+    #[inline]
+    fn cork_room(&mut self, need: usize) {
+        if self.cork.capacity() - self.cork.len() < need {
+            self.cork.reserve(need.max(CORK_CHUNK));
+        }
+    }
+
     /// Writes a whole frame, header and payload, into the cork.
     fn write_frame(&mut self, opcode: OpCode, rsv: Rsv, payload: &[u8]) {
         let mask = self.mask_key();
@@ -888,7 +960,7 @@ impl Connection {
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
-        self.cork.reserve(n + payload.len());
+        self.cork_room(n + payload.len());
         self.cork.put_slice(&head[..n]);
         match mask {
             Some(key) => {
@@ -929,6 +1001,7 @@ impl Connection {
     pub fn send_raw_frames(&mut self, frames: &Bytes) -> Result<(), SendError> {
         self.ensure_open()?;
         if frames.len() < self.config.zero_copy_threshold {
+            self.cork_room(frames.len());
             self.cork.extend_from_slice(frames);
             self.queued_bytes += frames.len();
             return Ok(());

@@ -231,6 +231,29 @@ pub fn server_frame(opcode: OpCode, payload: &[u8]) -> bytes::Bytes {
     out.into()
 }
 
+/// One whole masked frame (client to server) carrying `payload`, under one random masking key:
+/// a message framed once and queued many times with
+/// [`crate::ws::Connection::send_raw_frames`] by a client that sends the same message over and
+/// over (a load generator). Every copy shares the key, where RFC 6455 wants a fresh one per
+/// frame: masking keeps bytes a script chose from reaching intermediaries in the clear, which
+/// matters for browsers, not for a load test.
+pub fn client_frame(opcode: OpCode, payload: &[u8]) -> bytes::Bytes {
+    let key: [u8; 4] = rand::random();
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut out = bytes::BytesMut::with_capacity(n + payload.len());
+    out.extend_from_slice(&head[..n]);
+    crate::ws::mask::extend_masked(&mut out, payload, key, 0);
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,467 @@
+//! The client pool: thousands of connections over the shards, each echoing its own messages;
+//! redials with backoff after the server goes away and comes back; attempt limits; the dial
+//! rate as a ceiling.
+
+mod support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ringsock_actors::{
+    Accepted, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, Handler,
+    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
+};
+
+use support::*;
+
+/// Echo for the server side.
+struct Echo;
+impl Handler for Echo {
+    type Msg = ();
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        match message {
+            Message::Text(t) => ctx.send_text(t.as_str()),
+            Message::Binary(b) => ctx.send_binary(b),
+        };
+    }
+}
+
+fn echo_server(kind: BackendKind, addr: SocketAddr) -> Running {
+    start(
+        kind,
+        builder(kind, 2)
+            .bind(addr)
+            .route("/echo", |_| Ok(Accepted::new(Echo))),
+    )
+}
+
+/// A client-only runtime of two shards.
+fn client_runtime(kind: BackendKind) -> Running {
+    raise_fd_limit();
+    let runtime = Server::builder()
+        .shards(2)
+        .backend(kind)
+        .pin_threads(false)
+        .start()
+        .expect("a client runtime");
+    match kind {
+        BackendKind::Epoll => assert_eq!(runtime.backend(), "epoll"),
+        BackendKind::IoUring => assert_eq!(runtime.backend(), "io_uring"),
+        BackendKind::Auto => {}
+    }
+    runtime
+}
+
+/// What the echo clients report.
+#[derive(Default)]
+struct Tally {
+    /// Connections whose every message came back, in order, and nothing else.
+    done: AtomicUsize,
+    /// Replies that were not the next one expected.
+    wrong: AtomicUsize,
+    shards: Mutex<[usize; 2]>,
+}
+
+/// Sends `MESSAGES` messages naming its slot, expects each back in order.
+struct Numbered {
+    index: usize,
+    next: usize,
+    tally: Arc<Tally>,
+}
+
+const MESSAGES: usize = 3;
+
+impl Handler for Numbered {
+    type Msg = ();
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        self.tally.shards.lock().unwrap()[ctx.shard()] += 1;
+        for seq in 0..MESSAGES {
+            if seq % 2 == 0 {
+                ctx.send_text(&format!("{}:{seq}", self.index));
+            } else {
+                ctx.send_binary(format!("{}:{seq}", self.index).into_bytes());
+            }
+        }
+    }
+    fn on_message(&mut self, _: &mut Ctx<'_, '_, Self>, message: Message) {
+        let expected = format!("{}:{}", self.index, self.next);
+        let kind_ok = matches!(
+            (&message, self.next % 2),
+            (Message::Text(_), 0) | (Message::Binary(_), 1)
+        );
+        if message.as_bytes() != expected.as_bytes() || !kind_ok {
+            self.tally.wrong.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.next += 1;
+        if self.next == MESSAGES {
+            self.tally.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn two_thousand_connections_echo_their_own_messages(kind: BackendKind) {
+    const N: usize = 2000;
+    let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());
+    let url = format!("ws://{}/echo", server.local_addrs()[0]);
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    let pool = ClientPool::builder()
+        .url(url)
+        .connections(N)
+        .max_connecting(256)
+        .start(client_runtime(kind), move |slot: PoolSlot| {
+            assert_eq!(slot.attempt, 0);
+            Numbered {
+                index: slot.index,
+                next: 0,
+                tally: t.clone(),
+            }
+        })
+        .unwrap();
+    let all_done = pool.wait(Duration::from_secs(30), |_| {
+        tally.done.load(Ordering::Relaxed) == N
+    });
+    let st = pool.stats();
+    assert!(
+        all_done,
+        "{} of {N} connections got all their messages back; {st:?}",
+        tally.done.load(Ordering::Relaxed)
+    );
+    assert_eq!(tally.wrong.load(Ordering::Relaxed), 0);
+    let shards = *tally.shards.lock().unwrap();
+    assert_eq!(
+        shards,
+        [N / 2, N / 2],
+        "round robin over the client's shards"
+    );
+    assert_eq!(
+        (st.dialed, st.opened, st.open, st.failed, st.connecting),
+        (N as u64, N as u64, N as u64, 0, 0)
+    );
+    let messages = (N * MESSAGES) as u64;
+    assert_eq!((st.messages_out, st.messages_in), (messages, messages));
+    assert_eq!(st.bytes_out, st.bytes_in);
+    let report = pool.shutdown(Duration::from_secs(5));
+    assert_eq!(report.closed_cleanly, N, "{report:?}");
+    server.shutdown(Duration::from_secs(1));
+}
+
+/// Records when each slot was dialled and closed, to check the backoff between them.
+#[derive(Default)]
+struct Timeline {
+    dialled: Mutex<Vec<(usize, u32, Instant)>>,
+    closed: Mutex<Vec<(usize, u16, Instant)>>,
+    failed: AtomicU64,
+}
+
+struct Watched {
+    index: usize,
+    timeline: Arc<Timeline>,
+}
+
+impl Handler for Watched {
+    type Msg = ();
+    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+        let entry = (self.index, closed.code.0, Instant::now());
+        self.timeline.closed.lock().unwrap().push(entry);
+    }
+    fn on_connect_failed(&mut self, _: DialError) {
+        self.timeline.failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn watched_pool(
+    kind: BackendKind,
+    url: String,
+    n: usize,
+    policy: Reconnect,
+) -> (ClientPool, Arc<Timeline>) {
+    let timeline = Arc::new(Timeline::default());
+    let t = timeline.clone();
+    let pool = ClientPool::builder()
+        .url(url)
+        .connections(n)
+        .reconnect(policy)
+        .start(client_runtime(kind), move |slot: PoolSlot| {
+            let entry = (slot.index, slot.attempt, Instant::now());
+            t.dialled.lock().unwrap().push(entry);
+            Watched {
+                index: slot.index,
+                timeline: t.clone(),
+            }
+        })
+        .unwrap();
+    (pool, timeline)
+}
+
+fn redials_with_backoff_when_the_server_goes_away_and_comes_back(kind: BackendKind) {
+    const N: usize = 50;
+    const INITIAL: Duration = Duration::from_millis(40);
+    let first = echo_server(kind, "127.0.0.1:0".parse().unwrap());
+    let addr = first.local_addrs()[0];
+    let policy = Reconnect::new(INITIAL, Duration::from_millis(320));
+    let (pool, timeline) = watched_pool(kind, format!("ws://{addr}/echo"), N, policy);
+    assert!(pool.wait_open(N as u64, STEP), "{:?}", pool.stats());
+
+    // The server goes away: every connection hears 1001, and every redial is refused.
+    let gone = Instant::now();
+    first.shutdown(Duration::from_secs(2));
+    assert!(
+        pool.wait(STEP, |s| s.open == 0 && s.failed >= 2 * N as u64),
+        "{:?}",
+        pool.stats()
+    );
+    // ... until it comes back on the same port.
+    let second = echo_server(kind, addr);
+    assert!(pool.wait_open(N as u64, STEP), "{:?}", pool.stats());
+    let st = pool.stats();
+    assert_eq!(st.closed, N as u64);
+    assert_eq!(st.gave_up, 0);
+    assert!(st.reconnects >= 3 * N as u64, "{st:?}");
+    assert_eq!(st.failed, timeline.failed.load(Ordering::Relaxed));
+
+    // No slot was redialled sooner than its backoff: attempt n waits INITIAL * 2^(n-1), counted
+    // from the close (attempt 1) or from the failure before it (which comes after its dial).
+    let dialled = timeline.dialled.lock().unwrap().clone();
+    let closed = timeline.closed.lock().unwrap().clone();
+    for index in 0..N {
+        let close = closed
+            .iter()
+            .find(|c| c.0 == index)
+            .unwrap_or_else(|| panic!("slot {index} never closed"));
+        assert_eq!(close.1, 1001, "the server said it was going away");
+        let mut tries: Vec<(u32, Instant)> = dialled
+            .iter()
+            .filter(|d| d.0 == index && d.2 > gone)
+            .map(|d| (d.1, d.2))
+            .collect();
+        tries.sort_by_key(|t| t.1);
+        assert!(tries.len() >= 2, "slot {index}: {tries:?}");
+        let mut last = close.2;
+        for (n, (attempt, at)) in tries.iter().enumerate() {
+            assert_eq!(*attempt, n as u32 + 1, "slot {index}: attempts count up");
+            let wait = INITIAL * (1 << n).min(8);
+            // A millisecond of slack for the clocks read on different threads.
+            assert!(
+                *at + Duration::from_millis(1) >= last + wait,
+                "slot {index}, attempt {attempt}: dialled {:?} after the previous try, backoff {wait:?}",
+                at.duration_since(last)
+            );
+            last = *at;
+        }
+    }
+    pool.shutdown(Duration::from_secs(2));
+    second.shutdown(Duration::from_secs(1));
+}
+
+fn gives_up_after_the_attempt_limit(kind: BackendKind) {
+    const N: usize = 10;
+    // A port that was just free: nothing listens there.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let policy = Reconnect::new(Duration::from_millis(2), Duration::from_millis(8))
+        .attempts(3)
+        .jitter(true);
+    let (pool, timeline) = watched_pool(kind, format!("ws://{addr}/"), N, policy);
+    assert!(
+        pool.wait(STEP, |s| s.gave_up == N as u64),
+        "{:?}",
+        pool.stats()
+    );
+    // Let anything stray show up before counting.
+    std::thread::sleep(Duration::from_millis(50));
+    let st = pool.stats();
+    assert_eq!(
+        (st.failed, st.dialed, st.reconnects),
+        (40, 40, 30),
+        "{st:?}"
+    );
+    assert_eq!(timeline.dialled.lock().unwrap().len(), 4 * N);
+    assert_eq!(st.opened, 0);
+    pool.shutdown(Duration::from_secs(1));
+}
+
+fn the_dial_rate_is_a_ceiling(kind: BackendKind) {
+    const N: usize = 60;
+    const RATE: f64 = 200.0;
+    let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());
+    let url = format!("ws://{}/echo", server.local_addrs()[0]);
+    let started = Instant::now();
+    let pool = ClientPool::builder()
+        .url(url)
+        .connections(N)
+        .rate(RATE)
+        .start(client_runtime(kind), |_| Echo)
+        .unwrap();
+    assert!(pool.wait_open(N as u64, STEP), "{:?}", pool.stats());
+    let took = started.elapsed();
+    // The first dial goes at once, the others one every 1/RATE s.
+    let least = Duration::from_secs_f64((N - 1) as f64 / RATE);
+    assert!(took >= least, "{N} dials at {RATE}/s took {took:?}");
+    assert!(took < least * 4, "{N} dials at {RATE}/s took {took:?}");
+    pool.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
+fn clean_closes_are_dialled_again_when_asked(kind: BackendKind) {
+    /// Closes as soon as it opens.
+    struct Churn(Arc<AtomicUsize>);
+    impl Handler for Churn {
+        type Msg = ();
+        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            ctx.close(1000, "").unwrap();
+        }
+    }
+    let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());
+    let url = format!("ws://{}/echo", server.local_addrs()[0]);
+    let opens = Arc::new(AtomicUsize::new(0));
+    let o = opens.clone();
+    // A long backoff that must not apply: a clean close is no failure.
+    let policy =
+        Reconnect::new(Duration::from_secs(60), Duration::from_secs(60)).after_clean_close(true);
+    let mut pool = ClientPool::builder()
+        .url(url)
+        .connections(4)
+        .reconnect(policy)
+        .start(client_runtime(kind), move |_| Churn(o.clone()))
+        .unwrap();
+    assert!(pool.wait(STEP, |s| s.opened >= 200), "{:?}", pool.stats());
+    pool.stop_dialing();
+    assert!(
+        pool.wait(STEP, |s| s.open == 0 && s.connecting == 0),
+        "{:?}",
+        pool.stats()
+    );
+    let st = pool.stats();
+    assert_eq!(st.failed, 0);
+    assert_eq!(st.closed, st.opened);
+    assert_eq!(st.dropped, 0);
+    assert_eq!(opens.load(Ordering::Relaxed) as u64, st.opened);
+    pool.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
+fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length(
+    kind: BackendKind,
+) {
+    /// Server side: greets with a prepared message, checks what the client sends, echoes it.
+    struct Greeter {
+        greeting: Arc<PreparedMessage>,
+        expected: Vec<u8>,
+        checked: Arc<AtomicUsize>,
+    }
+    impl Handler for Greeter {
+        type Msg = ();
+        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+            ctx.send_prepared(&self.greeting);
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+            if message.as_bytes() == &self.expected[..] {
+                self.checked.fetch_add(1, Ordering::Relaxed);
+            }
+            ctx.send_binary(message.as_bytes().to_vec());
+        }
+    }
+    /// Client side: keeps the first message (the greeting), then discards; sends a prepared
+    /// message twice.
+    struct Sender {
+        prepared: Arc<PreparedMessage>,
+        seen: Arc<Mutex<Vec<(bool, usize, bool)>>>,
+    }
+    impl Handler for Sender {
+        type Msg = ();
+        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+            ctx.send_prepared(&self.prepared);
+            ctx.send_prepared(&self.prepared);
+        }
+        fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+            let zeros = message.as_bytes().iter().all(|&b| b == 0);
+            let entry = (message.as_text().is_some(), message.as_bytes().len(), zeros);
+            self.seen.lock().unwrap().push(entry);
+            ctx.discard_payloads(true);
+        }
+    }
+    let greeting = Arc::new(PreparedMessage::new("hello, prepared"));
+    let payload: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8 + 1).collect();
+    let prepared = Arc::new(PreparedMessage::new(payload.clone()));
+    let checked = Arc::new(AtomicUsize::new(0));
+    let (g, c) = (greeting.clone(), checked.clone());
+    let server = start(
+        kind,
+        builder(kind, 1).route("/", move |_| {
+            Ok(Accepted::new(Greeter {
+                greeting: g.clone(),
+                expected: payload.clone(),
+                checked: c.clone(),
+            }))
+        }),
+    );
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let pool = ClientPool::builder()
+        .url(format!("ws://{}/", server.local_addrs()[0]))
+        .connections(3)
+        .start(client_runtime(kind), move |_| Sender {
+            prepared: prepared.clone(),
+            seen: s.clone(),
+        })
+        .unwrap();
+    assert!(
+        pool.wait(STEP, |st| st.messages_in == 9),
+        "{:?}",
+        pool.stats()
+    );
+    assert_eq!(
+        checked.load(Ordering::Relaxed),
+        6,
+        "the server read the prepared frames"
+    );
+    let st = pool.stats();
+    assert_eq!((st.messages_out, st.bytes_out), (6, 6 * 3000));
+    assert_eq!(st.bytes_in, 3 * 15 + 6 * 3000);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let mut expected = vec![(false, 3000, true); 6];
+    expected.extend([(true, 15, false); 3]);
+    assert_eq!(seen, expected);
+    pool.shutdown(Duration::from_secs(1));
+    server.shutdown(Duration::from_secs(1));
+}
+
+on_both_backends! {
+    prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length:
+        prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_io_uring,
+        prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_epoll;
+    two_thousand_connections_echo_their_own_messages:
+        two_thousand_connections_echo_their_own_messages_io_uring,
+        two_thousand_connections_echo_their_own_messages_epoll;
+    redials_with_backoff_when_the_server_goes_away_and_comes_back:
+        redials_with_backoff_when_the_server_goes_away_and_comes_back_io_uring,
+        redials_with_backoff_when_the_server_goes_away_and_comes_back_epoll;
+    gives_up_after_the_attempt_limit:
+        gives_up_after_the_attempt_limit_io_uring, gives_up_after_the_attempt_limit_epoll;
+    the_dial_rate_is_a_ceiling: the_dial_rate_is_a_ceiling_io_uring, the_dial_rate_is_a_ceiling_epoll;
+    clean_closes_are_dialled_again_when_asked:
+        clean_closes_are_dialled_again_when_asked_io_uring,
+        clean_closes_are_dialled_again_when_asked_epoll;
+}
+
+#[test]
+fn an_invalid_url_is_refused_before_anything_is_dialled() {
+    let err = ClientPool::builder()
+        .url("ws://127.0.0.1:9/")
+        .url("http://example.com/")
+        .connections(3)
+        .start(client_runtime(BackendKind::Epoll), |_| Echo)
+        .unwrap_err();
+    assert!(
+        matches!(err, ConnectError::Handshake(HandshakeError::InvalidUrl(_))),
+        "{err:?}"
+    );
+}
