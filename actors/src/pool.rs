@@ -20,6 +20,11 @@ use crate::timer::TimerId;
 
 /// When and how often a lost connection is dialled again.
 ///
+/// A connection is lost when its dial fails (refused, timed out, a handshake refused) or when
+/// it closes with any code but 1000: 1001 (a server going away), 1006 (dropped without a close
+/// handshake), 1011, an application's 4000s. A clean close (1000) is redialled only with
+/// [`Reconnect::after_clean_close`].
+///
 /// The n-th attempt in a row waits `initial × 2^(n-1)`, at most `max` (with jitter: a random
 /// time between half that and that). A connection that opens resets the count.
 #[derive(Clone, Debug, PartialEq)]

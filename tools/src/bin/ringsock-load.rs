@@ -61,7 +61,8 @@ options:
   --open-batch N      handshakes in progress at once while opening (default 256)
   --rate N            dials per second at most (default: no limit)
   --buffers N --buffer-size BYTES
-                      receive pool per shard (default: the runtime's, 512 x 65536)
+                      receive pool per shard (default: the runtime's, 512 x 65536; echo of
+                      4 KiB or more: 64 buffers)
   --server-pid PID    report the server's CPU use (echo, fanout, connect) or VmRSS growth (idle)
   --label TEXT        copied into the report
   --json              the report as one JSON line on stdout (a human line goes to stderr)
@@ -534,6 +535,16 @@ impl Handler for Churn {
 
 // ---- the run ----------------------------------------------------------------------------------
 
+/// The receive pool unless `--buffers` says otherwise: for echoes of 4 KiB and more, 64 buffers
+/// instead of the runtime's 512. The io_uring backend hands its buffers out in ring order, so
+/// 512 × 64 KiB = 32 MiB cycle through the last-level cache the server shares, and each socket
+/// then gets more, smaller receives; with 64 the 16 KiB echo ran 10-20% faster on both sides
+/// (the server's time per message fell too). Small echoes and fan-out keep the default: there
+/// more sockets deliver per loop turn than 64 buffers would serve.
+fn default_buffers(a: &Args) -> Option<u16> {
+    (a.mode == Mode::Echo && a.size >= 4096).then_some(64)
+}
+
 struct Report {
     human: String,
     json: String,
@@ -622,7 +633,7 @@ fn run(a: &Args) -> Result<Report, String> {
         samples: Mutex::new(Vec::new()),
     });
     let mut pool_config = PoolConfig::default();
-    if let Some(n) = a.buffers {
+    if let Some(n) = a.buffers.or(default_buffers(a)) {
         pool_config.buffers = n;
     }
     if let Some(n) = a.buffer_size {
