@@ -248,7 +248,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.slot()?.info.response.as_deref()
     }
 
-    /// The peer's address.
+    /// The peer's address (for an outgoing connection through a proxy, the proxy's).
     pub fn peer_addr(&mut self) -> Option<SocketAddr> {
         self.slot()?.info.peer
     }

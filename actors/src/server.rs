@@ -258,9 +258,6 @@ pub enum ConnectError {
     /// The chosen shard's mailbox is full.
     #[error("the shard's mailbox is full")]
     Full,
-    /// Not available in this build.
-    #[error("{0}")]
-    Unsupported(&'static str),
 }
 
 /// Why [`Running::publish`] did not reach every shard.
@@ -333,16 +330,20 @@ impl Running {
         }
     }
 
-    /// Opens a WebSocket to `url` (`ws://`; `wss://` comes with TLS) on a shard, round robin,
-    /// run by `handler` as any connection is: `on_open` once the server's 101 arrives
-    /// ([`crate::Ctx::response`] holds it), or `on_connect_failed`. Fails at once for an invalid
-    /// URL, a name that does not resolve, or a full mailbox. Resolving a host name blocks the
-    /// calling thread, never a shard.
+    /// Opens a WebSocket to `url` (`ws://` or `wss://`) on a shard, round robin, run by
+    /// `handler` as any connection is: `on_open` once the server's 101 arrives
+    /// ([`crate::Ctx::response`] holds it), or `on_connect_failed` (a TLS failure arrives as
+    /// [`crate::DialError::Tls`]). Fails at once for an invalid URL, a name that does not
+    /// resolve, or a full mailbox. Resolving a host name blocks the calling thread, never a
+    /// shard.
     pub fn connect<H: Handler + Send>(&self, url: &str, handler: H) -> Result<(), ConnectError> {
         self.connect_with(url, &ClientOptions::new(), handler)
     }
 
-    /// [`Running::connect`] with subprotocols, extensions and extra request headers.
+    /// [`Running::connect`] with [`ClientOptions`]: subprotocols, extensions, extra request
+    /// headers; TLS settings for `wss://` ([`ClientOptions::tls`]: private CAs, a client
+    /// certificate); an HTTP CONNECT proxy ([`ClientOptions::proxy`]), whose host is resolved
+    /// here instead of the server's; and the connect timeout.
     pub fn connect_with<H: Handler + Send>(
         &self,
         url: &str,
@@ -364,17 +365,14 @@ impl Running {
         handler: H,
     ) -> Result<(), ConnectError> {
         let handshake = ClientHandshake::new(url, options)?;
-        if handshake.is_secure() {
-            return Err(ConnectError::Unsupported(
-                "wss:// needs TLS, which is not built yet",
-            ));
-        }
-        let addr = (handshake.host(), handshake.port())
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(io::ErrorKind::NotFound, "the host name has no address")
-            })?;
+        // Through a proxy only the proxy's name is resolved: the server's is the proxy's business.
+        let (host, port) = match handshake.proxy() {
+            Some(proxy) => (proxy.host(), proxy.port()),
+            None => (handshake.host(), handshake.port()),
+        };
+        let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "the host name has no address")
+        })?;
         let info = ConnInfo {
             target: url.into(),
             peer: Some(addr),

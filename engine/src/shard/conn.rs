@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::cx::Open;
+use crate::client::TlsLayers;
 
 /// What the bytes arriving on a socket currently mean.
 pub(crate) enum Phase<T> {
@@ -19,6 +20,9 @@ pub(crate) enum Phase<T> {
     Ws(Box<Open<T>>),
     /// An outgoing connection waiting for the server's 101.
     Dialing(Box<super::dial::Dialing<T>>),
+    /// An outgoing connection waiting for its proxy's answer to CONNECT; `Dialing` follows on
+    /// the same socket once the tunnel is open.
+    Proxying(Box<super::dial::Dialing<T>>),
 }
 
 /// How far the socket is from being closed.
@@ -37,12 +41,16 @@ pub(crate) struct Conn<T> {
     pub fd: RawFd,
     pub generation: u32,
     pub phase: Phase<T>,
+    /// TLS between the socket and the phase (outgoing `wss://`, or an `https://` proxy); `None`
+    /// for plain sockets, whose bytes go straight through.
+    pub tls: Option<Box<TlsLayers>>,
     /// Chunks waiting for the next send (the one in flight holds its own).
     pub out: VecDeque<Bytes>,
     /// Bytes in `out` plus those of the send in flight.
     pub queued: usize,
     /// Report a drain once `queued` and the protocol's pending output are at most this.
-    pub drain_below: Option<usize>,
+    /// (A u32, clamped: the 8 bytes saved keep `Conn` in its size budget with `tls` added.)
+    pub drain_below: Option<u32>,
     pub sending: bool,
     pub lifecycle: Lifecycle,
     /// Queued in the shard's dirty list for this loop turn's flush.
@@ -59,6 +67,7 @@ impl<T> Conn<T> {
             fd,
             generation,
             phase: Phase::Head(BytesMut::new()),
+            tls: None,
             out: VecDeque::new(),
             queued: 0,
             drain_below: None,

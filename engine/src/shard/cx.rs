@@ -103,7 +103,7 @@ impl<T> Conns<'_, T> {
     /// Asks for [`Service::on_drain`] once `id`'s unwritten output is at most `below` bytes.
     pub fn notify_drain(&mut self, id: ConnId, below: usize) {
         if let Some(conn) = super::slot(self.conns, id.0) {
-            conn.drain_below = Some(below);
+            conn.drain_below = Some(u32::try_from(below).unwrap_or(u32::MAX));
         }
     }
 
@@ -191,10 +191,15 @@ impl<'a, S: Service> Cx<'a, S> {
     }
 
     /// Opens an outgoing WebSocket on this shard: connects to `dial.addr` and sends the
-    /// handshake. [`Service::on_connected`] follows the server's 101, or
-    /// [`Service::on_connect_failed`] gets the session back. Fails at once (with the session)
-    /// only when no socket can be made.
+    /// handshake (after the proxy's CONNECT and TLS, when the handshake asks for them).
+    /// [`Service::on_connected`] follows the server's 101, or [`Service::on_connect_failed`]
+    /// gets the session back. Fails at once (with the session) only when no socket can be made
+    /// or the TLS server name cannot be used.
     pub fn connect(&mut self, dial: Dial<S::Session>) -> Result<ConnId, (DialError, S::Session)> {
+        let opening = match super::tls::Opening::new(&dial.handshake) {
+            Ok(opening) => opening,
+            Err(e) => return Err((e, dial.session)),
+        };
         let fd = match super::dial::connect(dial.addr, dial.local) {
             Ok(fd) => fd,
             Err(e) => return Err((DialError::Io(e), dial.session)),
@@ -204,13 +209,18 @@ impl<'a, S: Service> Cx<'a, S> {
         let entry = self.conns.conns.vacant_entry();
         let token = Token::new(entry.key(), generation);
         let mut conn = Conn::new(fd, generation, self.now);
-        conn.push_out(Bytes::copy_from_slice(dial.handshake.request_bytes()));
-        conn.phase = Phase::Dialing(Box::new(Dialing {
+        let proxying = opening.apply(&mut conn);
+        let dialing = Box::new(Dialing {
             handshake: dial.handshake,
             config: dial.config,
             session: dial.session,
             head: bytes::BytesMut::new(),
-        }));
+            connected_at: None,
+        });
+        conn.phase = match proxying {
+            true => Phase::Proxying(dialing),
+            false => Phase::Dialing(dialing),
+        };
         conn.dirty = true;
         entry.insert(conn);
         self.conns.dirty.push(token);

@@ -9,16 +9,20 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{IntoRawFd, RawFd};
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::client::{ProxyError, TlsError};
 use crate::ws::{ClientHandshake, Config, HandshakeError};
 
-/// What an outgoing connection needs: where to, the prepared handshake, the protocol limits,
-/// and the service's state for it.
+/// What an outgoing connection needs: where to, the prepared handshake (which also says how to
+/// reach the server: TLS for `wss://`, a proxy, the connect timeout; see
+/// [`crate::ws::ClientOptions`]), the protocol limits, and the service's state for it.
 pub struct Dial<T> {
-    /// The address to connect to (resolved by the caller: the shard never blocks on DNS).
+    /// The address to connect to (resolved by the caller: the shard never blocks on DNS): the
+    /// server's, or the proxy's when the handshake names one ([`ClientHandshake::proxy`]).
     pub addr: SocketAddr,
     /// The local address to connect from (`None`: the kernel's pick). With port 0 the port is
     /// chosen at connect time for the whole 4-tuple (`IP_BIND_ADDRESS_NO_PORT`), so spreading
@@ -41,11 +45,24 @@ pub enum DialError {
     /// The server answered, but not with a valid 101 for this request.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    /// TLS with the server (or with an `https://` proxy) failed: a certificate the client does
+    /// not trust or that names another host, a server that wants a client certificate, a
+    /// broken record. The text says which.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The proxy refused the tunnel (any answer but 200, e.g. 407 when it wants credentials;
+    /// [`ProxyError::status`] and [`ProxyError::headers`] hold its answer) or answered with
+    /// something that is not HTTP.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
     /// The peer closed before answering the handshake.
     #[error("the server closed the connection before answering the handshake")]
     Closed,
-    /// No complete answer within the handshake timeout.
-    #[error("no handshake answer within the handshake timeout")]
+    /// The TCP connection did not come up within the connect timeout, or, once it had, the
+    /// handshake (proxy answer, TLS, 101) did not finish within the handshake timeout.
+    #[error(
+        "timed out connecting (connect timeout) or waiting for the handshake (handshake timeout)"
+    )]
     Timeout,
     /// The server is shutting down.
     #[error("the client is shutting down")]
@@ -57,8 +74,23 @@ pub(crate) struct Dialing<T> {
     pub handshake: ClientHandshake,
     pub config: Config,
     pub session: T,
-    /// The answer so far (bounded by the handshake's head limits).
+    /// The answer so far (bounded by the handshake's head limits): the proxy's while
+    /// proxying, then the server's.
     pub head: BytesMut,
+    /// When the TCP connection was seen up (its first bytes written or read); until then the
+    /// connect timeout runs, after it the handshake timeout.
+    pub connected_at: Option<Instant>,
+}
+
+impl<T> Dialing<T> {
+    /// When the dial fails for taking too long: `started` plus the connect timeout until the
+    /// connection is up, then the handshake timeout from that moment.
+    pub fn deadline(&self, started: Instant, handshake_timeout: Duration) -> Instant {
+        match self.connected_at {
+            None => started + self.handshake.connect_timeout(),
+            Some(at) => at + handshake_timeout,
+        }
+    }
 }
 
 /// A non-blocking TCP socket to `addr`, from `local` if given, connecting.

@@ -12,6 +12,7 @@ pub mod dial;
 #[cfg(test)]
 mod tests;
 pub mod timers;
+mod tls;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 use slab::Slab;
 
+use crate::client::TlsError;
 use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
 use crate::server::{
@@ -104,6 +106,11 @@ impl<S: Service> World<S> {
             let Some(event) = open.ws.poll_event() else {
                 if open.ws.is_closed() && conn.lifecycle == Lifecycle::Live {
                     conn.lifecycle = Lifecycle::CloseWhenFlushed;
+                    // A WebSocket that ended by itself ends its TLS cleanly too, after the
+                    // close frame (the flush writes them in that order).
+                    if let Some(tls) = conn.tls.as_deref_mut() {
+                        tls.close();
+                    }
                 }
                 return;
             };
@@ -158,9 +165,20 @@ impl Report {
     }
 }
 
+/// Where received bytes are: a receive buffer the reactor lent, or plaintext TLS produced.
+enum Input<'a> {
+    Buffer(BufId, usize),
+    Plain(&'a [u8]),
+}
+
+/// The most plaintext buffer capacity a shard keeps between receives.
+const PLAIN_KEEP: usize = 64 << 10;
+
 /// A shard's state, owned by its thread.
 pub(crate) struct Shard<S: Service> {
     backend: Box<dyn Backend>,
+    /// Plaintext out of TLS for the receive being handled (reused; only TLS connections use it).
+    plain: Vec<u8>,
     world: World<S>,
     inbox: Arc<ArrayQueue<ShardMsg>>,
     listeners: Vec<OwnedFd>,
@@ -187,6 +205,7 @@ impl<S: Service> Shard<S> {
         let local = parts.service.local(parts.index, &parts.remote);
         Self {
             backend,
+            plain: Vec::new(),
             world: World {
                 conns: Slab::new(),
                 dirty: Vec::new(),
@@ -336,14 +355,55 @@ impl<S: Service> Shard<S> {
     }
 
     fn on_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
+        if self.on_bytes(token, Input::Buffer(buf, len), now) {
+            self.world.mark_dirty(token);
+        }
+    }
+
+    /// Received bytes that went through TLS: their plaintext goes to the phase; a TLS failure
+    /// after it.
+    fn on_tls_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
+        let Some(tls) = slot(&mut self.world.conns, token).and_then(|c| c.tls.as_deref_mut())
+        else {
             return;
         };
-        if conn.lifecycle != Lifecycle::Live {
-            return;
+        let mut plain = std::mem::take(&mut self.plain);
+        plain.clear();
+        let received = tls.receive(0, self.backend.buffer(buf, len), &mut plain);
+        // Plaintext that came before a bad record still counts.
+        self.on_bytes(token, Input::Plain(&plain), now);
+        if let Err(e) = received {
+            self.on_tls_error(token, e, now);
         }
-        conn.last_activity = now;
-        let data = self.backend.buffer(buf, len);
+        if plain.capacity() <= PLAIN_KEEP {
+            self.plain = plain;
+        }
+    }
+
+    /// Hands bytes to the connection's phase: from the socket (through TLS first when the
+    /// connection has it), or plaintext out of TLS. False if the connection takes no more.
+    fn on_bytes(&mut self, token: Token, input: Input<'_>, now: Instant) -> bool {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return false;
+        };
+        let data = match input {
+            Input::Buffer(buf, len) => {
+                if conn.lifecycle != Lifecycle::Live {
+                    return false;
+                }
+                conn.last_activity = now;
+                if let Phase::Dialing(dialing) | Phase::Proxying(dialing) = &mut conn.phase {
+                    dialing.connected_at.get_or_insert(now);
+                }
+                if conn.tls.is_some() {
+                    self.on_tls_received(token, buf, len, now);
+                    return true;
+                }
+                self.backend.buffer(buf, len)
+            }
+            Input::Plain([]) => return true,
+            Input::Plain(plain) => plain,
+        };
         match &mut conn.phase {
             Phase::Head(head) => {
                 head.extend_from_slice(data);
@@ -368,9 +428,78 @@ impl<S: Service> Shard<S> {
                     Ok(Some((accepted, used))) => self.opened(token, accepted, used, now),
                 }
             }
+            Phase::Proxying(dialing) => {
+                dialing.head.extend_from_slice(data);
+                // A proxy is always set while proxying.
+                let answer = match dialing.handshake.proxy() {
+                    Some(proxy) => proxy.read_response(&dialing.head),
+                    None => Ok(Some(0)),
+                };
+                match answer {
+                    Ok(None) => {}
+                    Err(e) => self.fail_dial(token, DialError::Proxy(e), now),
+                    Ok(Some(used)) => self.tunnelled(token, used, now),
+                }
+            }
             Phase::Answered => {}
         }
-        self.world.mark_dirty(token);
+        true
+    }
+
+    /// TLS failed: a dial fails with the reason (and the alert rustls prepared goes out before
+    /// the socket closes); an open WebSocket has lost its transport.
+    fn on_tls_error(&mut self, token: Token, error: TlsError, now: Instant) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Dialing(_) | Phase::Proxying(_) => {
+                self.fail_dial(token, DialError::Tls(error), now);
+                if let Some(conn) = slot(&mut self.world.conns, token) {
+                    conn.transmit_tls();
+                }
+            }
+            _ => {
+                let error = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
+                self.on_transport_end(token, false, Some(error), now);
+            }
+        }
+    }
+
+    /// The proxy opened the tunnel: the handshake (inside TLS for `wss://`) goes out on the same
+    /// socket, and whatever followed the proxy's answer belongs to it.
+    fn tunnelled(&mut self, token: Token, used: usize, now: Instant) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        let Phase::Proxying(mut dialing) = std::mem::replace(&mut conn.phase, Phase::Answered)
+        else {
+            return;
+        };
+        let rest = dialing.head.split_off(used);
+        dialing.head.clear();
+        let opened = tls::open_tunnel(conn, &dialing.handshake);
+        conn.phase = Phase::Dialing(dialing);
+        let inner = match opened {
+            Ok(inner) => inner,
+            Err(e) => return self.fail_dial(token, e, now),
+        };
+        if rest.is_empty() {
+            return;
+        }
+        match (inner, conn.tls.as_deref_mut()) {
+            (Some(layer), Some(tls)) => {
+                let mut plain = Vec::new();
+                let received = tls.receive(layer, &rest, &mut plain);
+                self.on_bytes(token, Input::Plain(&plain), now);
+                if let Err(e) = received {
+                    self.on_tls_error(token, e, now);
+                }
+            }
+            _ => {
+                self.on_bytes(token, Input::Plain(&rest), now);
+            }
+        }
     }
 
     /// An outgoing connection's 101 arrived: it becomes a WebSocket in the client role.
@@ -407,10 +536,12 @@ impl<S: Service> Shard<S> {
         let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
-        if !matches!(conn.phase, Phase::Dialing(_)) {
+        if !matches!(conn.phase, Phase::Dialing(_) | Phase::Proxying(_)) {
             return;
         }
-        let Phase::Dialing(dialing) = std::mem::replace(&mut conn.phase, Phase::Answered) else {
+        let (Phase::Dialing(dialing) | Phase::Proxying(dialing)) =
+            std::mem::replace(&mut conn.phase, Phase::Answered)
+        else {
             return;
         };
         conn.discard_output();
@@ -564,7 +695,15 @@ impl<S: Service> Shard<S> {
         };
         conn.sending = false;
         match result {
-            Ok(written) => conn.requeue_unsent(chunks, written),
+            Ok(written) => {
+                if let (Phase::Dialing(d) | Phase::Proxying(d), true) =
+                    (&mut conn.phase, written > 0)
+                {
+                    // Bytes left, so the connection is up: the handshake timeout takes over.
+                    d.connected_at.get_or_insert(now);
+                }
+                conn.requeue_unsent(chunks, written)
+            }
             Err(_) => {
                 drop(chunks);
                 self.on_transport_end(token, false, None, now);
@@ -572,7 +711,7 @@ impl<S: Service> Shard<S> {
             }
         }
         if let (Some(below), Phase::Ws(open)) = (conn.drain_below, &conn.phase) {
-            if conn.queued + open.ws.pending_output() <= below {
+            if conn.queued + open.ws.pending_output() <= below as usize {
                 conn.drain_below = None;
                 self.service
                     .on_drain(&mut self.world.cx(now), ConnId(token));
@@ -671,8 +810,8 @@ impl<S: Service> Shard<S> {
                             conn.lifecycle = Lifecycle::CloseWhenFlushed;
                         }
                     }
-                    Phase::Dialing(_) => {
-                        if now >= conn.accepted_at + limits.handshake_timeout {
+                    Phase::Dialing(dialing) | Phase::Proxying(dialing) => {
+                        if now >= dialing.deadline(conn.accepted_at, limits.handshake_timeout) {
                             self.fail_dial(token, DialError::Timeout, now);
                         }
                     }
@@ -739,10 +878,22 @@ impl<S: Service> Shard<S> {
         };
         conn.dirty = false;
         if let Phase::Ws(open) = &mut conn.phase {
-            while let Some(chunk) = open.ws.poll_transmit() {
-                conn.queued += chunk.len();
-                conn.out.push_back(chunk);
+            match conn.tls.as_deref_mut() {
+                None => {
+                    while let Some(chunk) = open.ws.poll_transmit() {
+                        conn.queued += chunk.len();
+                        conn.out.push_back(chunk);
+                    }
+                }
+                Some(tls) => {
+                    while let Some(chunk) = open.ws.poll_transmit() {
+                        tls.send(&chunk);
+                    }
+                }
             }
+        }
+        if conn.tls.is_some() {
+            conn.transmit_tls();
         }
         if !conn.sending && !conn.out.is_empty() && conn.lifecycle != Lifecycle::Closing {
             let n = conn.out.len().min(MAX_IOVECS);
@@ -774,8 +925,11 @@ impl<S: Service> Shard<S> {
         let deadline = match (&conn.phase, conn.lifecycle) {
             (_, Lifecycle::Closing) => None,
             (_, Lifecycle::CloseWhenFlushed) => Some(conn.last_activity + limits.handshake_timeout),
-            (Phase::Head(_) | Phase::Answered | Phase::Dialing(_), _) => {
+            (Phase::Head(_) | Phase::Answered, _) => {
                 Some(conn.accepted_at + limits.handshake_timeout)
+            }
+            (Phase::Dialing(dialing) | Phase::Proxying(dialing), _) => {
+                Some(dialing.deadline(conn.accepted_at, limits.handshake_timeout))
             }
             (Phase::Ws(open), _) => {
                 // Idle time counts only while open: once our close is out, the close timeout

@@ -2,11 +2,13 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::Rng;
 use url::{Host, Url};
 
 use super::{accept_key, extension_elements, HandshakeError};
+use crate::client::{Proxy, TlsConfig, DEFAULT_CONNECT_TIMEOUT};
 use crate::http::headers::trim_ows;
 use crate::http::{
     is_token, parse_response, validate_header, HeadLimits, HeadWriter, InvalidHeader,
@@ -38,14 +40,32 @@ fn check_user_header(name: &str, value: &str) -> Result<(), InvalidHeader> {
     Ok(())
 }
 
-/// A client's handshake settings: subprotocols to offer, extensions, extra request headers and
-/// the response head limits.
-#[derive(Clone, Default)]
+/// A client's settings: subprotocols to offer, extensions, extra request headers and the
+/// response head limits; and how the connection reaches the server: TLS for `wss://`, a proxy,
+/// the connect timeout. [`ClientHandshake::new`] carries all of them to the dial.
+#[derive(Clone)]
 pub struct ClientOptions {
     protocols: Vec<String>,
     extensions: Vec<Arc<dyn Extension>>,
     headers: Vec<(String, String)>,
     limits: HeadLimits,
+    tls: Option<TlsConfig>,
+    proxy: Option<Proxy>,
+    connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            protocols: Vec::new(),
+            extensions: Vec::new(),
+            headers: Vec::new(),
+            limits: HeadLimits::default(),
+            tls: None,
+            proxy: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
 }
 
 impl fmt::Debug for ClientOptions {
@@ -58,12 +78,16 @@ impl fmt::Debug for ClientOptions {
             )
             .field("headers", &self.headers)
             .field("limits", &self.limits)
+            .field("tls", &self.tls)
+            .field("proxy", &self.proxy)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
 
 impl ClientOptions {
-    /// No subprotocols, no extensions, no extra headers, default head limits.
+    /// No subprotocols, no extensions, no extra headers, default head limits; `wss://` checked
+    /// against Mozilla's roots, no proxy, a 10 s connect timeout.
     pub fn new() -> Self {
         Self::default()
     }
@@ -100,6 +124,30 @@ impl ClientOptions {
         self.limits = limits;
         self
     }
+
+    /// How a `wss://` server's certificate is checked and whether the client presents one
+    /// ([`crate::client::TlsOptions`]: extra CAs, a client certificate). Without it, `wss://`
+    /// uses [`TlsConfig::default`] (Mozilla's roots). Unused for `ws://`.
+    pub fn tls(mut self, config: TlsConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// Tunnels the connection through an HTTP CONNECT proxy: the socket goes to the proxy, the
+    /// proxy's 200 opens a tunnel to the server, and TLS (for `wss://`) and the handshake run
+    /// inside it.
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    /// How long the TCP connection (to the server, or to the proxy) may take to come up
+    /// (default 10 s); past it the dial fails with a timeout. Separate from the handshake
+    /// timeout, which then bounds the rest: proxy answer, TLS and the 101.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
 }
 
 /// One client handshake: the request to send and what the answer must contain.
@@ -114,6 +162,9 @@ pub struct ClientHandshake {
     protocols: Vec<String>,
     extensions: Vec<Arc<dyn Extension>>,
     limits: HeadLimits,
+    tls: Option<TlsConfig>,
+    proxy: Option<Proxy>,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for ClientHandshake {
@@ -125,6 +176,7 @@ impl fmt::Debug for ClientHandshake {
             .field("secure", &self.secure)
             .field("key", &self.key)
             .field("protocols", &self.protocols)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -225,6 +277,9 @@ impl ClientHandshake {
             protocols: opts.protocols.clone(),
             extensions: opts.extensions.clone(),
             limits: opts.limits,
+            tls: opts.tls.clone(),
+            proxy: opts.proxy.clone(),
+            connect_timeout: opts.connect_timeout,
         })
     }
 
@@ -247,6 +302,22 @@ impl ClientHandshake {
     /// Whether the URL is wss:, i.e. the connection needs TLS.
     pub fn is_secure(&self) -> bool {
         self.secure
+    }
+
+    /// The TLS configuration set for `wss://` ([`ClientOptions::tls`]), if any.
+    pub fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
+    }
+
+    /// The proxy to tunnel through ([`ClientOptions::proxy`]), if any: the dial connects to it
+    /// rather than to [`ClientHandshake::host`].
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// How long the TCP connection may take to come up ([`ClientOptions::connect_timeout`]).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The `Sec-WebSocket-Key` sent.
@@ -388,7 +459,7 @@ impl fmt::Debug for ClientAccepted {
 
 /// Decodes `%XX` escapes (URL userinfo arrives percent-encoded); a `%` not followed by two hex
 /// digits is kept as is, like browsers do.
-fn percent_decode(s: &str) -> Vec<u8> {
+pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
     fn hex(b: u8) -> Option<u8> {
         (b as char).to_digit(16).map(|d| d as u8)
     }
