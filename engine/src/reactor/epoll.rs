@@ -17,6 +17,11 @@
 //!   that moment, so the next byte to arrive raises a new edge and the socket can leave the queue
 //!   without an extra read just to see EAGAIN (nginx relies on the same rule). The queue is served
 //!   round-robin, at most one read per socket per `wait`, so one fast sender cannot starve others.
+//! - **Skip.** `skip` only notes how many bytes to drop. The next time the socket is served, a
+//!   `recv` with `MSG_TRUNC | MSG_DONTWAIT` drops up to that many first (TCP copies nothing) and
+//!   reports them as [`Completion::Skipped`]; no byte is read into a buffer while some are still
+//!   to be dropped, so `Received` never overtakes a skip. A skip that finishes with the socket
+//!   possibly holding more is followed by the ordinary read in the same turn.
 //! - **Send.** `send` tries one gathered `sendmsg` at once. Bytes written (or a real error) make a
 //!   [`Completion::Sent`] for the next `wait`; EAGAIN parks the chunks on the connection until the
 //!   socket reports writable. Sockets are registered for both directions once, so parking costs no
@@ -41,7 +46,7 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 
-use super::{Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS};
+use super::{Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK};
 
 /// Most connections accepted from one listener in one `wait`: bounds the time a connection storm
 /// can keep the shard from serving the connections it already has.
@@ -126,6 +131,8 @@ struct Conn {
     /// while bytes are still queued, so from then on only a read that returns 0, an error or
     /// EAGAIN takes the socket out of `ready`; a short read no longer proves it drained.
     hung_up: bool,
+    /// Bytes still to drop unread ([`Backend::skip`]) before any more are read.
+    skip: u64,
     /// A send that met EAGAIN, waiting for the socket to become writable.
     parked: Option<Vec<Bytes>>,
 }
@@ -165,6 +172,9 @@ pub struct EpollBackend {
     events: Events,
     waker: Waker,
     pool: Pool,
+    /// Where truncating receives point (see [`SKIP_CHUNK`]): never read, and on TCP never
+    /// written, so it costs address space only.
+    sink: super::pool_mem::PoolMem,
     listeners: Vec<Listener>,
     conns: ConnMap,
     /// Sockets that may have bytes to read, in the order they are to be served. Entries of closed
@@ -194,6 +204,7 @@ impl EpollBackend {
             events: Events::with_capacity(EVENTS_CAPACITY),
             waker,
             pool,
+            sink: super::pool_mem::PoolMem::new(SKIP_CHUNK)?,
             listeners: Vec::new(),
             conns: ConnMap::default(),
             ready: VecDeque::new(),
@@ -349,6 +360,36 @@ impl EpollBackend {
                 conn.in_ready = false;
                 continue;
             }
+            if conn.skip > 0 {
+                let want = conn.skip.min(SKIP_CHUNK as u64) as usize;
+                // SAFETY: `sink` is a live mapping of `SKIP_CHUNK >= want` writable bytes that no
+                // Rust reference covers and nothing reads; on TCP, MSG_TRUNC leaves it unwritten.
+                let n = unsafe {
+                    libc::recv(
+                        conn.fd,
+                        self.sink.as_ptr().cast(),
+                        want,
+                        libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                    )
+                };
+                if n <= 0 {
+                    read_ended(conn, n, &mut self.ready, out);
+                    continue;
+                }
+                let len = n as usize;
+                conn.skip -= len as u64;
+                out.push(Completion::Skipped { token, len });
+                if len < want && !conn.hung_up {
+                    // Drained, by the short-read rule below.
+                    conn.in_ready = false;
+                    continue;
+                }
+                if len < want || conn.skip > 0 {
+                    self.ready.push_back(token);
+                    continue;
+                }
+                // The skip is done and more may be waiting: read it in this turn.
+            }
             let slot = self.pool.slot_mut(buf);
             // SAFETY: `slot` is a live, exclusively borrowed region of `slot.len()` bytes; the
             // kernel writes at most that many into it.
@@ -369,22 +410,31 @@ impl EpollBackend {
                 } else {
                     conn.in_ready = false;
                 }
-            } else if n == 0 {
-                conn.reading = false;
-                conn.in_ready = false;
-                out.push(Completion::Eof { token });
             } else {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => conn.in_ready = false,
-                    io::ErrorKind::Interrupted => self.ready.push_back(token),
-                    _ => {
-                        conn.reading = false;
-                        conn.in_ready = false;
-                        out.push(Completion::RecvFailed { token, error: err });
-                    }
-                }
+                read_ended(conn, n, &mut self.ready, out);
             }
+        }
+    }
+}
+
+/// Acts on a read or truncating receive that returned `n <= 0`: EOF, nothing there (EAGAIN), a
+/// signal (read again later), or a failure for good.
+fn read_ended(conn: &mut Conn, n: isize, ready: &mut VecDeque<Token>, out: &mut Vec<Completion>) {
+    let token = conn.token;
+    if n == 0 {
+        conn.reading = false;
+        conn.in_ready = false;
+        out.push(Completion::Eof { token });
+        return;
+    }
+    let err = io::Error::last_os_error();
+    match err.kind() {
+        io::ErrorKind::WouldBlock => conn.in_ready = false,
+        io::ErrorKind::Interrupted => ready.push_back(token),
+        _ => {
+            conn.reading = false;
+            conn.in_ready = false;
+            out.push(Completion::RecvFailed { token, error: err });
         }
     }
 }
@@ -475,6 +525,7 @@ impl Backend for EpollBackend {
                 reading: true,
                 in_ready: false,
                 hung_up: false,
+                skip: 0,
                 parked: None,
             },
         );
@@ -521,6 +572,14 @@ impl Backend for EpollBackend {
                     self.parked_sends += 1;
                 }
             }
+        }
+    }
+
+    fn skip(&mut self, token: Token, _fd: RawFd, len: u64) {
+        match self.conns.get_mut(&token.index()) {
+            // After EOF or an error nothing more is read, so there is nothing to drop either.
+            Some(conn) if conn.token == token && conn.reading => conn.skip += len,
+            _ => {}
         }
     }
 

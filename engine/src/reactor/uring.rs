@@ -12,6 +12,14 @@
 //!   (`buffer_size` bytes); we add no per-socket cap beyond that because the shard recycles every
 //!   buffer within the loop turn that received it, so one socket can hold the pool for one turn
 //!   at most, and the sockets it starved are re-armed in FIFO order.
+//! - **Skip**: a multishot recv cannot be told to drop bytes, so [`Backend::skip`] cancels it
+//!   (`AsyncCancel` by user_data). CQEs it posts before it ends still deliver their bytes as
+//!   `Received`, and those count against the skip. Once its last CQE is in, a one-shot
+//!   `IORING_OP_RECV` with `MSG_TRUNC` (no buffer selected, pointed at an unbacked sink: TCP
+//!   copies nothing) drops what is left to drop, each completion reported as `Skipped`, repeated
+//!   while bytes remain to be dropped; then the multishot recv is armed again. A connection
+//!   starved of buffers starts skipping at once (no buffer is needed to drop bytes). EOF and
+//!   errors end a skip as they end a recv, and `close` cancels whichever of the two is in flight.
 //! - **Send**: one `sendmsg` per call gathering up to [`MAX_IOVECS`] chunks, with
 //!   `MSG_NOSIGNAL | MSG_WAITALL`: on a stream socket io_uring keeps sending until every byte is
 //!   written (or an error), so the shard normally gets one `Sent` per batch instead of a chain of
@@ -63,7 +71,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
-use super::{Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS};
+use super::{Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK};
 
 /// Submission queue entries. A shard submits once per loop turn; 4096 covers a burst of that many
 /// new connections or sends in one turn, and a fuller queue is submitted early (see `push`).
@@ -104,6 +112,8 @@ enum Op {
     Close = 8,
     /// Backend-internal ops (the start-up probe, the cancel-all in `Drop`).
     Internal = 9,
+    /// A connection's one-shot truncating recv ([`Backend::skip`]).
+    Skip = 10,
 }
 
 impl Op {
@@ -118,6 +128,7 @@ impl Op {
             7 => Op::Cancel,
             8 => Op::Close,
             9 => Op::Internal,
+            10 => Op::Skip,
             _ => return None,
         })
     }
@@ -172,6 +183,10 @@ struct BufPool {
     /// The buffers, back to back, in a mapping of their own (never freed while the kernel may
     /// still write into it: see `leak`).
     data: std::mem::ManuallyDrop<super::pool_mem::PoolMem>,
+    /// Where truncating receives point ([`SKIP_CHUNK`] bytes): never read, and on TCP never
+    /// written, so it costs address space only. Kept (or leaked) with the buffers, for the same
+    /// reason.
+    sink: std::mem::ManuallyDrop<super::pool_mem::PoolMem>,
     entries: u16,
     size: usize,
     /// Slots written so far (wrapping); the kernel sees them once published.
@@ -213,8 +228,15 @@ impl BufPool {
         }
         // Zero-filled by the kernel, so every byte `buffer()` can expose is initialised,
         // whatever `len` the shard passes.
-        let data = match super::pool_mem::PoolMem::new(total) {
-            Ok(data) => std::mem::ManuallyDrop::new(data),
+        let mapped = super::pool_mem::PoolMem::new(total).and_then(|data| {
+            let sink = super::pool_mem::PoolMem::new(SKIP_CHUNK)?;
+            Ok((data, sink))
+        });
+        let (data, sink) = match mapped {
+            Ok((data, sink)) => (
+                std::mem::ManuallyDrop::new(data),
+                std::mem::ManuallyDrop::new(sink),
+            ),
             Err(e) => {
                 // SAFETY: `ring` was allocated just above with `ring_layout` and is not shared.
                 unsafe { alloc::dealloc(ring.cast(), ring_layout) };
@@ -225,6 +247,7 @@ impl BufPool {
             ring,
             ring_layout,
             data,
+            sink,
             entries,
             size,
             tail: 0,
@@ -290,6 +313,7 @@ impl Drop for BufPool {
         unsafe {
             alloc::dealloc(self.ring.cast(), self.ring_layout);
             std::mem::ManuallyDrop::drop(&mut self.data);
+            std::mem::ManuallyDrop::drop(&mut self.sink);
         }
     }
 }
@@ -323,6 +347,10 @@ enum RecvState {
     Armed,
     /// The pool ran dry (ENOBUFS); waiting in `starved` to be re-armed.
     Starved,
+    /// The multishot recv is being cancelled to make way for a skip; its last CQE is due.
+    Cancelling,
+    /// A one-shot truncating recv is in flight ([`Backend::skip`]).
+    Skipping,
     /// Ended for good: EOF, error, or cancelled by `close`.
     Ended,
 }
@@ -334,6 +362,8 @@ struct Conn {
     /// Ops submitted whose final CQE has not arrived (the multishot recv counts once).
     inflight: u32,
     recv: RecvState,
+    /// Bytes still to drop unread ([`Backend::skip`]).
+    skip: u64,
     /// The send in flight, if any.
     send: Option<Box<SendOp>>,
     /// `close` was called: report `Closed` when `inflight` reaches zero.
@@ -507,6 +537,38 @@ impl UringBackend {
         self.push(sqe);
     }
 
+    /// Submits the truncating recv that drops the next bytes a skip wants (at most
+    /// [`SKIP_CHUNK`] of them at a time) for the connection in slot `index`.
+    fn submit_skip(&mut self, index: usize) {
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        conn.recv = RecvState::Skipping;
+        conn.inflight += 1;
+        let want = conn.skip.min(SKIP_CHUNK as u64) as u32;
+        let sqe = opcode::Recv::new(types::Fd(conn.fd), self.pool.sink.as_ptr(), want)
+            .flags(libc::MSG_TRUNC)
+            .build()
+            .user_data(conn_ud(Op::Skip, conn.token));
+        self.push(sqe);
+    }
+
+    /// The multishot recv of slot `index` has ended while cancelled for a skip (`starved`: by
+    /// ENOBUFS): drop what is still to be dropped, else receive again.
+    fn after_cancel(&mut self, index: usize, starved: bool) {
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        if conn.skip > 0 {
+            self.submit_skip(index);
+        } else if starved {
+            conn.recv = RecvState::Starved;
+            self.starved.push_back(index as u32);
+        } else {
+            self.arm_recv(index);
+        }
+    }
+
     /// The slot holding exactly `token`, if any.
     fn slot_of(&self, token: Token) -> Option<usize> {
         let index = token.index();
@@ -638,6 +700,7 @@ impl UringBackend {
                 self.on_recv(gen, index, res, more, bid, out);
                 return;
             }
+            Some(Op::Skip) => self.on_skip(gen, index, res, out),
             Some(Op::Wake) => {
                 if res > 0 {
                     self.waker.drain();
@@ -733,6 +796,7 @@ impl UringBackend {
         let Some(conn) = self.conns[slot].as_mut() else {
             return;
         };
+        let cancelling = conn.recv == RecvState::Cancelling;
         if !more {
             conn.inflight = conn.inflight.saturating_sub(1);
             conn.recv = RecvState::Ended;
@@ -749,13 +813,17 @@ impl UringBackend {
         if res > 0 {
             match bid {
                 Some(b) => {
+                    // Delivered bytes are bytes a skip asked for after them need not drop.
+                    conn.skip = conn.skip.saturating_sub(res as u64);
                     self.pool.lent[b as usize] = true;
                     out.push(Completion::Received {
                         token,
                         buf: BufId(b),
                         len: res as usize,
                     });
-                    if !more {
+                    if !more && cancelling {
+                        self.after_cancel(slot, false);
+                    } else if !more {
                         // Ended without error (e.g. the CQ overflowed): keep receiving.
                         self.arm_recv(slot);
                     }
@@ -774,10 +842,51 @@ impl UringBackend {
             out.push(Completion::Eof { token });
         } else if res == -libc::ENOBUFS {
             self.enobufs += 1;
-            if !more {
+            if !more && cancelling {
+                self.after_cancel(slot, true);
+            } else if !more {
                 conn.recv = RecvState::Starved;
                 self.starved.push_back(slot as u32);
             }
+        } else if res == -libc::ECANCELED && cancelling {
+            self.after_cancel(slot, false);
+        } else {
+            out.push(Completion::RecvFailed {
+                token,
+                error: io::Error::from_raw_os_error(-res),
+            });
+        }
+    }
+
+    /// The end of a truncating recv: report what it dropped, then drop more or receive again.
+    fn on_skip(&mut self, gen: u64, index: usize, res: i32, out: &mut Vec<Completion>) {
+        let Some(slot) = self.slot_of_cqe(gen, index) else {
+            return;
+        };
+        let dropping = self.dropping;
+        let Some(conn) = self.conns[slot].as_mut() else {
+            return;
+        };
+        conn.inflight = conn.inflight.saturating_sub(1);
+        conn.recv = RecvState::Ended;
+        let token = conn.token;
+        if conn.closing || dropping {
+            self.maybe_closed(slot, out);
+            return;
+        }
+        if res > 0 {
+            conn.skip = conn.skip.saturating_sub(res as u64);
+            out.push(Completion::Skipped {
+                token,
+                len: res as usize,
+            });
+            if conn.skip > 0 {
+                self.submit_skip(slot);
+            } else {
+                self.arm_recv(slot);
+            }
+        } else if res == 0 {
+            out.push(Completion::Eof { token });
         } else {
             out.push(Completion::RecvFailed {
                 token,
@@ -952,6 +1061,7 @@ impl Backend for UringBackend {
             fd,
             inflight: 0,
             recv: RecvState::Ended,
+            skip: 0,
             send: None,
             closing: false,
         });
@@ -1003,6 +1113,37 @@ impl Backend for UringBackend {
         self.push(sqe);
     }
 
+    fn skip(&mut self, token: Token, _fd: RawFd, len: u64) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        if conn.closing || len == 0 {
+            return;
+        }
+        match conn.recv {
+            // After EOF or an error nothing more is read, so there is nothing to drop either.
+            RecvState::Ended => {}
+            RecvState::Cancelling | RecvState::Skipping => conn.skip += len,
+            // No buffer is needed to drop bytes; the entry in `starved` is skipped when popped.
+            RecvState::Starved => {
+                conn.skip += len;
+                self.submit_skip(index);
+            }
+            RecvState::Armed => {
+                conn.skip += len;
+                conn.recv = RecvState::Cancelling;
+                conn.inflight += 1;
+                let sqe = opcode::AsyncCancel::new(conn_ud(Op::Recv, token))
+                    .build()
+                    .user_data(conn_ud(Op::Cancel, token));
+                self.push(sqe);
+            }
+        }
+    }
+
     fn shutdown_write(&mut self, token: Token, _fd: RawFd) {
         let Some(index) = self.slot_of(token) else {
             return;
@@ -1045,9 +1186,18 @@ impl Backend for UringBackend {
                         .user_data(conn_ud(Op::Cancel, token)),
                 );
             }
+            RecvState::Skipping => {
+                conn.inflight += 1;
+                sqes[0] = Some(
+                    opcode::AsyncCancel::new(conn_ud(Op::Skip, token))
+                        .build()
+                        .user_data(conn_ud(Op::Cancel, token)),
+                );
+            }
             // Its entry in `starved` is skipped when popped.
             RecvState::Starved => conn.recv = RecvState::Ended,
-            RecvState::Ended => {}
+            // Cancelling already: the recv's last CQE is on its way.
+            RecvState::Cancelling | RecvState::Ended => {}
         }
         if conn.send.is_some() {
             // A send stuck on a peer that does not read would otherwise hold the socket (and
@@ -1645,6 +1795,56 @@ mod tests {
         b.stop_accepting();
         b.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
         assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_connection_starved_of_buffers_skips_without_one() {
+        let byte = |i: usize| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
+        let mut b = backend(1, 1024);
+        let token = Token::new(0, 1);
+        let (_l, mut client, fd) = connected(&mut b, token);
+        let data: Vec<u8> = (0..10_000).map(byte).collect();
+        client.write_all(&data).unwrap();
+        // The only buffer is held, so the recv runs out of buffers and parks.
+        let mut held = None;
+        pump(&mut b, |_, c| match c {
+            Completion::Received { buf, len, .. } => {
+                assert_eq!(len, 1024);
+                held = Some(buf);
+                true
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+        let start = Instant::now();
+        while b.enobufs == 0 {
+            assert!(start.elapsed() < LIMIT, "the recv never ran out of buffers");
+            let mut out = Vec::new();
+            b.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
+            assert!(out.is_empty(), "{out:?}");
+        }
+        assert_eq!(b.conns[0].as_ref().unwrap().recv, RecvState::Starved);
+        b.skip(token, fd, 5_000);
+        let mut skipped = 0;
+        pump(&mut b, |_, c| match c {
+            Completion::Skipped { len, .. } => {
+                skipped += len;
+                skipped == 5_000
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+        b.recycle(held.unwrap());
+        let mut got = Vec::new();
+        pump(&mut b, |b, c| match c {
+            Completion::Received { buf, len, .. } => {
+                got.extend_from_slice(b.buffer(buf, len));
+                b.recycle(buf);
+                got.len() == 10_000 - 6_024
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+        assert!(got == data[6_024..], "the bytes after the skip");
+        b.close(token, fd);
+        pump(&mut b, |_, c| matches!(c, Completion::Closed { .. }));
     }
 
     #[test]

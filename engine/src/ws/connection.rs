@@ -363,9 +363,56 @@ impl Connection {
     /// bytes, shared and never written, and text is not checked for UTF-8. For a peer that only
     /// counts what it receives (a load generator, a meter), this takes the copy of every
     /// payload out of the receive path. No effect while an extension is in use (payloads must
-    /// then be decoded).
+    /// then be decoded). The transport may go further and not read such payloads at all: see
+    /// [`Connection::skippable`].
     pub fn discard_payloads(&mut self, yes: bool) {
         self.discard = yes;
+    }
+
+    /// How many of the next input bytes the transport may drop unread: the rest of the payload
+    /// of a data frame whose message is discarded ([`Connection::discard_payloads`]), else 0.
+    /// Only the current frame's remainder counts, never more: the next frame's header must be
+    /// read, whatever it is. Meaningful once [`Connection::recv`] has taken all input in.
+    ///
+    /// A transport that drops these bytes in the kernel (`recv` with `MSG_TRUNC` on TCP) saves
+    /// their copy; it reports them with [`Connection::skipped`].
+    pub fn skippable(&self) -> u64 {
+        match (&self.frame, &self.message) {
+            (Some(frame), Some(msg)) if msg.discard && !frame.opcode.is_control() => {
+                frame.remaining
+            }
+            _ => 0,
+        }
+    }
+
+    /// Accounts for `n` payload bytes the transport dropped unread, exactly as if they had been
+    /// received: the frame advances, and when they end it, the message it ends becomes available
+    /// from [`Connection::poll_event`] (the same zero-filled event `recv` would have made).
+    ///
+    /// `n` may be at most [`Connection::skippable`]: bytes beyond the frame belonged to the next
+    /// header, so the stream cannot be followed any more and the connection ends as if its
+    /// transport had broken ([`Event::Close`] with 1006). Ignored once the connection is closed
+    /// (a skip may still be under way when it closes).
+    pub fn skipped(&mut self, n: u64, now: Instant) {
+        if n == 0 || self.state == State::Closed {
+            return;
+        }
+        if n > self.skippable() {
+            self.transport_closed();
+            return;
+        }
+        let Some(frame) = self.frame.as_mut() else {
+            return;
+        };
+        frame.remaining -= n;
+        if frame.remaining > 0 {
+            return;
+        }
+        let frame = *frame;
+        self.frame = None;
+        if let Some(event) = self.finish_frame(frame, now) {
+            self.pending.push_back(event);
+        }
     }
 
     // ----------------------------------------------------------------------------------------
