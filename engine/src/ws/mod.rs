@@ -7,6 +7,7 @@
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod extension;
 pub mod frame;
 pub mod handshake;
@@ -16,6 +17,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Event, PingId, ProtocolError, Role, SendError, State};
+pub use deflate::{DeflateOptions, PerMessageDeflate};
 pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
 pub use frame::{client_frame, server_frame, FrameError, FrameHeader, OpCode};
 pub use handshake::{
