@@ -64,7 +64,10 @@ fn messages_cross_compressed_in_both_directions() {
             assert_eq!(texts(feed(&mut client, &wire)), std::slice::from_ref(&msg));
             client.send_text(&msg).unwrap();
             let wire = output(&mut client);
-            assert_eq!(texts(feed_split(&mut server, &wire, 7)), std::slice::from_ref(&msg));
+            assert_eq!(
+                texts(feed_split(&mut server, &wire, 7)),
+                std::slice::from_ref(&msg)
+            );
         }
     }
 }

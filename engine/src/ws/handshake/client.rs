@@ -105,6 +105,13 @@ impl ClientOptions {
         self
     }
 
+    /// Offers permessage-deflate with these settings.
+    pub fn deflate(self, options: crate::ws::deflate::DeflateOptions) -> Self {
+        self.extension(Arc::new(crate::ws::deflate::PerMessageDeflate::new(
+            options,
+        )))
+    }
+
     /// Adds a request header (e.g. `Origin`, `Cookie`). Refused if the name is not a token, the
     /// value holds CR, LF or another control character, or the handshake sets that header
     /// itself. An `Authorization` header here replaces the one built from the URL's userinfo.
