@@ -831,6 +831,31 @@ impl Connection {
         self.send_data(DataKind::Binary, data)
     }
 
+    /// When the active extensions encode every message the same way whatever came before, a
+    /// key naming that encoding (`Some(0)` with no extension): connections with equal keys can
+    /// be sent one encoded copy of a message. `None` when an extension keeps context (e.g.
+    /// compression with context takeover), so each message must go through
+    /// [`Connection::send_shared`].
+    pub fn stateless_key(&self) -> Option<u64> {
+        self.extensions.stateless_key()
+    }
+
+    /// Encodes a data message through stateless extensions, to frame once (with its RSV bits)
+    /// and queue to every connection of the same [`Connection::stateless_key`] with
+    /// [`Connection::send_raw_frames`]. `None` when an extension keeps context.
+    pub fn encode_stateless(
+        &mut self,
+        kind: DataKind,
+        payload: Bytes,
+    ) -> Option<Result<ExtMessage, ExtensionError>> {
+        self.extensions.stateless_key()?;
+        Some(self.extensions.encode(ExtMessage {
+            kind,
+            rsv: Rsv::NONE,
+            payload,
+        }))
+    }
+
     /// Queues a message whose payload is already shared bytes; the server role queues large
     /// payloads without copying them. A text payload must be UTF-8 ([`Utf8Bytes`] guarantees it).
     pub fn send_shared(&mut self, kind: DataKind, payload: Bytes) -> Result<(), SendError> {
