@@ -517,7 +517,10 @@ impl<S: Service> Shard<S> {
             ..
         } = *dialing;
         let rest = head.split_off(used).freeze();
-        let ws = Connection::new(Role::Client, config, Extensions::new(accepted.extensions));
+        let mut ws = Connection::new(Role::Client, config, Extensions::new(accepted.extensions));
+        // The server closes the TCP connection first (RFC 6455 section 7.1.1); the socket stays
+        // open for it, and the close is reported when it has, or when this side gives up.
+        ws.wait_for_server_close(Some(self.settings.limits.server_close_timeout));
         conn.phase = Phase::Ws(Box::new(Open {
             ws,
             session,
