@@ -1025,7 +1025,7 @@ fn ringsock_client_against_websockets_servers() {
 }
 
 /// Answers ringsock's client must refuse: a request ignored (server_no_context_takeover,
-/// server_max_window_bits), a window above the one asked or out of range, a bare
+/// server_max_window_bits), a window above the one asked or offered or out of range, a bare
 /// client_max_window_bits, an unknown parameter, an extension not offered, deflate twice.
 /// (websockets itself always grants what is asked: these answers are written over its own.)
 #[test]
@@ -1060,6 +1060,12 @@ fn ringsock_client_refuses_answers_it_did_not_ask_for() {
             Some(takeover()),
             "permessage-deflate; server_max_window_bits=7",
             "permessage-deflate: server_max_window_bits=7 is not a window size",
+        ),
+        refuse(
+            "client_max_window_bits above the one offered",
+            Some(takeover().max_window_bits(10)),
+            "permessage-deflate; client_max_window_bits=12",
+            "permessage-deflate: client_max_window_bits=12 is above the 10 offered",
         ),
         refuse(
             "bare client_max_window_bits",

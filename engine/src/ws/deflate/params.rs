@@ -199,7 +199,14 @@ pub fn client_accept(
         }
     }
     let own_window_bits = match response.client_max_window_bits {
-        Some(Some(bits)) => bits.min(opts.max_window_bits),
+        // RFC 7692 7.1.2.2: the answer may lower the offered window, never raise it.
+        Some(Some(bits)) if bits > opts.max_window_bits => {
+            return Err(invalid(format!(
+                "client_max_window_bits={bits} is above the {} offered",
+                opts.max_window_bits
+            )))
+        }
+        Some(Some(bits)) => bits,
         Some(None) => {
             return Err(invalid(
                 "client_max_window_bits in a response needs a value".into(),
@@ -406,6 +413,13 @@ mod tests {
         assert!(client_accept(
             &params("permessage-deflate; client_max_window_bits").unwrap(),
             &DeflateOptions::new()
+        )
+        .is_err());
+        assert!(client_accept(
+            &params("permessage-deflate; client_max_window_bits=12").unwrap(),
+            &DeflateOptions::new()
+                .context_takeover(true)
+                .max_window_bits(10)
         )
         .is_err());
     }
