@@ -147,7 +147,10 @@ proptest! {
     /// Whatever the sizes, windows and takeover, every message arrives intact and in order.
     #[test]
     fn any_messages_round_trip(
-        msgs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 1..12),
+        msgs in proptest::collection::vec(
+            prop_oneof![Just(Vec::new()), proptest::collection::vec(any::<u8>(), 1..3000)],
+            1..12,
+        ),
         repeat in 1usize..40,
         server_bits in 8u8..=15,
         client_bits in 8u8..=15,

@@ -174,6 +174,11 @@ enum Input<'a> {
 /// The most plaintext buffer capacity a shard keeps between receives.
 const PLAIN_KEEP: usize = 64 << 10;
 
+/// How long a shard goes without receiving before it gives its receive buffers' memory back
+/// ([`Backend::trim`]). Long enough that a steady stream never pays the page faults of
+/// refilling them; short enough that an idle server's memory follows its connections.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+
 /// A shard's state, owned by its thread.
 pub(crate) struct Shard<S: Service> {
     backend: Box<dyn Backend>,
@@ -187,6 +192,8 @@ pub(crate) struct Shard<S: Service> {
     max_connections: usize,
     shutdown: Option<Instant>,
     report: Report,
+    /// When the last bytes arrived, while receive buffers may hold memory to give back.
+    pool_used: Option<Instant>,
 }
 
 /// How a shard is made: everything but its reactor.
@@ -223,6 +230,7 @@ impl<S: Service> Shard<S> {
             max_connections: parts.max_connections,
             shutdown: None,
             report: Report::default(),
+            pool_used: None,
         }
     }
 
@@ -245,6 +253,10 @@ impl<S: Service> Shard<S> {
                 };
                 wake_at = Some(wake_at.map_or(cut, |t| t.min(cut)));
             }
+            if let Some(used) = self.pool_used {
+                let trim_at = used + TRIM_AFTER;
+                wake_at = Some(wake_at.map_or(trim_at, |t| t.min(trim_at)));
+            }
             let mut timeout = wake_at.map(|t| t.saturating_duration_since(now));
             if posts_left
                 || (timeout != Some(Duration::ZERO) && !self.world.remote.prepare_sleep(shard))
@@ -255,6 +267,13 @@ impl<S: Service> Shard<S> {
             self.world.remote.awake(shard);
             waited?;
             let now = Instant::now();
+            match self.pool_used {
+                Some(used) if completions.is_empty() && now >= used + TRIM_AFTER => {
+                    self.backend.trim();
+                    self.pool_used = None;
+                }
+                _ => {}
+            }
             for completion in completions.drain(..) {
                 self.on_completion(completion, now);
             }
@@ -301,6 +320,7 @@ impl<S: Service> Shard<S> {
             Completion::Accepted { fd } => self.on_accepted(fd, now),
             Completion::AcceptFailed(_) => {}
             Completion::Received { token, buf, len } => {
+                self.pool_used = Some(now);
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }

@@ -9,7 +9,7 @@
 //! - `fanout`: N subscribers to a server that pushes to all of them (`ringsock-fanout`); counts
 //!   what arrives: messages and bytes per second, each second's count.
 //! - `idle`: opens N connections and holds them; with `--server-pid`, the server's `VmRSS`
-//!   growth per connection.
+//!   growth per connection at the end of the hold (the idle steady state).
 //! - `connect`: handshakes per second: each of `--concurrency` slots connects, gets its 101,
 //!   closes (1000), and dials again at once; also the dial-to-101 latency.
 //!
@@ -981,15 +981,15 @@ impl Run<'_> {
     fn idle(mut self, open_secs: f64, rss_before: Option<u64>) -> Result<Report, String> {
         let a = self.a;
         let open = self.pool().stats().open;
-        // Give the server a moment to finish whatever the last handshakes started, then read
-        // its memory once.
-        std::thread::sleep(Duration::from_millis(500));
-        let rss_after = a.server_pid.and_then(process_rss_kib);
         eprintln!(
             "ringsock-load: {open} connections open; holding {:?}",
             a.hold
         );
         self.run_until(Instant::now() + a.hold, |_| {});
+        // The server's memory once the connections have sat idle for the hold: the steady
+        // state, after whatever the handshakes' burst left to give back (a ringsock shard
+        // returns its receive buffers' pages after a second without input).
+        let rss_after = a.server_pid.and_then(process_rss_kib);
         let st = self.pool().stats();
         let still_open = st.open;
         let report = self.close();

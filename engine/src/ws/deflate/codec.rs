@@ -99,6 +99,12 @@ fn run_compress(c: &mut Compress, input: &[u8]) -> Bytes {
     if out.ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
+    if out.is_empty() {
+        // A second flush with nothing new writes nothing, and an empty payload would make the
+        // peer read the appended tail as the start of a stored block. RFC 7692 7.2.3.6: send a
+        // lone empty block, one 0x00 byte, instead.
+        out.push(0x00);
+    }
     Bytes::from(out)
 }
 
@@ -122,6 +128,11 @@ impl Inflater {
 
     /// Inflates one message of at most `max` bytes.
     pub fn inflate(&mut self, input: &[u8], max: usize) -> Result<Bytes, InflateError> {
+        if input.is_empty() {
+            // Nothing compressed: feeding the tail alone would leave the context inside a
+            // stored block header and garble the peer's next message.
+            return Ok(Bytes::new());
+        }
         if self.takeover {
             let bits = self.bits;
             let d = self
@@ -222,6 +233,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn empty_messages_keep_a_kept_context_in_step() {
+        let mut d = Deflater::new(6, 15, true);
+        let mut i = Inflater::new(15, true);
+        for body in [
+            &b""[..],
+            b"",
+            b"after two empties",
+            b"",
+            b"after two empties",
+        ] {
+            let z = d.compress(body).unwrap();
+            assert!(
+                !z.is_empty(),
+                "an empty message is one empty block, not nothing"
+            );
+            assert_eq!(i.inflate(&z, 100).unwrap(), body);
+        }
+        // A peer that sends an empty compressed payload anyway does not derail the context.
+        assert_eq!(i.inflate(&[], 100).unwrap(), &b""[..]);
+        let z = d.compress(b"still in step").unwrap();
+        assert_eq!(i.inflate(&z, 100).unwrap(), &b"still in step"[..]);
     }
 
     #[test]

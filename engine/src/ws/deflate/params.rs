@@ -117,9 +117,11 @@ impl Params {
 /// Server role: answers one valid offer. Returns the response parameters and the agreement.
 ///
 /// The server's own window is the smaller of its option and the client's
-/// `server_max_window_bits`, named in the response only when the client named it and it is
-/// below 15; `client_max_window_bits` is answered only when the client offered it (a client that
-/// did not may not understand it). Either side's `no_context_takeover` is granted or imposed.
+/// `server_max_window_bits`, named in the response whenever the client named it, 15 included:
+/// RFC 7692 section 7.1.2.1 accepts that parameter only by answering it, and clients that
+/// follow it (Python's websockets) fail the connection when it is missing.
+/// `client_max_window_bits` is answered only when the client offered it (a client that did not
+/// may not understand it). Either side's `no_context_takeover` is granted or imposed.
 pub fn server_accept(offer: &Params, opts: &DeflateOptions) -> (Params, Agreement) {
     let own_context_takeover = !(opts.no_context_takeover || offer.server_no_context_takeover);
     let peer_context_takeover =
@@ -140,9 +142,7 @@ pub fn server_accept(offer: &Params, opts: &DeflateOptions) -> (Params, Agreemen
     let response = Params {
         server_no_context_takeover: !own_context_takeover,
         client_no_context_takeover: !peer_context_takeover,
-        server_max_window_bits: (offer.server_max_window_bits.is_some()
-            && own_window_bits < MAX_WINDOW_BITS)
-            .then_some(own_window_bits),
+        server_max_window_bits: offer.server_max_window_bits.map(|_| own_window_bits),
         client_max_window_bits: client_bits_answer,
     };
     let agreement = Agreement {
@@ -199,7 +199,14 @@ pub fn client_accept(
         }
     }
     let own_window_bits = match response.client_max_window_bits {
-        Some(Some(bits)) => bits.min(opts.max_window_bits),
+        // RFC 7692 7.1.2.2: the answer may lower the offered window, never raise it.
+        Some(Some(bits)) if bits > opts.max_window_bits => {
+            return Err(invalid(format!(
+                "client_max_window_bits={bits} is above the {} offered",
+                opts.max_window_bits
+            )))
+        }
+        Some(Some(bits)) => bits,
         Some(None) => {
             return Err(invalid(
                 "client_max_window_bits in a response needs a value".into(),
@@ -291,11 +298,30 @@ mod tests {
         );
         assert_eq!(resp.server_max_window_bits, Some(11));
         assert_eq!(a.own_window_bits, 11);
+    }
+
+    /// Regression: an offer of `server_max_window_bits=15` was answered without the parameter
+    /// ("15 is the default"), which websockets 15 refuses ("expected server_max_window_bits"),
+    /// failing the handshake: RFC 7692 section 7.1.2.1 accepts the parameter only by answering
+    /// it. Found by the interop tests (actors/tests/interop_python.rs).
+    #[test]
+    fn server_answers_server_max_window_bits_whenever_offered() {
+        for own in [15, 11] {
+            let (resp, a) = server_accept(
+                &params("permessage-deflate; server_max_window_bits=15").unwrap(),
+                &DeflateOptions::new().max_window_bits(own),
+            );
+            assert_eq!(resp.server_max_window_bits, Some(own));
+            assert_eq!(a.own_window_bits, own);
+        }
         let (resp, _) = server_accept(
-            &params("permessage-deflate; server_max_window_bits=15").unwrap(),
+            &params("permessage-deflate").unwrap(),
             &DeflateOptions::new(),
         );
-        assert_eq!(resp.server_max_window_bits, None, "15 is the default");
+        assert_eq!(
+            resp.server_max_window_bits, None,
+            "not offered, not answered"
+        );
     }
 
     #[test]
@@ -387,6 +413,13 @@ mod tests {
         assert!(client_accept(
             &params("permessage-deflate; client_max_window_bits").unwrap(),
             &DeflateOptions::new()
+        )
+        .is_err());
+        assert!(client_accept(
+            &params("permessage-deflate; client_max_window_bits=12").unwrap(),
+            &DeflateOptions::new()
+                .context_takeover(true)
+                .max_window_bits(10)
         )
         .is_err());
     }
