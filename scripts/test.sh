@@ -23,7 +23,7 @@ bash scripts/fuzz-build.sh
 # Autobahn|Testsuite, every case, ringsock as server (ringsock-echo) and as client
 # (ringsock-autobahn-client). Each run is one single-threaded wstest (Python 2.7) doing most of
 # the work, so on two cores the two suites run side by side in about the time of one (measured:
-# 8 min together against 12 + 9 min one after the other; autobahn/results.md). Their output
+# 8-9 min together against 12 + 9 min one after the other; autobahn/results.md). Their output
 # is shown one after the other; each script bounds its own run and exits with its verdict.
 echo "== Autobahn|Testsuite (server and client suites in parallel)"
 bash autobahn/install.sh
