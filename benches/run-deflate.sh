@@ -380,6 +380,21 @@ report_bench() {
         done
         echo
     fi
+    echo "Single rounds, µs per message in round order, to judge the noise:"
+    echo
+    echo "| benchmark | zlib-rs | zlib-ng |"
+    echo "|---|---|---|"
+    local be
+    for id in $(awk '{print $3}' "$LOGDIR/bench.txt" | sort -u); do
+        local set=${id#*/}
+        set=${set%%/*}
+        local cells=""
+        for be in "${BACKENDS[@]}"; do
+            cells+=" | $(awk -v be="$be" -v id="$id" -v s="$(size_of "$set")" '$2 == be && $3 == id {printf "%s%.2f", (n++ ? " " : ""), $4 / ($5 / s) / 1000}' "$LOGDIR/bench.txt")"
+        done
+        echo "| $id$cells |"
+    done
+    echo
     echo "Backends as linked (the bench executables checked for zlib-ng's \`zng_\`-prefixed symbols): default build \`$(fmt "${LINKED[zlib-rs]:-}")\`, \`--features zlib-ng\` build \`$(fmt "${LINKED[zlib-ng]:-}")\`."
     echo
 }
