@@ -6,7 +6,8 @@
 //! one decompressor among all its connections, an idle connection holds none, and a topic
 //! message is compressed once for every subscriber. [`DeflateOptions::context_takeover`] turns
 //! takeover on for chat-like traffic, where each connection's history makes small messages
-//! much smaller, at about 300 KB per connection that has sent and received compressed messages.
+//! much smaller, at about 350 KB per connection (zlib-rs, window 15) that has sent and
+//! received compressed messages.
 
 mod codec;
 pub mod params;
