@@ -3,8 +3,9 @@
 //!
 //! A context that is not carried from message to message is borrowed from a per-thread cache
 //! and reset after use: every connection on a shard without context takeover shares one
-//! compressor (about 270 KB at window 15) and one decompressor (about 40 KB) per window size,
-//! instead of holding its own.
+//! compressor (about 370 KB with zlib-rs at window 15, 240 KB at 10: the hash table and block
+//! buffers are fixed) and one decompressor (about 40 KB) per window size, instead of holding
+//! its own.
 
 use std::cell::RefCell;
 

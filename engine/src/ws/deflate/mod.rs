@@ -6,8 +6,9 @@
 //! one decompressor among all its connections, an idle connection holds none, and a topic
 //! message is compressed once for every subscriber. [`DeflateOptions::context_takeover`] turns
 //! takeover on for chat-like traffic, where each connection's history makes small messages
-//! much smaller, at about 350 KB per connection (zlib-rs, window 15) that has sent and
-//! received compressed messages.
+//! much smaller, at about 340 KB of server memory per connection that has sent and received a
+//! compressed message, 370 KB once a window's worth has gone through (zlib-rs, window 15;
+//! `benches/results/deflate.md`).
 
 mod codec;
 pub mod params;
@@ -66,7 +67,10 @@ impl DeflateOptions {
     }
 
     /// The largest window this endpoint compresses with, 8 to 15 (8 runs as 9, zlib's
-    /// smallest). Smaller windows use less memory per compressor and compress less.
+    /// smallest). Smaller windows use less memory per compressor and compress less, but the
+    /// lever is short: zlib-rs's 128 KB hash table and 112 KB of block buffers do not shrink
+    /// with the window, so with context takeover a connection at 10 bits still holds about
+    /// 215-240 KB instead of 340-370 KB.
     pub fn max_window_bits(mut self, bits: u8) -> Self {
         self.max_window_bits = bits.clamp(params::MIN_WINDOW_BITS, MAX_WINDOW_BITS);
         self
