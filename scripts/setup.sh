@@ -21,3 +21,6 @@ done
 if ! command -v cc >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
 fi
+
+# The interop tests' peers: Python websockets in .venv-interop, and Chromium.
+bash "$(dirname "$0")/interop-setup.sh"

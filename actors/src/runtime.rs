@@ -19,7 +19,9 @@ use crate::actor::{ActorEntry, ErasedActor};
 use crate::ctx::Ctx;
 use crate::handler::{Closed, Handler, Message};
 use crate::timer::{TimerId, INTERNAL, PING_TICK, PONG_DUE};
-use crate::topics::{Batch, Delivery, DeliveryLimits, SlowPolicy, Topics, BATCH_FRAME_MAX};
+use crate::topics::{
+    Batch, Delivery, DeliveryLimits, Outgoing, SlowPolicy, Topics, BATCH_FRAME_MAX,
+};
 use crate::upgrade::{Accepted, UpgradeRequest};
 
 /// The engine's context as the runtime uses it.
@@ -271,9 +273,11 @@ pub(crate) fn publish(
 ) -> Delivery {
     let now = cx.now();
     let (local, conns) = cx.split();
-    let delivery = local
-        .topics
-        .deliver(conns, topic, &frame, exclude, local.delivery_limits(now));
+    let mut out = Outgoing::new(frame.clone());
+    let delivery =
+        local
+            .topics
+            .deliver(conns, topic, &mut out, exclude, local.delivery_limits(now));
     local.stats.add(delivery);
     if forward {
         local.stats.published.fetch_add(1, Ordering::Relaxed);
@@ -302,9 +306,13 @@ fn deliver_batch(cx: &mut EngineCx<'_>) {
     };
     let now = cx.now();
     let (local, conns) = cx.split();
-    let d = local
-        .topics
-        .deliver(conns, &topic, &frames, None, local.delivery_limits(now));
+    let d = local.topics.deliver(
+        conns,
+        &topic,
+        &mut Outgoing::new(frames),
+        None,
+        local.delivery_limits(now),
+    );
     local.stats.add(Delivery {
         queued: d.queued * messages,
         dropped: d.dropped * messages,

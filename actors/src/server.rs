@@ -14,7 +14,8 @@ use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{self as engine, HttpResponse, Limits, ServerHandle, ShutdownReport};
 use ringsock_engine::ws::{
-    ClientHandshake, ClientOptions, CloseCode, Config, HandshakeError, ServerOptions,
+    ClientHandshake, ClientOptions, CloseCode, Config, DeflateOptions, HandshakeError,
+    ServerOptions,
 };
 use std::net::ToSocketAddrs;
 
@@ -144,6 +145,14 @@ impl ServerBuilder {
     pub fn header(mut self, name: &str, value: &str) -> Result<Self, InvalidHeader> {
         self.handshake = self.handshake.header(name, value)?;
         Ok(self)
+    }
+
+    /// Accepts permessage-deflate whenever a client offers it. The defaults
+    /// ([`DeflateOptions::new`]) suit push services: no context takeover, so a shard shares its
+    /// compressors and a topic message is compressed once for every subscriber.
+    pub fn deflate(mut self, options: DeflateOptions) -> Self {
+        self.handshake = self.handshake.deflate(options);
+        self
     }
 
     /// The full handshake options (extensions, a subprotocol selector).

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ringsock_actors::{
-    Accepted, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Message,
-    Running, Server,
+    Accepted, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Limits,
+    Message, Running, Server,
 };
 
 use support::*;
@@ -209,6 +209,125 @@ fn a_refused_connection_is_an_io_error(kind: BackendKind) {
     client.shutdown(Duration::from_secs(1));
 }
 
+/// A raw server that completes the handshake, sends close 1000, reads the client's close reply
+/// and then keeps the socket `hold` long before closing it (`None`: never; it waits for the
+/// client to close). Reports what it read after the reply: `Some(elapsed)` when the client
+/// closed the TCP connection (EOF after that long), `None` if it did not before the server did.
+fn closing_server(hold: Option<Duration>) -> (SocketAddr, mpsc::Receiver<Option<Duration>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut tcp, _)) = listener.accept() else {
+            return;
+        };
+        tcp.set_read_timeout(Some(STEP)).unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let text = String::from_utf8_lossy(&request);
+        let key = text
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            })
+            .expect("a key");
+        let accept = ringsock_engine::ws::handshake::accept_key(key.as_bytes());
+        write!(
+            tcp,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .unwrap();
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).unwrap();
+        // The client's masked close reply: 2 + 4 + 2 bytes.
+        let mut reply = [0u8; 8];
+        tcp.read_exact(&mut reply).unwrap();
+        assert_eq!(reply[0], 0x88, "a close frame");
+        let replied = std::time::Instant::now();
+        tcp.set_read_timeout(Some(hold.unwrap_or(STEP))).unwrap();
+        let seen = match tcp.read(&mut buf) {
+            Ok(0) => Some(replied.elapsed()),
+            _ => None,
+        };
+        let _ = tx.send(seen);
+    });
+    (addr, rx)
+}
+
+/// RFC 6455 section 7.1.1: after the close handshake the server closes the TCP connection
+/// first. The client keeps its socket open for it and reports the close once it has.
+fn the_client_waits_for_the_server_to_close_the_transport(kind: BackendKind) {
+    let hold = Duration::from_millis(300);
+    let (addr, server_saw) = closing_server(Some(hold));
+    let client = client_runtime(kind);
+    let (tx, rx) = mpsc::channel();
+    let handler = Client {
+        send: vec![],
+        expect: 1,
+        report: tx,
+    };
+    client.connect(&format!("ws://{addr}/"), handler).unwrap();
+    assert!(matches!(recv_within(&rx, STEP, "open"), Seen::Open(101)));
+    assert!(
+        rx.recv_timeout(hold / 2).is_err(),
+        "the close is reported only once the server has closed the transport"
+    );
+    let eof = recv_within(&server_saw, STEP, "the server's read");
+    assert_eq!(
+        eof, None,
+        "the client did not close the TCP connection first"
+    );
+    assert!(matches!(
+        recv_within(&rx, STEP, "the close"),
+        Seen::Closed(1000)
+    ));
+    client.shutdown(Duration::from_secs(1));
+}
+
+/// A server that never closes: the client gives up after `Limits::server_close_timeout`,
+/// closes the socket itself and reports the close, still clean.
+fn the_client_stops_waiting_for_a_server_that_does_not_close(kind: BackendKind) {
+    let (addr, server_saw) = closing_server(None);
+    raise_fd_limit();
+    let wait = Duration::from_millis(200);
+    let client = Server::builder()
+        .shards(1)
+        .backend(kind)
+        .pin_threads(false)
+        .limits(Limits {
+            server_close_timeout: wait,
+            ..Limits::default()
+        })
+        .start()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let handler = Client {
+        send: vec![],
+        expect: 1,
+        report: tx,
+    };
+    client.connect(&format!("ws://{addr}/"), handler).unwrap();
+    assert!(matches!(recv_within(&rx, STEP, "open"), Seen::Open(101)));
+    assert!(matches!(
+        recv_within(&rx, STEP, "the close"),
+        Seen::Closed(1000)
+    ));
+    let eof = recv_within(&server_saw, STEP, "the server's read").expect("the client closed");
+    assert!(
+        eof >= wait - Duration::from_millis(20) && eof < STEP,
+        "the client closed after {eof:?}, not after waiting {wait:?}"
+    );
+    client.shutdown(Duration::from_secs(1));
+}
+
 #[test]
 fn an_invalid_url_is_refused_at_once() {
     let client = client_runtime(BackendKind::Epoll);
@@ -235,4 +354,10 @@ on_both_backends! {
         a_refusal_is_a_typed_error_with_status_and_headers_epoll;
     a_refused_connection_is_an_io_error:
         a_refused_connection_is_an_io_error_io_uring, a_refused_connection_is_an_io_error_epoll;
+    the_client_waits_for_the_server_to_close_the_transport:
+        the_client_waits_for_the_server_to_close_the_transport_io_uring,
+        the_client_waits_for_the_server_to_close_the_transport_epoll;
+    the_client_stops_waiting_for_a_server_that_does_not_close:
+        the_client_stops_waiting_for_a_server_that_does_not_close_io_uring,
+        the_client_stops_waiting_for_a_server_that_does_not_close_epoll;
 }

@@ -1,7 +1,8 @@
-//! The client pool: thousands of connections over the shards, each echoing its own messages;
-//! redials with backoff after the server goes away and comes back; attempt limits; the dial
-//! rate as a ceiling.
+//! The client pool: thousands of connections over the shards, each echoing its own messages
+//! (hundreds over `wss://` with a test CA, and TLS failures without it); redials with backoff
+//! after the server goes away and comes back; attempt limits; the dial rate as a ceiling.
 
+mod dial_support;
 mod support;
 
 use std::io::{Read, Write};
@@ -11,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringsock_actors::{
-    Accepted, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, Handler,
-    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
+    Accepted, BackendKind, ClientOptions, ClientPool, Closed, ConnectError, Ctx, DialError,
+    Handler, HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
 };
 
+use dial_support::{wss_echo_server_for, Pki};
 use support::*;
 
 /// Echo for the server side.
@@ -103,16 +105,17 @@ impl Handler for Numbered {
     }
 }
 
-fn two_thousand_connections_echo_their_own_messages(kind: BackendKind) {
-    const N: usize = 2000;
-    let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());
-    let url = format!("ws://{}/echo", server.local_addrs()[0]);
+/// Opens `n` connections to `url` with `options` over two client shards, each running a
+/// [`Numbered`] echo, and checks that every one got its own messages back in order, that the
+/// counters add up, and that every connection closes cleanly at shutdown.
+fn pool_echoes_its_own_messages(kind: BackendKind, url: String, n: usize, options: ClientOptions) {
     let tally = Arc::new(Tally::default());
     let t = tally.clone();
     let pool = ClientPool::builder()
         .url(url)
-        .connections(N)
+        .connections(n)
         .max_connecting(256)
+        .options(options)
         .start(client_runtime(kind), move |slot: PoolSlot| {
             assert_eq!(slot.attempt, 0);
             Numbered {
@@ -123,31 +126,112 @@ fn two_thousand_connections_echo_their_own_messages(kind: BackendKind) {
         })
         .unwrap();
     let all_done = pool.wait(Duration::from_secs(30), |_| {
-        tally.done.load(Ordering::Relaxed) == N
+        tally.done.load(Ordering::Relaxed) == n
     });
     let st = pool.stats();
     assert!(
         all_done,
-        "{} of {N} connections got all their messages back; {st:?}",
+        "{} of {n} connections got all their messages back; {st:?}",
         tally.done.load(Ordering::Relaxed)
     );
     assert_eq!(tally.wrong.load(Ordering::Relaxed), 0);
     let shards = *tally.shards.lock().unwrap();
     assert_eq!(
         shards,
-        [N / 2, N / 2],
+        [n / 2, n / 2],
         "round robin over the client's shards"
     );
     assert_eq!(
         (st.dialed, st.opened, st.open, st.failed, st.connecting),
-        (N as u64, N as u64, N as u64, 0, 0)
+        (n as u64, n as u64, n as u64, 0, 0)
     );
-    let messages = (N * MESSAGES) as u64;
+    let messages = (n * MESSAGES) as u64;
     assert_eq!((st.messages_out, st.messages_in), (messages, messages));
     assert_eq!(st.bytes_out, st.bytes_in);
     let report = pool.shutdown(Duration::from_secs(5));
-    assert_eq!(report.closed_cleanly, N, "{report:?}");
+    assert_eq!(report.closed_cleanly, n, "{report:?}");
+}
+
+fn two_thousand_connections_echo_their_own_messages(kind: BackendKind) {
+    let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());
+    let url = format!("ws://{}/echo", server.local_addrs()[0]);
+    pool_echoes_its_own_messages(kind, url, 2000, ClientOptions::new());
     server.shutdown(Duration::from_secs(1));
+}
+
+/// The same over `wss://`: TLS on the client's shards, trusting the test CA, against the
+/// tokio-rustls echo server (ringsock's server does not speak TLS).
+fn wss_connections_echo_their_own_messages(kind: BackendKind) {
+    const N: usize = 200;
+    let pki = Pki::localhost();
+    let (addr, server) = wss_echo_server_for(pki.server_config(false), N);
+    let options = ClientOptions::new().tls(pki.trusting());
+    pool_echoes_its_own_messages(kind, format!("wss://{addr}/echo"), N, options);
+    // Every connection ended as the server wants it: close handshake, then TLS close_notify.
+    for _ in 0..N {
+        let saw = recv_within(&server, STEP, "the server's report");
+        assert_eq!(saw.result, Ok(()));
+    }
+}
+
+/// Without the test CA every `wss://` dial fails on the server's certificate: the pool counts
+/// the failures, redials and gives up as its policy says, and opens nothing.
+fn wss_dials_without_the_test_ca_fail_on_tls(kind: BackendKind) {
+    /// Sorts the failures it hears: certificate errors, anything else.
+    #[derive(Default)]
+    struct Failures {
+        certificate: AtomicUsize,
+        other: Mutex<Vec<String>>,
+    }
+    struct Untrusting(Arc<Failures>);
+    impl Handler for Untrusting {
+        type Msg = ();
+        fn on_connect_failed(&mut self, error: DialError) {
+            match error {
+                DialError::Tls(e) if e.is_certificate_error() => {
+                    self.0.certificate.fetch_add(1, Ordering::Relaxed);
+                }
+                other => self.0.other.lock().unwrap().push(other.to_string()),
+            }
+        }
+    }
+    const N: usize = 20;
+    let pki = Pki::localhost();
+    // Each slot dials twice: the first dial and one redial.
+    let (addr, server) = wss_echo_server_for(pki.server_config(false), 2 * N);
+    let failures = Arc::new(Failures::default());
+    let f = failures.clone();
+    let policy = Reconnect::new(Duration::from_millis(1), Duration::from_millis(1)).attempts(1);
+    // Mozilla's roots only: the test CA is unknown.
+    let pool = ClientPool::builder()
+        .url(format!("wss://{addr}/echo"))
+        .connections(N)
+        .reconnect(policy)
+        .start(client_runtime(kind), move |_| Untrusting(f.clone()))
+        .unwrap();
+    assert!(
+        pool.wait(STEP, |s| s.gave_up == N as u64 && s.connecting == 0),
+        "{:?}",
+        pool.stats()
+    );
+    // Let anything stray show up before counting.
+    std::thread::sleep(Duration::from_millis(50));
+    let st = pool.stats();
+    assert_eq!(
+        (st.dialed, st.failed, st.reconnects, st.gave_up),
+        (2 * N as u64, 2 * N as u64, N as u64, N as u64),
+        "{st:?}"
+    );
+    assert_eq!((st.opened, st.open, st.messages_in), (0, 0, 0), "{st:?}");
+    assert_eq!(*failures.other.lock().unwrap(), Vec::<String>::new());
+    assert_eq!(failures.certificate.load(Ordering::Relaxed), 2 * N);
+    // Each dial told the server why before it closed.
+    for _ in 0..2 * N {
+        let saw = recv_within(&server, STEP, "the server's report");
+        let result = saw.result.unwrap_err();
+        assert!(result.contains("UnknownCA"), "{result}");
+    }
+    pool.shutdown(Duration::from_secs(1));
 }
 
 /// Records when each slot was dialled and closed, to check the backoff between them.
@@ -573,6 +657,12 @@ on_both_backends! {
     two_thousand_connections_echo_their_own_messages:
         two_thousand_connections_echo_their_own_messages_io_uring,
         two_thousand_connections_echo_their_own_messages_epoll;
+    wss_connections_echo_their_own_messages:
+        wss_connections_echo_their_own_messages_io_uring,
+        wss_connections_echo_their_own_messages_epoll;
+    wss_dials_without_the_test_ca_fail_on_tls:
+        wss_dials_without_the_test_ca_fail_on_tls_io_uring,
+        wss_dials_without_the_test_ca_fail_on_tls_epoll;
     redials_with_backoff_when_the_server_goes_away_and_comes_back:
         redials_with_backoff_when_the_server_goes_away_and_comes_back_io_uring,
         redials_with_backoff_when_the_server_goes_away_and_comes_back_epoll;

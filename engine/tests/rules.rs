@@ -374,6 +374,76 @@ fn an_unanswered_close_times_out_with_1006_at_the_deadline() {
     assert_eq!(s.poll_timeout(), None);
 }
 
+/// RFC 6455 section 7.1.1: the server closes the TCP connection first. A client that waits for
+/// it reports the close when the transport ends (clean: the handshake finished), keeps the
+/// transport open until then, and ignores anything that still arrives.
+#[test]
+fn a_client_reports_the_close_once_the_server_has_closed_the_transport() {
+    let now = Instant::now();
+    let mut c = client();
+    c.wait_for_server_close(Some(Duration::from_secs(2)));
+    let mut input = server_frame(true, 0, 8, &close_payload(1000, b"bye"));
+    input.extend(server_frame(true, 0, 1, b"late"));
+    let mut data = &input[..];
+    assert_eq!(c.recv(&mut data, now), None, "held until the server closes");
+    assert!(data.is_empty(), "the rest is ignored");
+    assert_eq!(c.state(), State::Closed);
+    assert!(
+        !c.is_closed(),
+        "the transport stays open for the server to close"
+    );
+    assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(2)));
+    assert_eq!(sent_close_code(&mut c), 1000, "the reply goes out at once");
+    assert_eq!(c.poll_event(), None);
+    c.transport_closed();
+    assert!(c.is_closed());
+    assert!(
+        matches!(c.poll_event(), Some(Event::Close(cl)) if cl.code.0 == 1000 && cl.reason == "bye")
+    );
+    assert_eq!(c.poll_event(), None);
+    assert_eq!(c.poll_timeout(), None);
+}
+
+/// A server that does not close the transport gets `wait_for_server_close`'s time; then the
+/// close (still clean) is reported and the client may close the transport itself. The same
+/// holds when the client started the close.
+#[test]
+fn a_client_stops_waiting_for_the_server_to_close_at_the_deadline() {
+    let now = Instant::now();
+    let mut c = client();
+    c.wait_for_server_close(Some(Duration::from_secs(2)));
+    c.close(CloseCode::NORMAL, "", now).unwrap();
+    assert_eq!(sent_close_code(&mut c), 1000);
+    let later = now + Duration::from_secs(1);
+    let mut data = &server_frame(true, 0, 8, &close_payload(1000, b""))[..];
+    assert_eq!(c.recv(&mut data, later), None);
+    assert_eq!(c.poll_timeout(), Some(later + Duration::from_secs(2)));
+    c.handle_timeout(later + Duration::from_millis(1999));
+    assert!(!c.is_closed());
+    assert_eq!(c.poll_event(), None);
+    c.handle_timeout(later + Duration::from_secs(2));
+    assert!(c.is_closed());
+    assert!(matches!(c.poll_event(), Some(Event::Close(cl)) if cl.code.0 == 1000));
+    assert!(output(&mut c).is_empty(), "nothing more is sent");
+    c.transport_closed();
+    assert_eq!(c.poll_event(), None, "closed once only");
+}
+
+/// Without the wait (the protocol core's default) and in the server role, the close is
+/// reported as soon as the handshake is done.
+#[test]
+fn without_the_wait_a_close_is_reported_at_once() {
+    let mut c = client();
+    let ev = feed(&mut c, &server_frame(true, 0, 8, &close_payload(1000, b"")));
+    assert!(matches!(&ev[..], [Event::Close(cl)] if cl.code.0 == 1000));
+    assert!(c.is_closed());
+    let mut s = server();
+    s.wait_for_server_close(Some(Duration::from_secs(2)));
+    let ev = feed(&mut s, &client_frame(true, 0, 8, &close_payload(1000, b"")));
+    assert!(matches!(&ev[..], [Event::Close(cl)] if cl.code.0 == 1000));
+    assert!(s.is_closed(), "a server does not wait for itself");
+}
+
 #[test]
 fn messages_still_arrive_while_closing() {
     let now = Instant::now();

@@ -251,6 +251,89 @@ fn every_scenario_runs_and_reports_json() {
     assert!(field(&j, "per_second").starts_with('['), "{j}");
 }
 
+/// permessage-deflate end to end: negotiated on every connection, every echo inflated and equal
+/// to what was sent, fewer bytes on the wire than payload bytes; and the idle exchange against
+/// the actors server with takeover.
+#[test]
+fn deflate_echo_and_exchange() {
+    let echo = Server::start(
+        env!("CARGO_BIN_EXE_ringsock-echo"),
+        &["--shards", "1", "--backend", "epoll"],
+    );
+    for flag in ["--deflate", "--deflate-takeover"] {
+        let j = load(&[
+            "echo",
+            "--addr",
+            &echo.addr,
+            "--conns",
+            "3",
+            "--size",
+            "1024",
+            "--depth",
+            "2",
+            "--payload",
+            "json",
+            flag,
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+        ]);
+        assert_eq!(num(&j, "deflate_conns"), 3.0, "{j}");
+        assert_eq!(num(&j, "errors"), 0.0, "{j}");
+        assert_eq!(num(&j, "bad_frames"), 0.0, "{j}");
+        assert!(num(&j, "msgs") > 0.0, "{j}");
+        // JSON text compresses well below its size either way; the frames' headers are in it.
+        assert!(num(&j, "wire_ratio") < 0.7, "{j}");
+        assert_eq!(num(&j, "payload_out_per_msg"), 1024.0, "{j}");
+    }
+    // Without the extension the same traffic is the payload plus the frame headers.
+    let j = load(&[
+        "echo",
+        "--addr",
+        &echo.addr,
+        "--conns",
+        "2",
+        "--size",
+        "1024",
+        "--payload",
+        "json",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.2",
+    ]);
+    assert_eq!(num(&j, "deflate_conns"), 0.0, "{j}");
+    assert!(num(&j, "wire_ratio") > 1.0, "{j}");
+    drop(echo);
+
+    let actors = Server::start(
+        env!("CARGO_BIN_EXE_ringsock-fanout"),
+        &["--idle", "--deflate-takeover", "--deflate-window", "10"],
+    );
+    let j = load(&[
+        "idle",
+        "--addr",
+        &actors.addr,
+        "--conns",
+        "20",
+        "--hold",
+        "0.2",
+        "--exchange",
+        "3",
+        "--size",
+        "500",
+        "--payload",
+        "json",
+        "--deflate-takeover",
+        "--server-pid",
+        &actors.pid(),
+    ]);
+    assert_eq!(num(&j, "deflate_conns"), 20.0, "{j}");
+    assert_eq!(num(&j, "exchanged"), 20.0, "{j}");
+    assert_eq!(num(&j, "errors"), 0.0, "{j}");
+}
+
 #[test]
 fn bad_arguments_fail_with_usage() {
     let out = Command::new(env!("CARGO_BIN_EXE_ringsock-load"))

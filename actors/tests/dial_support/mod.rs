@@ -1,6 +1,7 @@
 //! Helpers for the outgoing-connection tests over TLS and proxies: a client handler that reports
 //! what it sees, a test PKI made with rcgen at run time, a `wss://` echo server
-//! (tokio-tungstenite over tokio-rustls), and an HTTP CONNECT proxy written here.
+//! (tokio-tungstenite over tokio-rustls) for one connection or a pool's, and an HTTP CONNECT
+//! proxy written here.
 //!
 //! Every wait is bounded by [`STEP`]; the servers' threads end on their own.
 
@@ -240,59 +241,84 @@ pub struct ServerSaw {
 /// A tokio-tungstenite echo server over tokio-rustls on a loopback port, for one connection;
 /// its report arrives on the receiver.
 pub fn wss_echo_server(config: Arc<ServerConfig>) -> (SocketAddr, mpsc::Receiver<ServerSaw>) {
+    wss_echo_server_for(config, 1)
+}
+
+/// As [`wss_echo_server`], for `connections` connections served at once (a pool's); one report
+/// per connection, in the order they end.
+pub fn wss_echo_server_for(
+    config: Arc<ServerConfig>,
+    connections: usize,
+) -> (SocketAddr, mpsc::Receiver<ServerSaw>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        run(STEP * 2, async move {
+        run(STEP * 3, async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            let Ok(Ok((tcp, _))) = tokio::time::timeout(STEP, listener.accept()).await else {
-                return;
-            };
-            let accept = TlsAcceptor::from(config).accept(tcp).into_fallible();
-            let tls = match tokio::time::timeout(STEP, accept).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err((e, mut tcp))) => {
-                    // Keep the socket until the client closes it, so the alert is read before
-                    // any reset.
-                    let mut sink = Vec::new();
-                    let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut sink)).await;
-                    let _ = tx.send(ServerSaw {
-                        sni: None,
-                        result: Err(format!("TLS: {e}")),
-                    });
-                    return;
-                }
-                Err(_) => return,
-            };
-            let sni = tls.get_ref().1.server_name().map(str::to_owned);
-            let result = async {
-                let mut ws = tokio_tungstenite::accept_async(tls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                while let Some(msg) = ws.next().await {
-                    let msg = msg.map_err(|e| e.to_string())?;
-                    if msg.is_text() || msg.is_binary() {
-                        ws.send(msg).await.map_err(|e| e.to_string())?;
-                    }
-                }
-                // After the close handshake the client ends TLS cleanly: tokio-rustls reports
-                // an end without close_notify as an error.
-                let mut rest = Vec::new();
-                ws.get_mut()
-                    .read_to_end(&mut rest)
-                    .await
-                    .map_err(|e| format!("the TLS stream did not end cleanly: {e}"))?;
-                Ok(())
-            };
-            let result = tokio::time::timeout(STEP, result)
-                .await
-                .unwrap_or_else(|_| Err("the echo did not end".into()));
-            let _ = tx.send(ServerSaw { sni, result });
+            let mut served = Vec::new();
+            for _ in 0..connections {
+                let Ok(Ok((tcp, _))) = tokio::time::timeout(STEP, listener.accept()).await else {
+                    break;
+                };
+                served.push(tokio::spawn(echo_over_tls(tcp, config.clone(), tx.clone())));
+            }
+            for connection in served {
+                let _ = connection.await;
+            }
         })
     });
     (addr, rx)
+}
+
+/// Serves one `wss://` connection: TLS, the WebSocket handshake, echoes until the client
+/// closes; then reports what it saw.
+async fn echo_over_tls(
+    tcp: tokio::net::TcpStream,
+    config: Arc<ServerConfig>,
+    report: mpsc::Sender<ServerSaw>,
+) {
+    let accept = TlsAcceptor::from(config).accept(tcp).into_fallible();
+    let tls = match tokio::time::timeout(STEP, accept).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err((e, mut tcp))) => {
+            // Keep the socket until the client closes it, so the alert is read before any
+            // reset.
+            let mut sink = Vec::new();
+            let _ = tokio::time::timeout(STEP, tcp.read_to_end(&mut sink)).await;
+            let _ = report.send(ServerSaw {
+                sni: None,
+                result: Err(format!("TLS: {e}")),
+            });
+            return;
+        }
+        Err(_) => return,
+    };
+    let sni = tls.get_ref().1.server_name().map(str::to_owned);
+    let result = async {
+        let mut ws = tokio_tungstenite::accept_async(tls)
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(msg) = ws.next().await {
+            let msg = msg.map_err(|e| e.to_string())?;
+            if msg.is_text() || msg.is_binary() {
+                ws.send(msg).await.map_err(|e| e.to_string())?;
+            }
+        }
+        // After the close handshake the client ends TLS cleanly: tokio-rustls reports an end
+        // without close_notify as an error.
+        let mut rest = Vec::new();
+        ws.get_mut()
+            .read_to_end(&mut rest)
+            .await
+            .map_err(|e| format!("the TLS stream did not end cleanly: {e}"))?;
+        Ok(())
+    };
+    let result = tokio::time::timeout(STEP, result)
+        .await
+        .unwrap_or_else(|_| Err("the echo did not end".into()));
+    let _ = report.send(ServerSaw { sni, result });
 }
 
 // ------------------------------------------------------------------------------------------

@@ -290,6 +290,8 @@ pub fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// The RSV bits as they sit in the first byte (RSV1 = 0x40: compressed).
+    pub rsv: u8,
     pub opcode: u8,
     pub payload: Vec<u8>,
 }
@@ -313,6 +315,12 @@ pub struct Raw {
 impl Raw {
     /// Connects and completes a handshake on `target` (path and query), expecting 101.
     pub fn upgraded(addr: SocketAddr, target: &str) -> Raw {
+        Raw::upgraded_with(addr, target, "").0
+    }
+
+    /// [`Raw::upgraded`] with extra request header lines (each ending in CRLF); also returns
+    /// the 101 response head.
+    pub fn upgraded_with(addr: SocketAddr, target: &str, headers: &str) -> (Raw, String) {
         let stream = TcpStream::connect_timeout(&addr, STEP).expect("connect");
         stream.set_read_timeout(Some(STEP)).unwrap();
         stream.set_write_timeout(Some(STEP)).unwrap();
@@ -325,17 +333,17 @@ impl Raw {
             format!(
                 "GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
+                 Sec-WebSocket-Version: 13\r\n{headers}\r\n"
             )
             .as_bytes(),
         );
         let head = raw.read_head();
-        let text = String::from_utf8_lossy(&head);
+        let text = String::from_utf8_lossy(&head).into_owned();
         assert!(
             text.starts_with("HTTP/1.1 101 "),
             "expected 101, got {text:?}"
         );
-        raw
+        (raw, text)
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -403,6 +411,7 @@ impl Raw {
         self.buf.drain(..at + len);
         Ok(Frame {
             fin: b0 & 0x80 != 0,
+            rsv: b0 & 0x70,
             opcode: b0 & 0x0F,
             payload,
         })

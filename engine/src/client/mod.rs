@@ -10,8 +10,11 @@
 //! certificates compiled in (`webpki-roots`), the same on every machine whatever its CA store.
 //! [`TlsOptions`] adds private CAs, drops the built-in roots, or sets a client certificate.
 
+mod endpoint;
 mod proxy;
 mod tls;
+
+pub(crate) use endpoint::{Endpoint, Schemes};
 
 pub use proxy::{Proxy, ProxyError};
 pub(crate) use tls::TlsLayers;

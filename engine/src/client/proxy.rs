@@ -3,8 +3,7 @@
 
 use std::fmt;
 
-use url::{Host, Url};
-
+use super::endpoint::{Endpoint, Schemes};
 use super::tls::TlsConfig;
 use crate::http::{
     parse_response, validate_header, HeadError, HeadLimits, HeadWriter, Headers, InvalidHeader,
@@ -55,42 +54,13 @@ impl Proxy {
     /// A proxy at `url` (`http://[user:pass@]host[:port]`, or `https://` for TLS to the proxy);
     /// the port defaults to 80 or 443. A path in the URL is ignored.
     pub fn new(url: &str) -> Result<Proxy, ProxyError> {
-        // The URL is left out of error texts: its userinfo may hold a password.
-        let url = Url::parse(url).map_err(|e| ProxyError::InvalidUrl(e.to_string()))?;
-        let secure = match url.scheme() {
-            "http" => false,
-            "https" => true,
-            other => {
-                return Err(ProxyError::InvalidUrl(format!(
-                    "the scheme must be http: or https:, not {other}:"
-                )))
-            }
-        };
-        let host = match url.host() {
-            Some(Host::Domain(d)) if !d.is_empty() => d.to_owned(),
-            Some(Host::Ipv4(a)) => a.to_string(),
-            Some(Host::Ipv6(a)) => a.to_string(),
-            _ => return Err(ProxyError::InvalidUrl("the URL has no host".into())),
-        };
-        let port = url
-            .port_or_known_default()
-            .unwrap_or(if secure { 443 } else { 80 });
-        let authorization = (!url.username().is_empty() || url.password().is_some()).then(|| {
-            let mut credentials = crate::ws::handshake::percent_decode(url.username());
-            credentials.push(b':');
-            credentials.extend(crate::ws::handshake::percent_decode(
-                url.password().unwrap_or_default(),
-            ));
-            format!(
-                "Basic {}",
-                base64_simd::STANDARD.encode_to_string(credentials)
-            )
-        });
+        let endpoint = Endpoint::parse(url, Schemes::HTTP)
+            .map_err(|e| ProxyError::InvalidUrl(e.to_string()))?;
         Ok(Proxy {
-            host,
-            port,
-            secure,
-            authorization,
+            host: endpoint.host,
+            port: endpoint.port,
+            secure: endpoint.secure,
+            authorization: endpoint.basic_auth,
             headers: Vec::new(),
             tls: None,
             limits: HeadLimits::DEFAULT,

@@ -46,7 +46,9 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 
-use super::{Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK};
+use super::{
+    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK,
+};
 
 /// Most connections accepted from one listener in one `wait`: bounds the time a connection storm
 /// can keep the shard from serving the connections it already has.
@@ -661,6 +663,14 @@ impl Backend for EpollBackend {
             .as_slice()
             .get(start..start + len.min(self.pool.size))
             .unwrap_or(&[])
+    }
+
+    fn trim(&mut self) {
+        // Buffers are read into only by `wait` on this thread: every buffer not lent is free.
+        let pool = &self.pool;
+        release_runs(&pool.lent, pool.size, |start, len| {
+            pool.mem.release(start, len)
+        });
     }
 
     fn recycle(&mut self, buf: BufId) {

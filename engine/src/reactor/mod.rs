@@ -241,6 +241,12 @@ pub trait Backend {
     /// Gives a lent buffer back to the pool.
     fn recycle(&mut self, buf: BufId);
 
+    /// Returns the memory of receive buffers the shard does not hold to the kernel (the pages
+    /// fault in again, zeroed, when next written). For a shard that has been idle a while:
+    /// the first messages of a burst touch many buffers, and without this an idle server would
+    /// keep them resident for good. Call right after a `wait` that completed nothing.
+    fn trim(&mut self);
+
     /// A handle that wakes this backend's `wait` from other threads.
     fn waker(&self) -> Waker;
 }
@@ -250,6 +256,22 @@ pub trait Backend {
 /// memory is a mapping of its own that stays unbacked; it only has to be valid, writable memory
 /// of this length, whatever the socket.
 const SKIP_CHUNK: usize = 4 << 20;
+
+/// Calls `release(start, len)` for each run of consecutive buffers (of `size` bytes) that are
+/// not lent, so a mostly idle pool goes back in one or a few calls.
+fn release_runs(lent: &[bool], size: usize, mut release: impl FnMut(usize, usize)) {
+    let mut run_start = None;
+    for (i, &held) in lent.iter().chain([&true]).enumerate() {
+        match (held, run_start) {
+            (false, None) => run_start = Some(i),
+            (true, Some(first)) => {
+                release(first * size, (i - first) * size);
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+}
 
 /// The most chunks one gathered send takes (Linux's IOV_MAX is 1024; fewer keeps the msghdr
 /// small and one send's latency bounded).
@@ -296,5 +318,21 @@ pub fn create(
             Ok(b) => Ok((Box::new(b), None)),
             Err(e) => Ok((Box::new(epoll::EpollBackend::new(pool)?), Some(e))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_runs;
+
+    #[test]
+    fn release_runs_covers_each_run_of_free_buffers_once() {
+        let lent = [false, false, true, false, true, true, false];
+        let mut got = Vec::new();
+        release_runs(&lent, 10, |start, len| got.push((start, len)));
+        assert_eq!(got, [(0, 20), (30, 10), (60, 10)]);
+        let mut none = Vec::new();
+        release_runs(&[true, true], 10, |start, len| none.push((start, len)));
+        assert!(none.is_empty());
     }
 }

@@ -63,6 +63,28 @@ impl PoolMem {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// Gives the pages wholly inside `start..start + len` back to the kernel; they read as
+    /// zeros afterwards and cost memory again only once written. The caller guarantees nothing
+    /// (the kernel included) is writing that range meanwhile.
+    pub fn release(&self, start: usize, len: usize) {
+        const PAGE: usize = 4096;
+        let end = (start + len).min(self.len) & !(PAGE - 1);
+        let start = (start + PAGE - 1) & !(PAGE - 1);
+        if start >= end {
+            return;
+        }
+        // SAFETY: `start..end` is page-aligned and inside the mapping; MADV_DONTNEED on a private
+        // anonymous mapping only drops page contents (reads then see zeros), and the caller
+        // vouches that no write into the range is in progress.
+        unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(start).cast(),
+                end - start,
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+
     /// The whole mapping, writable.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
@@ -88,6 +110,24 @@ mod tests {
         assert_eq!(mem.as_ptr() as usize % 4096, 0);
         assert!(mem.as_slice().iter().all(|&b| b == 0));
         mem.as_mut_slice()[4096 * 3 + 9] = 7;
+        mem.as_mut_slice()[4096 + 1] = 9;
+        mem.release(4096, 4096);
+        assert_eq!(
+            mem.as_slice()[4096 + 1],
+            0,
+            "a released page reads as zeros"
+        );
+        assert_eq!(
+            mem.as_slice()[4096 * 3 + 9],
+            7,
+            "pages outside the range stay"
+        );
+        mem.release(1, 4094);
+        assert_eq!(
+            mem.as_slice()[4096 * 3 + 9],
+            7,
+            "a range inside one page releases nothing"
+        );
         assert_eq!(mem.as_slice()[4096 * 3 + 9], 7);
         assert!(PoolMem::new(0).is_err());
     }

@@ -79,7 +79,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
-use super::{Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK};
+use super::{
+    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK,
+};
 
 /// Submission queue entries. A shard submits once per loop turn; 4096 covers a burst of that many
 /// new connections or sends in one turn, and a fuller queue is submitted early (see `push`).
@@ -954,6 +956,10 @@ impl UringBackend {
     }
 }
 
+/// The name of the preferred ring setup, under which the kernel fills receive buffers only
+/// while the shard waits.
+const DEFER_SETUP: &str = "single_issuer+defer_taskrun";
+
 /// Creates the ring with the best setup the kernel accepts.
 fn build_ring() -> io::Result<(IoUring, &'static str)> {
     let mut last = None;
@@ -966,7 +972,7 @@ fn build_ring() -> io::Result<(IoUring, &'static str)> {
                     .setup_single_issuer()
                     .setup_defer_taskrun()
                     .setup_submit_all();
-                "single_issuer+defer_taskrun"
+                DEFER_SETUP
             }
             1 => {
                 builder.setup_coop_taskrun().setup_submit_all();
@@ -1333,6 +1339,20 @@ impl Backend for UringBackend {
         }
     }
 
+    fn trim(&mut self) {
+        // Only with DEFER_TASKRUN is it safe: the kernel then fills buffers only inside `wait`,
+        // so once `wait` left the completion queue empty, every buffer the shard does not hold
+        // sits untouched in the ring. Otherwise a receive may have filled one whose completion
+        // is not reaped yet, and releasing it would lose those bytes.
+        if self.setup != DEFER_SETUP || !self.ring.completion().is_empty() {
+            return;
+        }
+        let pool = &self.pool;
+        release_runs(&pool.lent, pool.size, |start, len| {
+            pool.data.release(start, len)
+        });
+    }
+
     fn recycle(&mut self, buf: BufId) {
         let index = buf.0 as usize;
         // Only a lent buffer goes back: recycling twice would put one buffer in two ring slots.
@@ -1538,6 +1558,51 @@ mod tests {
             "{out:?}"
         );
         assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn trim_releases_buffers_the_shard_does_not_hold() {
+        let mut b = backend(4, 8192);
+        let token = Token::new(1, 1);
+        let (_l, mut client, _fd) = connected(&mut b, token);
+        let mut received = Vec::new();
+        for byte in [b'a', b'b'] {
+            client.write_all(&[byte; 100]).unwrap();
+            pump(&mut b, |_, c| match c {
+                Completion::Received { buf, len, .. } => {
+                    received.push((buf, len));
+                    true
+                }
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        let (held, held_len) = received[0];
+        let (returned, _) = received[1];
+        b.recycle(returned);
+        let mut out = Vec::new();
+        b.wait(Some(Duration::ZERO), &mut out).unwrap();
+        assert!(out.is_empty());
+        b.trim();
+        assert_eq!(
+            b.buffer(held, held_len),
+            [b'a'; 100],
+            "a held buffer keeps its bytes"
+        );
+        let at = usize::from(returned.0) * b.pool.size;
+        assert!(
+            b.pool.data.as_slice()[at..at + 100].iter().all(|&x| x == 0),
+            "a returned buffer was given back (reads as zeros)"
+        );
+        // Released buffers take data again.
+        b.recycle(held);
+        client.write_all(b"after trim").unwrap();
+        pump(&mut b, |b, c| match c {
+            Completion::Received { buf, len, .. } => {
+                assert_eq!(b.buffer(buf, len), b"after trim");
+                true
+            }
+            other => panic!("unexpected {other:?}"),
+        });
     }
 
     #[test]

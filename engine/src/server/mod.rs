@@ -49,6 +49,11 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// How long a sent close frame waits for the peer's before the connection is cut (1006).
     pub close_timeout: Duration,
+    /// Outgoing connections: how long, after the close handshake, the client waits for the
+    /// server to close the TCP connection before closing it itself; the close is reported when
+    /// the connection is over ([`crate::ws::Connection::wait_for_server_close`]). 2 s, as Chromium
+    /// waits (`kUnderlyingConnectionCloseTimeoutSeconds`).
+    pub server_close_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -60,6 +65,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
             close_timeout: Duration::from_secs(30),
+            server_close_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -179,6 +179,11 @@ const PLAIN_KEEP: usize = 64 << 10;
 /// cancelling and re-arming the multishot receive) that a short copy does not.
 const SKIP_MIN: u64 = 16 << 10;
 
+/// How long a shard goes without receiving before it gives its receive buffers' memory back
+/// ([`Backend::trim`]). Long enough that a steady stream never pays the page faults of
+/// refilling them; short enough that an idle server's memory follows its connections.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
+
 /// A shard's state, owned by its thread.
 pub(crate) struct Shard<S: Service> {
     backend: Box<dyn Backend>,
@@ -192,6 +197,8 @@ pub(crate) struct Shard<S: Service> {
     max_connections: usize,
     shutdown: Option<Instant>,
     report: Report,
+    /// When the last bytes arrived, while receive buffers may hold memory to give back.
+    pool_used: Option<Instant>,
 }
 
 /// How a shard is made: everything but its reactor.
@@ -228,6 +235,7 @@ impl<S: Service> Shard<S> {
             max_connections: parts.max_connections,
             shutdown: None,
             report: Report::default(),
+            pool_used: None,
         }
     }
 
@@ -250,6 +258,10 @@ impl<S: Service> Shard<S> {
                 };
                 wake_at = Some(wake_at.map_or(cut, |t| t.min(cut)));
             }
+            if let Some(used) = self.pool_used {
+                let trim_at = used + TRIM_AFTER;
+                wake_at = Some(wake_at.map_or(trim_at, |t| t.min(trim_at)));
+            }
             let mut timeout = wake_at.map(|t| t.saturating_duration_since(now));
             if posts_left
                 || (timeout != Some(Duration::ZERO) && !self.world.remote.prepare_sleep(shard))
@@ -260,6 +272,13 @@ impl<S: Service> Shard<S> {
             self.world.remote.awake(shard);
             waited?;
             let now = Instant::now();
+            match self.pool_used {
+                Some(used) if completions.is_empty() && now >= used + TRIM_AFTER => {
+                    self.backend.trim();
+                    self.pool_used = None;
+                }
+                _ => {}
+            }
             for completion in completions.drain(..) {
                 self.on_completion(completion, now);
             }
@@ -306,6 +325,7 @@ impl<S: Service> Shard<S> {
             Completion::Accepted { fd } => self.on_accepted(fd, now),
             Completion::AcceptFailed(_) => {}
             Completion::Received { token, buf, len } => {
+                self.pool_used = Some(now);
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
@@ -544,7 +564,10 @@ impl<S: Service> Shard<S> {
             ..
         } = *dialing;
         let rest = head.split_off(used).freeze();
-        let ws = Connection::new(Role::Client, config, Extensions::new(accepted.extensions));
+        let mut ws = Connection::new(Role::Client, config, Extensions::new(accepted.extensions));
+        // The server closes the TCP connection first (RFC 6455 section 7.1.1); the socket stays
+        // open for it, and the close is reported when it has, or when this side gives up.
+        ws.wait_for_server_close(Some(self.settings.limits.server_close_timeout));
         conn.phase = Phase::Ws(Box::new(Open {
             ws,
             session,

@@ -140,6 +140,7 @@ impl Backend for Scripted {
         &self.buffers[buf.0 as usize][..len]
     }
     fn recycle(&mut self, _buf: BufId) {}
+    fn trim(&mut self) {}
     fn waker(&self) -> Waker {
         self.waker.clone()
     }

@@ -266,6 +266,13 @@ pub struct Connection {
     state: State,
     /// Data payloads are skipped ([`Connection::discard_payloads`]).
     discard: bool,
+    /// A client's close handshake is done and its [`Event::Close`] waits in `pending` for the
+    /// server to close the transport ([`Connection::wait_for_server_close`]).
+    close_held: bool,
+    /// How long that wait may last, in milliseconds; 0: the close is reported at once. (A u32
+    /// beside the flags, where a `Duration` in `Config` would grow every connection by 16
+    /// bytes.)
+    server_close_wait_ms: u32,
     extensions: Extensions,
 
     // Receiving.
@@ -314,6 +321,8 @@ impl Connection {
             config,
             state: State::Open,
             discard: false,
+            close_held: false,
+            server_close_wait_ms: 0,
             extensions,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
@@ -343,13 +352,29 @@ impl Connection {
     }
 
     /// Whether the connection is over and the transport may be shut once output is flushed.
+    /// A client waiting for the server to close the transport after the close handshake
+    /// ([`Connection::wait_for_server_close`]) is in [`State::Closed`] but not yet closed here.
     pub fn is_closed(&self) -> bool {
-        self.state == State::Closed
+        self.state == State::Closed && !self.close_held
     }
 
     /// The limits this connection runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Client role: once the close handshake is done, wait up to `timeout` for the server to
+    /// close the transport before reporting [`Event::Close`] (`None` or zero: report it at
+    /// once, the default). RFC 6455 section 7.1.1 has the server close the TCP connection
+    /// first, so that the server, not every client, holds the TIME_WAIT state; and the close
+    /// is then reported when the connection is really over, as browsers do.
+    /// [`Connection::transport_closed`] or [`Connection::handle_timeout`] lets it out;
+    /// [`Connection::is_closed`] stays false until then, so a transport driven by it is not
+    /// shut first. The engine's outgoing connections wait (`Limits::server_close_timeout`).
+    /// Whole milliseconds, at most about 49 days.
+    pub fn wait_for_server_close(&mut self, timeout: Option<Duration>) {
+        let ms = timeout.map_or(0, |t| t.as_millis().min(u32::MAX.into()) as u32);
+        self.server_close_wait_ms = ms;
     }
 
     /// Whether the handshake negotiated any extension (frames are then encoded per message and
@@ -426,7 +451,7 @@ impl Connection {
     /// closed, further input is discarded.
     pub fn recv(&mut self, input: &mut &[u8], now: Instant) -> Option<Event> {
         loop {
-            if let Some(event) = self.pending.pop_front() {
+            if let Some(event) = self.poll_event() {
                 return Some(event);
             }
             if self.state == State::Closed {
@@ -527,6 +552,9 @@ impl Connection {
     /// Returns an event decided without new input (after [`Connection::handle_timeout`] or
     /// [`Connection::transport_closed`]), if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if self.close_held {
+            return None;
+        }
         self.pending.pop_front()
     }
 
@@ -755,6 +783,15 @@ impl Connection {
                             self.write_frame(OpCode::Close, Rsv::NONE, &reply[..n]);
                         }
                         self.enter_closed();
+                        if self.role == Role::Client && self.server_close_wait_ms > 0 {
+                            // Reported once the server has closed the transport, or after
+                            // the wait (then this side closes it).
+                            self.close_held = true;
+                            self.close_deadline =
+                                Some(now + Duration::from_millis(self.server_close_wait_ms.into()));
+                            self.pending.push_back(Event::Close(close));
+                            return None;
+                        }
                         Some(Event::Close(close))
                     }
                     Err(e) => {
@@ -839,9 +876,13 @@ impl Connection {
     }
 
     /// Tells the connection its transport ended (EOF or reset). If the close handshake had not
-    /// finished, [`Event::Close`] with 1006 becomes available from [`Connection::poll_event`].
+    /// finished, [`Event::Close`] with 1006 becomes available from [`Connection::poll_event`];
+    /// a client's close held for the server to close the transport is let out as it was.
     pub fn transport_closed(&mut self) {
-        if self.state != State::Closed {
+        if self.close_held {
+            // The server closed after the close handshake, as it should: the close is clean.
+            self.release_close();
+        } else if self.state != State::Closed {
             self.enter_closed();
             self.pending.push_back(Event::Close(CloseFrame {
                 code: CloseCode::ABNORMAL,
@@ -855,13 +896,21 @@ impl Connection {
         self.close_deadline
     }
 
-    /// Advances time: a close handshake unanswered past its deadline ends with 1006.
+    /// Advances time: a close handshake unanswered past its deadline ends with 1006; a client
+    /// that waited ([`Connection::wait_for_server_close`]) for the server to close the transport
+    /// reports its close (still clean: the handshake finished) and may now close it itself.
     pub fn handle_timeout(&mut self, now: Instant) {
         if let Some(deadline) = self.close_deadline {
-            if now >= deadline && self.state == State::Closing {
+            if now >= deadline && (self.state == State::Closing || self.close_held) {
                 self.transport_closed();
             }
         }
+    }
+
+    /// Lets the held [`Event::Close`] out.
+    fn release_close(&mut self) {
+        self.close_held = false;
+        self.close_deadline = None;
     }
 
     // ----------------------------------------------------------------------------------------
@@ -876,6 +925,31 @@ impl Connection {
     /// Queues a binary message.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
         self.send_data(DataKind::Binary, data)
+    }
+
+    /// When the active extensions encode every message the same way whatever came before, a
+    /// key naming that encoding (`Some(0)` with no extension): connections with equal keys can
+    /// be sent one encoded copy of a message. `None` when an extension keeps context (e.g.
+    /// compression with context takeover), so each message must go through
+    /// [`Connection::send_shared`].
+    pub fn stateless_key(&self) -> Option<u64> {
+        self.extensions.stateless_key()
+    }
+
+    /// Encodes a data message through stateless extensions, to frame once (with its RSV bits)
+    /// and queue to every connection of the same [`Connection::stateless_key`] with
+    /// [`Connection::send_raw_frames`]. `None` when an extension keeps context.
+    pub fn encode_stateless(
+        &mut self,
+        kind: DataKind,
+        payload: Bytes,
+    ) -> Option<Result<ExtMessage, ExtensionError>> {
+        self.extensions.stateless_key()?;
+        Some(self.extensions.encode(ExtMessage {
+            kind,
+            rsv: Rsv::NONE,
+            payload,
+        }))
     }
 
     /// Queues a message whose payload is already shared bytes; the server role queues large

@@ -299,6 +299,14 @@ pub trait ExtensionSession: Send {
         message: ExtMessage,
         max_length: usize,
     ) -> Result<ExtMessage, ExtensionError>;
+
+    /// When this session encodes every message the same way whatever was sent before (it keeps
+    /// no context), a key naming that encoding: sessions with equal keys give equal output for
+    /// equal input, so a message for many connections is encoded once per key. `None` (the
+    /// default): each connection encodes for itself.
+    fn stateless_key(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The sessions active on one connection, in negotiated order, with the RSV bits they own.
@@ -343,6 +351,15 @@ impl Extensions {
     /// The RSV bits some active session owns; any other bit on a frame is a protocol error.
     pub fn rsv(&self) -> Rsv {
         self.rsv
+    }
+
+    /// The key of the whole chain's encoding when every session is stateless (see
+    /// [`ExtensionSession::stateless_key`]); `Some(0)` when no extension is active.
+    pub fn stateless_key(&self) -> Option<u64> {
+        self.sessions.iter().try_fold(0u64, |acc, s| {
+            s.stateless_key()
+                .map(|k| acc.rotate_left(17) ^ k.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        })
     }
 
     /// Runs an outgoing message through every session in order.

@@ -216,9 +216,15 @@ impl FrameHeader {
 /// One whole unmasked frame (server to client) carrying `payload`: a message framed once and
 /// then queued to many connections with [`crate::ws::Connection::send_raw_frames`].
 pub fn server_frame(opcode: OpCode, payload: &[u8]) -> bytes::Bytes {
+    server_frame_rsv(opcode, 0, payload)
+}
+
+/// [`server_frame`] with RSV bits set: a message an extension encoded once for many
+/// connections (a compressed topic message).
+pub fn server_frame_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> bytes::Bytes {
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv: rsv & RSV_MASK,
         opcode,
         mask: None,
         payload_len: payload.len() as u64,

@@ -7,6 +7,7 @@
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod extension;
 pub mod frame;
 pub mod handshake;
@@ -16,8 +17,9 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Event, PingId, ProtocolError, Role, SendError, State};
+pub use deflate::{DeflateOptions, PerMessageDeflate};
 pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
-pub use frame::{client_frame, server_frame, FrameError, FrameHeader, OpCode};
+pub use frame::{client_frame, server_frame, server_frame_rsv, FrameError, FrameHeader, OpCode};
 pub use handshake::{
     accept_key, is_websocket_upgrade, AcceptError, Accepted, ClientAccepted, ClientHandshake,
     ClientOptions, Decision, HandshakeError, ProtocolSelector, Refusal, ServerOptions,

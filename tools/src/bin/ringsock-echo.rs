@@ -1,12 +1,17 @@
 //! `ringsock-echo`: a WebSocket echo server. It answers every text and binary message with the
 //! same message and takes part in the close handshake; Autobahn|Testsuite and the benchmarks run
 //! against it. SIGINT or SIGTERM shuts it down gracefully (close 1001 to every client).
+//!
+//! permessage-deflate is accepted whenever a client offers it, with context takeover (an echo
+//! is a conversation, where each connection's history pays), so Autobahn's 12.x and 13.x cases
+//! and interop clients find it without flags.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{Echo, Server};
+use ringsock_engine::ws::{DeflateOptions, ServerOptions};
 use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
 
 const USAGE: &str =
@@ -15,7 +20,9 @@ const USAGE: &str =
   --shards   shard threads (default: one per core)
   --backend  reactor backend (default: auto, or RINGSOCK_BACKEND)
   --buffers N --buffer-size BYTES
-             receive pool per shard (default 512 x 65536)";
+             receive pool per shard (default 512 x 65536)
+  --no-deflate
+             refuse permessage-deflate (default: accepted when offered, with context takeover)";
 
 fn main() -> ExitCode {
     match run() {
@@ -32,6 +39,7 @@ fn run() -> Result<(), String> {
     let mut builder = Server::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut pool = PoolConfig::default();
+    let mut deflate = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -66,6 +74,7 @@ fn run() -> Result<(), String> {
                     .parse()
                     .map_err(|e| format!("--buffer-size: {e}"))?;
             }
+            "--no-deflate" => deflate = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -80,6 +89,10 @@ fn run() -> Result<(), String> {
         builder = builder.bind(addr);
     }
     builder = builder.pool(pool);
+    if deflate {
+        builder = builder
+            .handshake(ServerOptions::new().deflate(DeflateOptions::new().context_takeover(true)));
+    }
     block_termination_signals();
     let server = builder
         .start(Echo)

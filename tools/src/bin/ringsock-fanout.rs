@@ -3,7 +3,9 @@
 //! topic; a publisher thread publishes `--size`-byte binary messages to it through
 //! [`Running::publish`], in bursts of `--burst`, either at `--rate` messages per second or flat out
 //! (backing off while the shard's mailbox is full). `--idle` leaves out the subscription and the
-//! publisher: what is left is the per-connection cost of an actors connection.
+//! publisher: what is left is the per-connection cost of an actors connection. An idle
+//! connection answers each message with the same message, so that a memory benchmark can make
+//! every connection compress and inflate (`--deflate`, `--deflate-takeover`) before it idles.
 //!
 //! SIGINT or SIGTERM stops the publisher, shuts the server down and prints the server's counters
 //! as one JSON line on stdout (`dropped` must be 0 for every delivery to be a real one).
@@ -14,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message, Running, Server};
+use ringsock_actors::{
+    Accepted, BackendKind, Closed, Ctx, DataKind, DeflateOptions, Handler, Message, Running, Server,
+};
 use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
 
 const TOPIC: &str = "fanout";
@@ -36,7 +40,12 @@ const USAGE: &str = "usage: ringsock-fanout [options]
                        server's, 1 MiB); skipped deliveries are counted in `dropped`
   --subscribers N      publish only while at least N connections subscribe (default 1): the
                        run starts once all subscribers are in and ends as the first one leaves
-  --idle               no subscription and no publisher (the idle-memory benchmark)";
+  --idle               no subscription and no publisher (the idle-memory benchmark); each
+                       message received is echoed
+  --deflate            accept permessage-deflate without context takeover (the default: one
+                       compressor and decompressor per shard, none per connection)
+  --deflate-takeover   accept it with context takeover (own contexts per connection)
+  --deflate-window B   compress with at most 2^B-byte windows and ask the same of clients (9-15)";
 
 /// The per-connection state of the fan-out benchmark: one `u64`.
 struct Subscriber {
@@ -57,15 +66,21 @@ impl Handler for Subscriber {
     }
 }
 
-/// The same state without the subscription, for the idle-memory benchmark.
+/// The same state without the subscription, for the idle-memory benchmark. It echoes what it
+/// receives: the memory benchmark of permessage-deflate has each connection send a message and
+/// read the echo, so that the server has compressed and inflated on it before it idles.
 struct Idle {
     received: u64,
 }
 
 impl Handler for Idle {
     type Msg = ();
-    fn on_message(&mut self, _: &mut Ctx<'_, '_, Self>, _: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
         self.received += 1;
+        match message {
+            Message::Text(t) => ctx.send(DataKind::Text, t.into_bytes()),
+            Message::Binary(b) => ctx.send(DataKind::Binary, b),
+        };
     }
 }
 
@@ -80,6 +95,7 @@ struct Options {
     high_water: Option<usize>,
     subscribers: usize,
     idle: bool,
+    deflate: Option<DeflateOptions>,
 }
 
 fn parse() -> Result<Option<Options>, String> {
@@ -94,7 +110,9 @@ fn parse() -> Result<Option<Options>, String> {
         high_water: None,
         subscribers: 1,
         idle: false,
+        deflate: None,
     };
+    let (mut deflate, mut takeover, mut window) = (false, false, None::<u8>);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -122,6 +140,11 @@ fn parse() -> Result<Option<Options>, String> {
             "--high-water" => o.high_water = Some(num("--high-water", value("--high-water")?)?),
             "--subscribers" => o.subscribers = num("--subscribers", value("--subscribers")?)?,
             "--idle" => o.idle = true,
+            "--deflate" => deflate = true,
+            "--deflate-takeover" => (deflate, takeover) = (true, true),
+            "--deflate-window" => {
+                window = Some(num("--deflate-window", value("--deflate-window")?)?)
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -132,6 +155,16 @@ fn parse() -> Result<Option<Options>, String> {
     if o.addrs.is_empty() {
         o.addrs
             .push("127.0.0.1:9001".parse().expect("a valid address"));
+    }
+    if window.is_some() && !deflate {
+        return Err("--deflate-window needs --deflate or --deflate-takeover".into());
+    }
+    if deflate {
+        let mut d = DeflateOptions::new().context_takeover(takeover);
+        if let Some(bits) = window {
+            d = d.max_window_bits(bits).request_max_window_bits(bits);
+        }
+        o.deflate = Some(d);
     }
     Ok(Some(o))
 }
@@ -157,6 +190,9 @@ fn run(o: Options) -> Result<(), String> {
         .mailbox(o.mailbox);
     if let Some(high) = o.high_water {
         builder = builder.high_water(high, high / 2);
+    }
+    if let Some(deflate) = &o.deflate {
+        builder = builder.deflate(deflate.clone());
     }
     for addr in &o.addrs {
         builder = builder.bind(*addr);

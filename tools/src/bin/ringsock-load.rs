@@ -9,15 +9,24 @@
 //! - `fanout`: N subscribers to a server that pushes to all of them (`ringsock-fanout`); counts
 //!   what arrives: messages and bytes per second, each second's count.
 //! - `idle`: opens N connections and holds them; with `--server-pid`, the server's `VmRSS`
-//!   growth per connection.
+//!   growth per connection at the end of the hold (the idle steady state).
 //! - `connect`: handshakes per second: each of `--concurrency` slots connects, gets its 101,
 //!   closes (1000), and dials again at once; also the dial-to-101 latency.
+//!
+//! `--deflate` offers permessage-deflate (`--deflate-takeover` with context takeover), and
+//! `--payload json` sends JSON-like text that differs from message to message, so that
+//! compression ratios are real ones. The echo report then adds the bytes on the wire per
+//! message: the TCP payload bytes the generator's sockets sent and received over the measured
+//! window (`TCP_INFO` of every socket, [`process_tcp_bytes`]) over the messages, beside the
+//! payload bytes.
 //!
 //! It is meant not to be the bottleneck, so by default it does what a full client does only
 //! where the server can tell: every handshake is real and every frame is parsed and checked,
 //! but the message is framed and masked once ([`PreparedMessage`]: its bytes are queued as they
 //! are, shared from 1 KiB up) and received payloads are skipped ([`Ctx::discard_payloads`]:
-//! only their lengths are checked). `--strict` turns both off. Latency timestamps are the shard
+//! only their lengths are checked). `--strict` turns both off. With an extension in use
+//! (permessage-deflate) neither shortcut applies: each message is compressed per connection as
+//! any client would, each echo is inflated and compared byte for byte with what was sent. Latency timestamps are the shard
 //! loop's turn times (no clock read per message), and each shard keeps its own histogram,
 //! merged into the report every 100 ms.
 //!
@@ -39,18 +48,19 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use ringsock_actors::{
-    BackendKind, ClientPool, Closed, Ctx, DataKind, DialError, Handler, Message, PoolStats,
-    PreparedMessage, Reconnect, Server, ShutdownReport, Utf8Bytes,
+    BackendKind, ClientOptions, ClientPool, Closed, Ctx, DataKind, DeflateOptions, DialError,
+    Handler, Message, PoolStats, PreparedMessage, Reconnect, Server, ShutdownReport, Utf8Bytes,
 };
 use ringsock_engine::reactor::PoolConfig;
 use ringsock_tools::{
-    process_cpu_seconds, process_rss_kib, raise_nofile_limit, self_cpu_seconds, system_busy_seconds,
+    json, process_cpu_seconds, process_rss_kib, process_tcp_bytes, raise_nofile_limit,
+    self_cpu_seconds, system_busy_seconds,
 };
 
 const USAGE: &str = "usage:
   ringsock-load echo    --url URL --conns N --size BYTES --depth D [--binary] --duration SECS
   ringsock-load fanout  --url URL --conns N [--size BYTES] --duration SECS
-  ringsock-load idle    --url URL --conns N --hold SECS
+  ringsock-load idle    --url URL --conns N --hold SECS [--exchange N --size BYTES]
   ringsock-load connect --url URL --concurrency N --duration SECS
 options:
   --url ws://HOST:PORT/PATH   where to connect (or --addr IP:PORT [--path /PATH])
@@ -70,7 +80,16 @@ options:
   --strict            send and receive as an ordinary client: a fresh masking key and a copy
                       per message sent, payloads kept and text checked for UTF-8 on receipt
                       (default: the message is framed and masked once and sent as is, and
-                      received payloads are skipped, only their lengths checked)";
+                      received payloads are skipped, only their lengths checked)
+  --payload P         fill: the letters a-z over and over, one message for all (default);
+                      json: JSON-like text, a different message each time (sequence number,
+                      timestamp, fields from small vocabularies; at least 64 bytes)
+  --deflate           offer permessage-deflate without context takeover (the engine's default:
+                      each message compressed on its own); echoes are inflated and compared
+  --deflate-takeover  offer it with context takeover both ways (implies --deflate)
+  --deflate-window B  the largest window to compress with and to ask of the server (9-15)
+  --exchange N        idle: each connection first sends N messages of --size bytes, one echo at
+                      a time, then idles; memory is read after all have finished (default 0)";
 
 /// Longest time to wait for all connections to open.
 const OPEN_LIMIT: Duration = Duration::from_secs(60);
@@ -126,6 +145,13 @@ struct Args {
     json: bool,
     quiet: bool,
     strict: bool,
+    /// `--payload json`: JSON-like messages, each different.
+    json_payload: bool,
+    /// The permessage-deflate offer, if any.
+    deflate: Option<DeflateOptions>,
+    /// ... and whether it asks for context takeover.
+    deflate_takeover: bool,
+    exchange: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -164,7 +190,12 @@ fn parse_args() -> Result<Option<Args>, String> {
         json: false,
         quiet: false,
         strict: false,
+        json_payload: false,
+        deflate: None,
+        deflate_takeover: false,
+        exchange: 0,
     };
+    let (mut deflate, mut takeover, mut window) = (false, false, None::<u8>);
     let mut addr: Option<String> = None;
     let mut path = "/".to_owned();
     fn num<T: std::str::FromStr>(name: &str, v: Option<String>) -> Result<T, String>
@@ -215,6 +246,17 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--json" => a.json = true,
             "--quiet" => a.quiet = true,
             "--strict" => a.strict = true,
+            "--payload" => {
+                a.json_payload = match args.next().as_deref() {
+                    Some("json") => true,
+                    Some("fill") => false,
+                    other => return Err(format!("--payload: json or fill, not {other:?}")),
+                }
+            }
+            "--deflate" => deflate = true,
+            "--deflate-takeover" => (deflate, takeover) = (true, true),
+            "--deflate-window" => window = Some(num("--deflate-window", args.next())?),
+            "--exchange" => a.exchange = num("--exchange", args.next())?,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -236,6 +278,26 @@ fn parse_args() -> Result<Option<Args>, String> {
     }
     if a.mode == Mode::Echo && a.depth == 0 {
         return Err("--depth must be at least 1".into());
+    }
+    if window.is_some() && !deflate {
+        return Err("--deflate-window needs --deflate or --deflate-takeover".into());
+    }
+    if deflate {
+        let mut o = DeflateOptions::new().context_takeover(takeover);
+        if let Some(bits) = window {
+            o = o.max_window_bits(bits).request_max_window_bits(bits);
+        }
+        a.deflate = Some(o);
+        a.deflate_takeover = takeover;
+    }
+    if a.json_payload && a.size < json::MIN_SIZE {
+        return Err(format!(
+            "--payload json needs --size {} or more",
+            json::MIN_SIZE
+        ));
+    }
+    if a.exchange > 0 && a.mode != Mode::Idle {
+        return Err("--exchange is for the idle scenario".into());
     }
     if a.shards == 0 || a.open_batch == 0 {
         return Err("--shards and --open-batch must be at least 1".into());
@@ -301,14 +363,22 @@ const CLOSING: u8 = 3;
 /// State every handler of the run reads (and rarely writes).
 struct Shared {
     phase: AtomicU8,
-    /// The message echo connections send: framed once, sent as is.
-    prepared: PreparedMessage,
-    /// ... or, with `--strict`, its payload, masked afresh for every send.
-    payload: Bytes,
+    /// The messages connections send, each framed once and sent as is (with an extension in
+    /// use, compressed per connection instead). One for `--payload fill`; for `--payload json`
+    /// a cycle of distinct ones that each connection walks from its own place.
+    prepared: Vec<PreparedMessage>,
+    /// ... or, with `--strict`, their payloads, masked afresh for every send.
+    payloads: Vec<Bytes>,
     kind: DataKind,
     strict: bool,
     size: usize,
     depth: usize,
+    /// Idle: messages each connection exchanges before idling.
+    exchange: usize,
+    /// Connections whose handshake agreed on permessage-deflate.
+    deflated: AtomicU64,
+    /// Idle: connections that have finished their exchange.
+    exchanged: AtomicU64,
     /// Merged latency samples of all shards.
     hist: Mutex<Histogram<u64>>,
     /// Replies of the wrong size, echoes of nothing, connections that ended early.
@@ -323,14 +393,60 @@ impl Shared {
         self.phase.load(Ordering::Relaxed)
     }
 
-    /// Sends the run's message.
+    /// Sends message `i` of the run's cycle.
     #[inline]
-    fn send<H: Handler>(&self, ctx: &mut Ctx<'_, '_, H>) {
+    fn send<H: Handler>(&self, ctx: &mut Ctx<'_, '_, H>, i: usize) {
         if self.strict {
-            ctx.send(self.kind, self.payload.clone());
+            ctx.send(self.kind, self.payloads[i].clone());
         } else {
-            ctx.send_prepared(&self.prepared);
+            ctx.send_prepared(&self.prepared[i]);
         }
+    }
+
+    /// Where connection `index` starts in the cycle: spread out, so that connections do not
+    /// send the same message at the same time.
+    fn start(&self, index: usize) -> usize {
+        index.wrapping_mul(7919) % self.payloads.len()
+    }
+
+    /// The message after `i` in the cycle.
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.payloads.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// Checks an echo of message `i`: its length always, its bytes when the connection keeps
+    /// payloads (`--strict`, or an extension in use: then they are inflated, never skipped).
+    fn check_echo(&self, message: &Message, i: usize, kept: bool) {
+        let got = message.as_bytes();
+        let want = &self.payloads[i];
+        if got.len() != want.len() {
+            self.bad_frames.fetch_add(1, Ordering::Relaxed);
+            self.sample(format!(
+                "an echo of {} bytes, {} expected",
+                got.len(),
+                want.len()
+            ));
+        } else if kept && got != &want[..] {
+            self.bad_frames.fetch_add(1, Ordering::Relaxed);
+            self.sample("an echo that differs from the message sent".into());
+        }
+    }
+
+    /// Notes whether the handshake agreed on permessage-deflate; true if it did.
+    fn note_deflate<H: Handler>(&self, ctx: &mut Ctx<'_, '_, H>) -> bool {
+        let agreed = ctx.response().is_some_and(|r| {
+            r.headers()
+                .tokens("sec-websocket-extensions")
+                .any(|e| e.trim_start().starts_with("permessage-deflate"))
+        });
+        if agreed {
+            self.deflated.fetch_add(1, Ordering::Relaxed);
+        }
+        agreed
     }
 
     fn sample(&self, what: String) {
@@ -394,17 +510,34 @@ fn flush_into(shared: &Shared, r: &mut Recorder, now: Instant) {
 
 // ---- the handlers -----------------------------------------------------------------------------
 
-/// Echo: keeps `depth` messages in flight; each echo is timed and answered with a new message.
+/// Echo: keeps `depth` messages in flight; each echo is timed, checked and answered with the
+/// next message.
 struct EchoConn {
     shared: Arc<Shared>,
-    /// Send times of the messages in flight, oldest first.
-    in_flight: VecDeque<Instant>,
+    /// Send times and cycle positions of the messages in flight, oldest first.
+    in_flight: VecDeque<(Instant, usize)>,
+    /// The next message of the cycle to send.
+    next: usize,
+    /// Whether received payloads are kept (so echoes can be compared byte for byte).
+    kept: bool,
+}
+
+impl EchoConn {
+    fn send(&mut self, ctx: &mut Ctx<'_, '_, Self>, now: Instant) {
+        let i = self.next;
+        self.shared.send(ctx, i);
+        self.in_flight.push_back((now, i));
+        self.next = self.shared.next(i);
+    }
 }
 
 impl Handler for EchoConn {
     type Msg = ();
 
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        // Skipping payloads has no effect with an extension in use: they are inflated anyway.
+        let deflated = self.shared.note_deflate(ctx);
+        self.kept = self.shared.strict || deflated;
         if !self.shared.strict {
             ctx.discard_payloads(true);
         }
@@ -413,37 +546,28 @@ impl Handler for EchoConn {
         }
         let now = ctx.now();
         for _ in 0..self.shared.depth {
-            self.shared.send(ctx);
-            self.in_flight.push_back(now);
+            self.send(ctx, now);
         }
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
         let now = ctx.now();
-        let shared = &*self.shared;
-        let phase = shared.phase();
-        let Some(sent) = self.in_flight.pop_front() else {
-            shared.bad_frames.fetch_add(1, Ordering::Relaxed);
-            shared.sample("an echo of a message that was never sent".into());
+        let phase = self.shared.phase();
+        let Some((sent, i)) = self.in_flight.pop_front() else {
+            self.shared.bad_frames.fetch_add(1, Ordering::Relaxed);
+            self.shared
+                .sample("an echo of a message that was never sent".into());
             return;
         };
-        if message.as_bytes().len() != shared.size {
-            shared.bad_frames.fetch_add(1, Ordering::Relaxed);
-            shared.sample(format!(
-                "an echo of {} bytes, {} expected",
-                message.as_bytes().len(),
-                shared.size
-            ));
-        }
+        self.shared.check_echo(&message, i, self.kept);
         if phase == MEASURE {
             let ns = now.saturating_duration_since(sent).as_nanos() as u64;
-            record(shared, now, ns);
+            record(&self.shared, now, ns);
         } else {
-            flush(shared, now);
+            flush(&self.shared, now);
         }
         if phase <= MEASURE {
-            shared.send(ctx);
-            self.in_flight.push_back(now);
+            self.send(ctx, now);
         }
     }
 
@@ -468,22 +592,53 @@ fn unexpected_close(shared: &Shared, closed: &Closed) {
     }
 }
 
-/// Fan-out subscriber and idle connection: receives, checks sizes, sends nothing.
+/// Fan-out subscriber and idle connection: receives, checks sizes, sends nothing (an idle
+/// connection with `--exchange` first sends its messages, one echo at a time).
 struct Listener {
     shared: Arc<Shared>,
     check_size: bool,
+    /// Idle with `--exchange`: messages still to send, the one awaiting its echo, and whether
+    /// payloads are kept.
+    to_send: usize,
+    awaiting: Option<usize>,
+    next: usize,
+    kept: bool,
+}
+
+impl Listener {
+    /// Sends the next message of the exchange, or counts the connection as done.
+    fn exchange(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        if self.to_send == 0 {
+            self.shared.exchanged.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.to_send -= 1;
+        self.shared.send(ctx, self.next);
+        self.awaiting = Some(self.next);
+        self.next = self.shared.next(self.next);
+    }
 }
 
 impl Handler for Listener {
     type Msg = ();
 
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        let deflated = self.shared.note_deflate(ctx);
+        self.kept = self.shared.strict || deflated;
         if !self.shared.strict {
             ctx.discard_payloads(true);
         }
+        if self.shared.exchange > 0 {
+            self.exchange(ctx);
+        }
     }
 
-    fn on_message(&mut self, _: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        if let Some(i) = self.awaiting.take() {
+            self.shared.check_echo(&message, i, self.kept);
+            self.exchange(ctx);
+            return;
+        }
         if self.check_size && message.as_bytes().len() != self.shared.size {
             self.shared.bad_frames.fetch_add(1, Ordering::Relaxed);
             self.shared.sample(format!(
@@ -534,6 +689,22 @@ impl Handler for Churn {
 }
 
 // ---- the run ----------------------------------------------------------------------------------
+
+/// The payloads to send: the letters a-z over and over (one message for every send), or a
+/// cycle of distinct JSON-like messages. The cycle is at least 256 KiB (and 8 messages; at most
+/// 4096), eight times the largest DEFLATE window: when a connection comes round to a message
+/// again, its earlier copy has long left the compressor's window, so with context takeover
+/// each message compresses as a fresh one would, without generating one per send.
+fn payloads(a: &Args) -> Vec<Vec<u8>> {
+    if !a.json_payload {
+        return vec![(0..a.size).map(|i| b'a' + (i % 26) as u8).collect()];
+    }
+    let count = (256 * 1024usize).div_ceil(a.size).clamp(8, 4096);
+    json::messages(count, a.size, 0x5eed)
+        .into_iter()
+        .map(String::into_bytes)
+        .collect()
+}
 
 /// The receive pool unless `--buffers` says otherwise: for echoes of 4 KiB and more, 64 buffers
 /// instead of the runtime's 512. The io_uring backend hands its buffers out in ring order, so
@@ -601,32 +772,39 @@ fn run(a: &Args) -> Result<Report, String> {
             a.conns
         ));
     }
-    // Leaked once, so that queueing it costs no reference count: a static `Bytes` clones as a
+    // Leaked once, so that queueing one costs no reference count: a static `Bytes` clones as a
     // pointer copy.
-    let payload: &'static [u8] = (0..a.size)
-        .map(|i| b'a' + (i % 26) as u8)
-        .collect::<Vec<u8>>()
-        .leak();
-    let payload = Bytes::from_static(payload);
+    let payloads: Vec<Bytes> = payloads(a)
+        .into_iter()
+        .map(|p| Bytes::from_static(p.leak()))
+        .collect();
     let kind = if a.binary {
         DataKind::Binary
     } else {
         DataKind::Text
     };
-    let prepared = PreparedMessage::new(match kind {
-        DataKind::Binary => Message::Binary(payload.clone()),
-        DataKind::Text => {
-            Message::Text(Utf8Bytes::try_from_bytes(payload.clone()).expect("the payload is ASCII"))
-        }
-    });
+    let prepared = payloads
+        .iter()
+        .map(|payload| {
+            PreparedMessage::new(match kind {
+                DataKind::Binary => Message::Binary(payload.clone()),
+                DataKind::Text => Message::Text(
+                    Utf8Bytes::try_from_bytes(payload.clone()).expect("the payload is ASCII"),
+                ),
+            })
+        })
+        .collect();
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(WARMUP),
         prepared,
-        payload,
+        payloads,
         kind,
         strict: a.strict,
         size: a.size,
         depth: a.depth,
+        exchange: a.exchange,
+        deflated: AtomicU64::new(0),
+        exchanged: AtomicU64::new(0),
         hist: Mutex::new(histogram()),
         bad_frames: AtomicU64::new(0),
         unexpected_closes: AtomicU64::new(0),
@@ -653,6 +831,9 @@ fn run(a: &Args) -> Result<Report, String> {
         .connections(a.conns)
         .max_connecting(a.open_batch)
         .local_addrs(a.src.iter().copied());
+    if let Some(deflate) = &a.deflate {
+        builder = builder.options(ClientOptions::new().deflate(deflate.clone()));
+    }
     if let Some(rate) = a.rate {
         builder = builder.rate(rate);
     }
@@ -660,15 +841,21 @@ fn run(a: &Args) -> Result<Report, String> {
     let opened_at = Instant::now();
     let s = shared.clone();
     let pool = match a.mode {
-        Mode::Echo => builder.start(runtime, move |_| EchoConn {
+        Mode::Echo => builder.start(runtime, move |slot| EchoConn {
             shared: s.clone(),
             in_flight: VecDeque::with_capacity(s.depth),
+            next: s.start(slot.index),
+            kept: false,
         }),
         Mode::Fanout | Mode::Idle => {
             let check_size = a.mode == Mode::Fanout;
-            builder.start(runtime, move |_| Listener {
+            builder.start(runtime, move |slot| Listener {
                 shared: s.clone(),
                 check_size,
+                to_send: s.exchange,
+                awaiting: None,
+                next: s.start(slot.index),
+                kept: false,
             })
         }
         Mode::Connect => builder
@@ -740,6 +927,11 @@ struct Run<'a> {
 impl Run<'_> {
     fn pool(&self) -> &ClientPool {
         self.pool.as_ref().expect("the pool runs until the end")
+    }
+
+    /// Whether the deflate offer asks for context takeover.
+    fn takeover(&self) -> bool {
+        self.a.deflate.is_some() && self.a.deflate_takeover
     }
 
     /// One progress line on stderr: connections and message rates since the last one.
@@ -831,12 +1023,15 @@ impl Run<'_> {
         let a = self.a;
         self.run_until(Instant::now() + a.warmup, |_| {});
         let before = self.pool().stats();
+        // The sockets' byte counters next to the message counters they are divided by.
+        let tcp0 = process_tcp_bytes();
         let errors_before = self.errors(&before);
         let c0 = Clocks::now(a.server_pid);
         self.shared.phase.store(MEASURE, Ordering::Relaxed);
         self.run_until(c0.at + a.duration, |_| {});
         self.shared.phase.store(DRAIN, Ordering::Relaxed);
         let after = self.pool().stats();
+        let tcp1 = process_tcp_bytes();
         let c1 = Clocks::now(a.server_pid);
         let secs = (c1.at - c0.at).as_secs_f64();
         let errors_in_window = self.errors(&after) - errors_before;
@@ -857,16 +1052,34 @@ impl Run<'_> {
         // The pool is gone: its last reading stands in (what closing found is in `Shared`).
         let errors = self.errors(&after);
         let bad = self.shared.bad_frames.load(Ordering::Relaxed);
-        let human = format!(
-            "{label}{conns} conns x {size} B {kind}, depth {depth}, {shards} shard(s): \
+        let wire = Wire::between(&before, &after, tcp0, tcp1);
+        let deflated = self.shared.deflated.load(Ordering::Relaxed);
+        let human =
+            format!(
+            "{label}{conns} conns x {size} B {kind}{deflate}, depth {depth}, {shards} shard(s): \
              {msgs_per_s:.0} msgs/s, {mb_per_s:.1} MB/s, p50 {p50:.0} us, p90 {p90:.0} us, \
-             p99 {p99:.0} us, p99.9 {p999:.0} us, max {max:.0} us; errors {errors} (bad frames \
-             {bad}); cpu: generator {gen:.0}%{srv}{other}; {closed} of {opened} closed \
+             p99 {p99:.0} us, p99.9 {p999:.0} us, max {max:.0} us; on the wire per message: \
+             {wire_out} B out, {wire_in} B in ({ratio} of the payload); errors {errors} (bad \
+             frames {bad}); cpu: generator {gen:.0}%{srv}{other}; {closed} of {opened} closed \
              cleanly{samples}",
             label = self.label(),
             conns = a.conns,
             size = a.size,
-            kind = if a.binary { "binary" } else { "text" },
+            kind = match (a.binary, a.json_payload) {
+                (true, _) => "binary",
+                (false, true) => "JSON text",
+                (false, false) => "text",
+            },
+            deflate = match &a.deflate {
+                Some(_) => format!(
+                    ", permessage-deflate {} on {deflated} conns",
+                    if self.takeover() { "with takeover" } else { "without takeover" }
+                ),
+                None => String::new(),
+            },
+            wire_out = opt_num(wire.out_per_msg, 1),
+            wire_in = opt_num(wire.in_per_msg, 1),
+            ratio = opt_num(wire.ratio, 3),
             depth = a.depth,
             shards = a.shards,
             gen = cpu.gen,
@@ -883,11 +1096,26 @@ impl Run<'_> {
              \"p90_us\":{p90:.1},\"p99_us\":{p99:.1},\"p999_us\":{p999:.1},\"max_us\":{max:.1},\
              \"samples\":{count},\"errors\":{errors},\"errors_in_window\":{errors_in_window},\
              \"bad_frames\":{bad},\"gen_cpu_pct\":{gen:.1},\"server_cpu_pct\":{srv},\
-             \"other_cpu_pct\":{other},\"closed_cleanly\":{closed}}}",
+             \"other_cpu_pct\":{other},\"closed_cleanly\":{closed},\"payload\":\"{payload}\",\
+             \"deflate\":{deflate},\"deflate_conns\":{deflated},\"payload_out_per_msg\":{pout},\
+             \"payload_in_per_msg\":{pin},\"wire_out_per_msg\":{wout},\"wire_in_per_msg\":{win},\
+             \"wire_ratio\":{ratio},\"tcp_sockets\":{sockets}}}",
             head = self.json_head(),
             size = a.size,
             depth = a.depth,
             binary = a.binary,
+            payload = if a.json_payload { "json" } else { "fill" },
+            deflate = match &a.deflate {
+                None => "null",
+                Some(_) if self.takeover() => "\"takeover\"",
+                Some(_) => "\"no-takeover\"",
+            },
+            pout = opt_num(wire.payload_out_per_msg, 1),
+            pin = opt_num(wire.payload_in_per_msg, 1),
+            wout = json_num(wire.out_per_msg, 1),
+            win = json_num(wire.in_per_msg, 1),
+            ratio = json_num(wire.ratio, 4),
+            sockets = wire.sockets,
             count = hist.len(),
             gen = cpu.gen,
             srv = opt_json(cpu.server),
@@ -981,15 +1209,32 @@ impl Run<'_> {
     fn idle(mut self, open_secs: f64, rss_before: Option<u64>) -> Result<Report, String> {
         let a = self.a;
         let open = self.pool().stats().open;
-        // Give the server a moment to finish whatever the last handshakes started, then read
-        // its memory once.
-        std::thread::sleep(Duration::from_millis(500));
-        let rss_after = a.server_pid.and_then(process_rss_kib);
+        // With --exchange, memory is read once every connection has had its echoes back (within
+        // the opening's time bound).
+        let mut exchanged = 0;
+        if a.exchange > 0 {
+            let until = Instant::now() + OPEN_LIMIT;
+            loop {
+                exchanged = self.shared.exchanged.load(Ordering::Relaxed);
+                if exchanged >= open || Instant::now() >= until {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            eprintln!(
+                "ringsock-load: {exchanged} of {open} connections exchanged {} messages",
+                a.exchange
+            );
+        }
         eprintln!(
             "ringsock-load: {open} connections open; holding {:?}",
             a.hold
         );
         self.run_until(Instant::now() + a.hold, |_| {});
+        // The server's memory once the connections have sat idle for the hold: the steady
+        // state, after whatever the handshakes' burst left to give back (a ringsock shard
+        // returns its receive buffers' pages after a second without input).
+        let rss_after = a.server_pid.and_then(process_rss_kib);
         let st = self.pool().stats();
         let still_open = st.open;
         let report = self.close();
@@ -999,12 +1244,26 @@ impl Run<'_> {
         };
         let errors = self.errors(&st);
         let opt = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
+        let deflated = self.shared.deflated.load(Ordering::Relaxed);
         let human = format!(
-            "{label}{open} of {n} idle connections open in {open_secs:.2} s, {still_open} still \
-             open after {hold:?}; server VmRSS {b} -> {af} KiB = {pc} bytes per connection; \
-             errors {errors}; {closed} closed cleanly{samples}",
+            "{label}{open} of {n} idle connections open in {open_secs:.2} s{deflate}{exchange}, \
+             {still_open} still open after {hold:?}; server VmRSS {b} -> {af} KiB = {pc} bytes \
+             per connection; errors {errors}; {closed} closed cleanly{samples}",
             label = self.label(),
             n = a.conns,
+            deflate = if a.deflate.is_some() {
+                format!(", permessage-deflate on {deflated}")
+            } else {
+                String::new()
+            },
+            exchange = if a.exchange > 0 {
+                format!(
+                    ", {exchanged} exchanged {} x {} B each way",
+                    a.exchange, a.size
+                )
+            } else {
+                String::new()
+            },
             hold = a.hold,
             b = opt(rss_before),
             af = opt(rss_after),
@@ -1015,8 +1274,11 @@ impl Run<'_> {
         let json = format!(
             "{{{head},\"open\":{open},\"still_open\":{still_open},\"open_s\":{open_secs:.3},\
              \"rss_before_kib\":{b},\"rss_after_kib\":{af},\"rss_per_conn_bytes\":{pc},\
-             \"errors\":{errors},\"closed_cleanly\":{closed}}}",
+             \"errors\":{errors},\"closed_cleanly\":{closed},\"deflate_conns\":{deflated},\
+             \"exchange\":{exchange},\"exchanged\":{exchanged},\"size\":{size}}}",
             head = self.json_head(),
+            exchange = a.exchange,
+            size = a.size,
             b = opt(rss_before),
             af = opt(rss_after),
             pc = per_conn.map_or("null".into(), |v| format!("{v:.0}")),
@@ -1025,7 +1287,7 @@ impl Run<'_> {
         Ok(Report {
             human,
             json,
-            failed: errors > 0 || open < a.conns as u64,
+            failed: errors > 0 || open < a.conns as u64 || (a.exchange > 0 && exchanged < open),
         })
     }
 
@@ -1101,6 +1363,63 @@ impl Run<'_> {
             failed: errors > 0 || handshakes == 0,
         })
     }
+}
+
+/// Bytes on the wire against payload bytes over the measured window: the generator's sockets'
+/// TCP counters ([`process_tcp_bytes`]) over the pool's message counters.
+struct Wire {
+    out_per_msg: Option<f64>,
+    in_per_msg: Option<f64>,
+    payload_out_per_msg: Option<f64>,
+    payload_in_per_msg: Option<f64>,
+    /// Wire bytes both ways over payload bytes both ways.
+    ratio: Option<f64>,
+    sockets: usize,
+}
+
+impl Wire {
+    fn between(
+        before: &PoolStats,
+        after: &PoolStats,
+        tcp0: Option<(u64, u64, usize)>,
+        tcp1: Option<(u64, u64, usize)>,
+    ) -> Self {
+        let per = |bytes: u64, msgs: u64| (msgs > 0).then(|| bytes as f64 / msgs as f64);
+        let msgs_out = after.messages_out - before.messages_out;
+        let msgs_in = after.messages_in - before.messages_in;
+        let payload_out = after.bytes_out - before.bytes_out;
+        let payload_in = after.bytes_in - before.bytes_in;
+        // Counters only grow while no socket closes; a smaller second reading means one did.
+        let (wire_out, wire_in, sockets) = match (tcp0, tcp1) {
+            (Some((o0, i0, _)), Some((o1, i1, n))) if o1 >= o0 && i1 >= i0 => {
+                (Some(o1 - o0), Some(i1 - i0), n)
+            }
+            _ => (None, None, 0),
+        };
+        Self {
+            out_per_msg: wire_out.and_then(|b| per(b, msgs_out)),
+            in_per_msg: wire_in.and_then(|b| per(b, msgs_in)),
+            payload_out_per_msg: per(payload_out, msgs_out),
+            payload_in_per_msg: per(payload_in, msgs_in),
+            ratio: match (wire_out, wire_in) {
+                (Some(o), Some(i)) if payload_out + payload_in > 0 => {
+                    Some((o + i) as f64 / (payload_out + payload_in) as f64)
+                }
+                _ => None,
+            },
+            sockets,
+        }
+    }
+}
+
+/// A number with `digits` decimals, or `?`.
+fn opt_num(v: Option<f64>, digits: usize) -> String {
+    v.map_or("?".into(), |v| format!("{v:.digits$}"))
+}
+
+/// A number with `digits` decimals, or `null`.
+fn json_num(v: Option<f64>, digits: usize) -> String {
+    v.map_or("null".into(), |v| format!("{v:.digits$}"))
 }
 
 fn opt_pct(prefix: &str, v: Option<f64>) -> String {

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use url::{Host, Url};
 
 use super::{accept_key, extension_elements, HandshakeError};
-use crate::client::{Proxy, TlsConfig, DEFAULT_CONNECT_TIMEOUT};
+use crate::client::{Endpoint, Proxy, Schemes, TlsConfig, DEFAULT_CONNECT_TIMEOUT};
 use crate::http::headers::trim_ows;
 use crate::http::{
     is_token, parse_response, validate_header, HeadLimits, HeadWriter, InvalidHeader,
@@ -105,6 +104,13 @@ impl ClientOptions {
         self
     }
 
+    /// Offers permessage-deflate with these settings.
+    pub fn deflate(self, options: crate::ws::deflate::DeflateOptions) -> Self {
+        self.extension(Arc::new(crate::ws::deflate::PerMessageDeflate::new(
+            options,
+        )))
+    }
+
     /// Adds a request header (e.g. `Origin`, `Cookie`). Refused if the name is not a token, the
     /// value holds CR, LF or another control character, or the handshake sets that header
     /// itself. An `Authorization` header here replaces the one built from the URL's userinfo.
@@ -195,25 +201,9 @@ impl ClientHandshake {
         nonce: [u8; 16],
     ) -> Result<ClientHandshake, HandshakeError> {
         // The URL is left out of error texts: its userinfo may hold a password.
-        let url = Url::parse(url).map_err(|e| HandshakeError::InvalidUrl(e.to_string()))?;
-        let secure = match url.scheme() {
-            "ws" => false,
-            "wss" => true,
-            other => {
-                return Err(HandshakeError::InvalidUrl(format!(
-                    "the scheme must be ws: or wss:, not {other}:"
-                )))
-            }
-        };
-        let host = match url.host() {
-            Some(Host::Domain(d)) if !d.is_empty() => d.to_owned(),
-            Some(Host::Ipv4(a)) => a.to_string(),
-            Some(Host::Ipv6(a)) => a.to_string(),
-            _ => return Err(HandshakeError::InvalidUrl("the URL has no host".into())),
-        };
-        let port = url
-            .port_or_known_default()
-            .unwrap_or(if secure { 443 } else { 80 });
+        let endpoint = Endpoint::parse(url, Schemes::WEBSOCKET)
+            .map_err(|e| HandshakeError::InvalidUrl(e.to_string()))?;
+        let url = &endpoint.url;
         // `url` drops a port equal to the scheme's default, so Host carries one only when it
         // differs, as browsers send it; `host_str` already brackets IPv6 addresses.
         let mut host_header = url.host_str().unwrap_or_default().to_owned();
@@ -254,12 +244,8 @@ impl ClientHandshake {
             .headers
             .iter()
             .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
-        if !explicit_auth && (!url.username().is_empty() || url.password().is_some()) {
-            let mut credentials = percent_decode(url.username());
-            credentials.push(b':');
-            credentials.extend(percent_decode(url.password().unwrap_or_default()));
-            let basic = base64_simd::STANDARD.encode_to_string(credentials);
-            w.header("Authorization", &format!("Basic {basic}"))?;
+        if let (Some(basic), false) = (&endpoint.basic_auth, explicit_auth) {
+            w.header("Authorization", basic)?;
         }
         for (name, value) in &opts.headers {
             // Checked again here because this is where the bytes are written.
@@ -269,9 +255,9 @@ impl ClientHandshake {
 
         Ok(ClientHandshake {
             request: w.finish(),
-            host,
-            port,
-            secure,
+            host: endpoint.host,
+            port: endpoint.port,
+            secure: endpoint.secure,
             accept: accept_key(key.as_bytes()),
             key,
             protocols: opts.protocols.clone(),
@@ -455,32 +441,6 @@ impl fmt::Debug for ClientAccepted {
             .field("extensions", &self.extensions.len())
             .finish()
     }
-}
-
-/// Decodes `%XX` escapes (URL userinfo arrives percent-encoded); a `%` not followed by two hex
-/// digits is kept as is, like browsers do.
-pub(crate) fn percent_decode(s: &str) -> Vec<u8> {
-    fn hex(b: u8) -> Option<u8> {
-        (b as char).to_digit(16).map(|d| d as u8)
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(hi), Some(lo)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(hi << 4 | lo);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
 }
 
 #[cfg(test)]

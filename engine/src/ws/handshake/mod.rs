@@ -9,7 +9,6 @@ mod client;
 mod error;
 mod server;
 
-pub(crate) use client::percent_decode;
 pub use client::{ClientAccepted, ClientHandshake, ClientOptions};
 pub use error::HandshakeError;
 pub use server::{

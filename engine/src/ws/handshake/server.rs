@@ -128,6 +128,13 @@ impl ServerOptions {
         self
     }
 
+    /// Accepts permessage-deflate with these settings whenever a client offers it.
+    pub fn deflate(self, options: crate::ws::deflate::DeflateOptions) -> Self {
+        self.extension(Arc::new(crate::ws::deflate::PerMessageDeflate::new(
+            options,
+        )))
+    }
+
     /// Adds a header to every 101 answer, after the handshake's own. Refused here, when the
     /// server is configured, if the name is not a token, the value holds CR, LF or another control
     /// character, or the handshake sets that header itself.

@@ -1,0 +1,91 @@
+//! One connection's permessage-deflate: compresses outgoing data messages from the threshold up
+//! and inflates those that arrive with RSV1.
+
+use super::codec::{Deflater, InflateError, Inflater};
+use super::params::Agreement;
+use super::DeflateOptions;
+use crate::ws::close::CloseCode;
+use crate::ws::extension::{ExtMessage, ExtensionError, ExtensionSession, Rsv};
+
+/// The per-connection state of a negotiated permessage-deflate.
+pub struct DeflateSession {
+    deflater: Deflater,
+    inflater: Inflater,
+    threshold: usize,
+    /// Names this session's encoding when it carries no context (see
+    /// [`ExtensionSession::stateless_key`]).
+    key: Option<u64>,
+}
+
+impl DeflateSession {
+    /// A session for what was agreed, with the level and threshold of the options.
+    pub fn new(agreement: &Agreement, opts: &DeflateOptions) -> Self {
+        let key = (!agreement.own_context_takeover).then(|| {
+            // Level, window and threshold decide the bytes; a tag keeps the key apart from
+            // other extensions' keys.
+            (0x7064_u64 << 48)
+                | (u64::from(opts.level) << 40)
+                | (u64::from(agreement.own_window_bits.max(9)) << 32)
+                | opts.threshold as u64 & 0xffff_ffff
+        });
+        Self {
+            deflater: Deflater::new(
+                opts.level,
+                agreement.own_window_bits,
+                agreement.own_context_takeover,
+            ),
+            inflater: Inflater::new(agreement.peer_window_bits, agreement.peer_context_takeover),
+            threshold: opts.threshold,
+            key,
+        }
+    }
+}
+
+impl ExtensionSession for DeflateSession {
+    fn rsv(&self) -> Rsv {
+        Rsv::RSV1
+    }
+
+    fn encode(&mut self, message: ExtMessage) -> Result<ExtMessage, ExtensionError> {
+        if message.payload.len() < self.threshold {
+            return Ok(message);
+        }
+        Ok(match self.deflater.compress(&message.payload) {
+            Some(payload) => ExtMessage {
+                rsv: message.rsv.union(Rsv::RSV1),
+                payload,
+                ..message
+            },
+            None => message,
+        })
+    }
+
+    fn decode(
+        &mut self,
+        message: ExtMessage,
+        max_length: usize,
+    ) -> Result<ExtMessage, ExtensionError> {
+        if !message.rsv.intersects(Rsv::RSV1) {
+            return Ok(message);
+        }
+        match self.inflater.inflate(&message.payload, max_length) {
+            Ok(payload) => Ok(ExtMessage {
+                rsv: Rsv(message.rsv.0 & !Rsv::RSV1.0),
+                payload,
+                ..message
+            }),
+            Err(InflateError::TooBig) => Err(ExtensionError {
+                code: CloseCode::MESSAGE_TOO_BIG,
+                message: format!("the inflated message is over the {max_length}-byte limit"),
+            }),
+            Err(InflateError::Corrupt(why)) => Err(ExtensionError {
+                code: CloseCode::INVALID_PAYLOAD,
+                message: format!("permessage-deflate: cannot inflate the message: {why}"),
+            }),
+        }
+    }
+
+    fn stateless_key(&self) -> Option<u64> {
+        self.key
+    }
+}
