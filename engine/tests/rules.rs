@@ -698,7 +698,7 @@ fn feed_skipping(
         }
         assert!(data.is_empty());
         at = end;
-        let n = c.skippable().min(skip_cap).min((input.len() - at) as u64);
+        let n = c.skippable(0).min(skip_cap).min((input.len() - at) as u64);
         if n > 0 {
             c.skipped(n, now);
             at += n as usize;
@@ -752,17 +752,19 @@ fn skippable_is_the_rest_of_a_discarded_data_frame_and_nothing_else() {
     // Not discarding: nothing may be dropped.
     let mut c = client();
     feed(&mut c, &frame[..header + 10]);
-    assert_eq!(c.skippable(), 0);
+    assert_eq!(c.skippable(0), 0);
 
     let mut c = client();
     c.discard_payloads(true);
-    assert_eq!(c.skippable(), 0, "before any frame");
+    assert_eq!(c.skippable(0), 0, "before any frame");
     feed(&mut c, &frame[..1]);
-    assert_eq!(c.skippable(), 0, "inside the header");
+    assert_eq!(c.skippable(0), 0, "inside the header");
     feed(&mut c, &frame[1..header + 10]);
-    assert_eq!(c.skippable(), 990);
+    assert_eq!(c.skippable(0), 990);
+    assert_eq!(c.skippable(1000), 990, "a message of exactly the minimum");
+    assert_eq!(c.skippable(1001), 0, "a message below the minimum");
     feed(&mut c, &frame[header + 10..]);
-    assert_eq!(c.skippable(), 0, "at the frame's end");
+    assert_eq!(c.skippable(0), 0, "at the frame's end");
 
     // A control frame between fragments is read whole, even inside a discarded message.
     let mut c = client();
@@ -770,20 +772,20 @@ fn skippable_is_the_rest_of_a_discarded_data_frame_and_nothing_else() {
     let mut input = server_frame(false, 0, 2, b"abc");
     input.extend(&server_frame(true, 0, 9, &[5; 100])[..20]);
     feed(&mut c, &input);
-    assert_eq!(c.skippable(), 0);
+    assert_eq!(c.skippable(0), 0);
 
     // The server role skips masked payloads alike.
     let mut s = server();
     s.discard_payloads(true);
     let masked = client_frame(true, 0, 2, &[3; 500]);
     feed(&mut s, &masked[..masked.len() - 400]);
-    assert_eq!(s.skippable(), 400);
+    assert_eq!(s.skippable(0), 400);
 
     // With an extension, payloads are decoded, so never discarded nor skipped.
     let mut c = with_marker(Role::Client);
     c.discard_payloads(true);
     feed(&mut c, &frame[..header + 10]);
-    assert_eq!(c.skippable(), 0);
+    assert_eq!(c.skippable(0), 0);
 }
 
 #[test]
@@ -799,7 +801,7 @@ fn a_skip_ends_its_frame_and_message_exactly_and_the_next_header_is_read() {
         Some(Event::Binary(Bytes::from(vec![0; 100])))
     );
     assert_eq!(c.poll_event(), None);
-    assert_eq!(c.skippable(), 0);
+    assert_eq!(c.skippable(0), 0);
     let ev = feed(&mut c, &server_frame(true, 0, 1, b"hi"));
     assert!(
         matches!(&ev[..], [Event::Text(t)] if t.len() == 2),
@@ -810,11 +812,11 @@ fn a_skip_ends_its_frame_and_message_exactly_and_the_next_header_is_read() {
     let head = server_frame(false, 0, 2, &[1; 300]);
     feed(&mut c, &head[..head.len() - 290]);
     c.skipped(200, now);
-    assert_eq!(c.skippable(), 90);
+    assert_eq!(c.skippable(0), 90);
     c.skipped(90, now);
     assert_eq!(c.poll_event(), None, "the message is not over");
     assert_eq!(
-        c.skippable(),
+        c.skippable(0),
         0,
         "a skip never reaches into the next fragment"
     );
@@ -862,5 +864,34 @@ fn skipping_more_than_the_frame_holds_ends_the_connection() {
     // Nothing is left to account for once closed: later skips are ignored.
     c.skipped(10, now);
     assert_eq!(c.poll_event(), None);
-    assert_eq!(c.skippable(), 0);
+    assert_eq!(c.skippable(0), 0);
+}
+
+#[test]
+fn only_after_a_long_discarded_message_is_the_next_header_read_alone() {
+    let long = server_frame(true, 0, 2, &[1; 20_000]);
+    let short = server_frame(true, 0, 2, &[1; 100]);
+    let mut c = client();
+    c.discard_payloads(true);
+    assert!(!c.skip_next_header_only(16_384), "before any message");
+    feed(&mut c, &long);
+    assert!(c.skip_next_header_only(16_384));
+    assert!(!c.skip_next_header_only(20_001), "shorter than asked");
+    assert!(!c.skip_next_header_only(0), "a minimum of 0 means never");
+    feed(&mut c, &long[..1]);
+    assert!(!c.skip_next_header_only(16_384), "inside a header");
+    feed(&mut c, &long[1..20]);
+    assert!(!c.skip_next_header_only(16_384), "inside a payload");
+    feed(&mut c, &long[20..]);
+    feed(&mut c, &short);
+    assert!(!c.skip_next_header_only(16_384), "after a short message");
+
+    // Kept messages, or messages an extension decodes, are never skipped.
+    let mut c = client();
+    feed(&mut c, &long);
+    assert!(!c.skip_next_header_only(16_384));
+    let mut c = with_marker(Role::Client);
+    c.discard_payloads(true);
+    feed(&mut c, &long);
+    assert!(!c.skip_next_header_only(16_384));
 }

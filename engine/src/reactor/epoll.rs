@@ -20,8 +20,9 @@
 //! - **Skip.** `skip` only notes how many bytes to drop. The next time the socket is served, a
 //!   `recv` with `MSG_TRUNC | MSG_DONTWAIT` drops up to that many first (TCP copies nothing) and
 //!   reports them as [`Completion::Skipped`]; no byte is read into a buffer while some are still
-//!   to be dropped, so `Received` never overtakes a skip. A skip that finishes with the socket
-//!   possibly holding more is followed by the ordinary read in the same turn.
+//!   to be dropped, so `Received` never overtakes a skip. The read after a skip takes at most
+//!   [`PROBE_LEN`] bytes (in the same turn if the socket may hold more), so the next frame's
+//!   header arrives without its payload.
 //! - **Send.** `send` tries one gathered `sendmsg` at once. Bytes written (or a real error) make a
 //!   [`Completion::Sent`] for the next `wait`; EAGAIN parks the chunks on the connection until the
 //!   socket reports writable. Sockets are registered for both directions once, so parking costs no
@@ -47,7 +48,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 
 use super::{
-    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK,
+    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, PROBE_LEN,
+    SKIP_CHUNK,
 };
 
 /// Most connections accepted from one listener in one `wait`: bounds the time a connection storm
@@ -135,6 +137,8 @@ struct Conn {
     hung_up: bool,
     /// Bytes still to drop unread ([`Backend::skip`]) before any more are read.
     skip: u64,
+    /// A skip just ended: the next read takes no more than [`PROBE_LEN`] bytes.
+    probe: bool,
     /// A send that met EAGAIN, waiting for the socket to become writable.
     parked: Option<Vec<Bytes>>,
 }
@@ -380,6 +384,7 @@ impl EpollBackend {
                 }
                 let len = n as usize;
                 conn.skip -= len as u64;
+                conn.probe = conn.skip == 0;
                 out.push(Completion::Skipped { token, len });
                 if len < want && !conn.hung_up {
                     // Drained, by the short-read rule below.
@@ -390,13 +395,16 @@ impl EpollBackend {
                     self.ready.push_back(token);
                     continue;
                 }
-                // The skip is done and more may be waiting: read it in this turn.
+                // The skip is done and more may be waiting: read the next header in this turn.
             }
             let slot = self.pool.slot_mut(buf);
-            // SAFETY: `slot` is a live, exclusively borrowed region of `slot.len()` bytes; the
-            // kernel writes at most that many into it.
-            let n = unsafe { libc::read(conn.fd, slot.as_mut_ptr().cast(), slot.len()) };
+            let want = if conn.probe { PROBE_LEN } else { slot.len() };
+            // SAFETY: `slot` is a live, exclusively borrowed region of `slot.len() >= want`
+            // bytes; the kernel writes at most `want` into it.
+            let n = unsafe { libc::read(conn.fd, slot.as_mut_ptr().cast(), want) };
             if n > 0 {
+                // Kept until bytes come: a skip that emptied the socket is followed by EAGAIN.
+                conn.probe = false;
                 let len = n as usize;
                 self.pool.free.pop();
                 self.pool.lent[usize::from(buf)] = true;
@@ -405,7 +413,7 @@ impl EpollBackend {
                     buf: BufId(buf),
                     len,
                 });
-                if len == self.pool.size || conn.hung_up {
+                if len == want || conn.hung_up {
                     // Filled the buffer (more may be waiting), or the FIN/error is still to be
                     // read: either way no new edge would say so.
                     self.ready.push_back(token);
@@ -528,6 +536,7 @@ impl Backend for EpollBackend {
                 in_ready: false,
                 hung_up: false,
                 skip: 0,
+                probe: false,
                 parked: None,
             },
         );
@@ -580,7 +589,10 @@ impl Backend for EpollBackend {
     fn skip(&mut self, token: Token, _fd: RawFd, len: u64) {
         match self.conns.get_mut(&token.index()) {
             // After EOF or an error nothing more is read, so there is nothing to drop either.
-            Some(conn) if conn.token == token && conn.reading => conn.skip += len,
+            Some(conn) if conn.token == token && conn.reading => {
+                conn.skip += len;
+                conn.probe |= len == 0;
+            }
             _ => {}
         }
     }

@@ -220,6 +220,11 @@ pub trait Backend {
     /// than `len` bytes are ever dropped. Calls add up. EOF, a receive error or `close` end a
     /// skip as they end receiving.
     ///
+    /// The first read after a skip takes at most [`PROBE_LEN`] bytes, so the shard can ask
+    /// for the next skip before the following payload is copied. A skip of 0 bytes asks for
+    /// that short read alone: the shard stands between frames and expects the next payload to
+    /// be one it drops too.
+    ///
     /// The shard must know what the bytes are: call it only with every completion so far
     /// handled, and never on a connection whose bytes are not its own to parse (TLS records).
     fn skip(&mut self, token: Token, fd: RawFd, len: u64);
@@ -256,6 +261,13 @@ pub trait Backend {
 /// memory is a mapping of its own that stays unbacked; it only has to be valid, writable memory
 /// of this length, whatever the socket.
 const SKIP_CHUNK: usize = 4 << 20;
+
+/// The most bytes the first read after a skip takes: the longest WebSocket frame header (2 + 8
+/// length + 4 mask). The bytes after a dropped payload are most often the next frame's header,
+/// and if that frame is to be dropped too, reading no further than its header saves copying
+/// its payload: the shard sees the length and asks for the next skip before anything more is
+/// read.
+pub const PROBE_LEN: usize = 14;
 
 /// Calls `release(start, len)` for each run of consecutive buffers (of `size` bytes) that are
 /// not lent, so a mostly idle pool goes back in one or a few calls.

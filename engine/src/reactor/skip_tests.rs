@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use super::{create, Backend, BackendKind, Completion, PoolConfig, Token};
+use super::{create, Backend, BackendKind, Completion, PoolConfig, Token, PROBE_LEN};
 
 /// Longest any test waits for a backend: a bug fails the test instead of hanging it.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -79,6 +79,8 @@ struct Reader {
     owed: u64,
     skipped: u64,
     received_while_owed: u64,
+    /// The length of every `Received`, in order.
+    reads: Vec<usize>,
     eof: bool,
     closed: bool,
 }
@@ -104,6 +106,7 @@ impl Reader {
                     self.offset
                 );
                 self.offset += len as u64;
+                self.reads.push(len);
                 let counted = self.owed.min(len as u64);
                 self.received_while_owed += counted;
                 self.owed -= counted;
@@ -280,6 +283,58 @@ fn close_during_a_skip_ends_with_closed(kind: BackendKind) {
     drop(client);
 }
 
+/// After a skip, and after a skip of 0, the next read takes no more than a frame header
+/// (`PROBE_LEN`), even when the skip emptied the socket and the bytes come later; a full
+/// header-sized read that no skip follows goes back to whole buffers.
+fn the_read_after_a_skip_is_header_sized(kind: BackendKind) {
+    let mut be = backend(kind);
+    let token = Token::new(1, 3);
+    let (_l, mut client, fd) = connected(&mut *be, token);
+    write_stream(&mut client, 0, 1_000, 1_000, Duration::ZERO);
+    let mut r = Reader::default();
+    r.until(&mut *be, token, |r| r.offset == 1_000);
+
+    // A skip of 0 on an empty socket: the bytes that come next are read a header at a time.
+    r.skip(&mut *be, token, fd, 0);
+    let mut out = Vec::new();
+    be.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+    for c in out.drain(..) {
+        r.take(&mut *be, token, c);
+    }
+    let before = r.reads.len();
+    write_stream(&mut client, 1_000, 50_000, 50_000, Duration::ZERO);
+    r.until(&mut *be, token, |r| r.offset == 51_000);
+    let reads = &r.reads[before..];
+    assert_eq!(
+        reads[0], PROBE_LEN,
+        "the first read after a skip of 0: {reads:?}"
+    );
+    assert!(
+        reads[1..].iter().any(|&n| n > PROBE_LEN),
+        "no skip followed, yet the reads stayed short: {reads:?}"
+    );
+
+    // A skip that ends exactly where the socket runs dry: the probe waits for the next bytes.
+    r.skip(&mut *be, token, fd, 10_000);
+    write_stream(&mut client, 51_000, 10_000, 10_000, Duration::ZERO);
+    r.until(&mut *be, token, |r| r.owed == 0);
+    be.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+    for c in out.drain(..) {
+        r.take(&mut *be, token, c);
+    }
+    let before = r.reads.len();
+    write_stream(&mut client, 61_000, 20_000, 20_000, Duration::ZERO);
+    r.until(&mut *be, token, |r| r.offset == 81_000);
+    let reads = &r.reads[before..];
+    assert_eq!(
+        reads[0], PROBE_LEN,
+        "the first read after the skip: {reads:?}"
+    );
+    assert_eq!(r.skipped, 10_000);
+    be.close(token, fd);
+    r.until(&mut *be, token, |r| r.closed);
+}
+
 macro_rules! on_both_backends {
     ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
         #[test]
@@ -303,4 +358,5 @@ on_both_backends! {
     eof_ends_a_skip: eof_ends_a_skip_io_uring, eof_ends_a_skip_epoll;
     close_during_a_skip_ends_with_closed:
         close_during_a_skip_io_uring, close_during_a_skip_epoll;
+    the_read_after_a_skip_is_header_sized: probe_after_skip_io_uring, probe_after_skip_epoll;
 }

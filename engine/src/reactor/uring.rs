@@ -20,14 +20,14 @@
 //!   while bytes remain to be dropped. A connection starved of buffers starts skipping at once
 //!   (no buffer is needed to drop bytes). EOF and errors end a skip as they end a recv, and
 //!   `close` cancels whatever is in flight.
-//! - **After a skip, one buffer at a time**: a multishot recv takes everything the socket holds
+//! - **After a skip, a header-sized probe**: a multishot recv takes everything the socket holds
 //!   (one buffer after another, in the same task-work run) before the shard has seen the next
 //!   frame's header, so re-armed after a skip it would copy the very payloads the next skip
 //!   was for: measured on loopback with 1 MiB messages, 78% of the bytes were still copied. So
-//!   a finished skip is followed by a one-shot buffer-selected recv (a probe: one buffer at
-//!   most), and the connection then pauses: if the shard asks for the next skip in that loop
-//!   turn, it starts at once with nothing to cancel; if not, the multishot recv is re-armed at
-//!   the next wait.
+//!   a finished skip is followed by a one-shot buffer-selected recv of at most [`PROBE_LEN`]
+//!   bytes (a probe), and the connection then pauses: if the shard asks for the next skip in
+//!   that loop turn, it starts at once with nothing to cancel; if not, the multishot recv is
+//!   re-armed at the next wait.
 //! - **Send**: one `sendmsg` per call gathering up to [`MAX_IOVECS`] chunks, with
 //!   `MSG_NOSIGNAL | MSG_WAITALL`: on a stream socket io_uring keeps sending until every byte is
 //!   written (or an error), so the shard normally gets one `Sent` per batch instead of a chain of
@@ -80,7 +80,8 @@ use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
 use super::{
-    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, SKIP_CHUNK,
+    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, PROBE_LEN,
+    SKIP_CHUNK,
 };
 
 /// Submission queue entries. A shard submits once per loop turn; 4096 covers a burst of that many
@@ -379,6 +380,9 @@ struct Conn {
     recv: RecvState,
     /// Bytes still to drop unread ([`Backend::skip`]).
     skip: u64,
+    /// The next read is a probe ([`PROBE_LEN`] bytes): a skip just ended, or the last probe
+    /// came back short (it may have ended inside a frame header).
+    probe: bool,
     /// The send in flight, if any.
     send: Option<Box<SendOp>>,
     /// `close` was called: report `Closed` when `inflight` reaches zero.
@@ -555,16 +559,40 @@ impl UringBackend {
         self.push(sqe);
     }
 
-    /// Submits a one-shot recv of at most one pool buffer for the connection in slot `index`:
-    /// after a skip, it reads the next frame's header without taking the payload behind it.
+    /// Cancels the receive in flight on the connection in slot `index` to make way for a skip
+    /// or a probe; [`UringBackend::after_cancel`] takes over once its last CQE is in.
+    fn cancel_recv(&mut self, index: usize) {
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        conn.recv = RecvState::Cancelling;
+        conn.inflight += 1;
+        let sqe = opcode::AsyncCancel::new(conn_ud(Op::Recv, conn.token))
+            .build()
+            .user_data(conn_ud(Op::Cancel, conn.token));
+        self.push(sqe);
+    }
+
+    /// Receives again on the connection in slot `index`: a probe if it is due one, else the
+    /// multishot recv.
+    fn arm_read(&mut self, index: usize) {
+        if self.conns[index].as_ref().is_some_and(|c| c.probe) {
+            self.arm_probe(index);
+        } else {
+            self.arm_recv(index);
+        }
+    }
+
+    /// Submits a one-shot recv of at most [`PROBE_LEN`] bytes for the connection in slot
+    /// `index`: after a skip, it reads the next frame's header without the payload behind it.
     fn arm_probe(&mut self, index: usize) {
         let Some(conn) = self.conns[index].as_mut() else {
             return;
         };
         conn.recv = RecvState::Probing;
         conn.inflight += 1;
-        // Length 0 with a selected buffer: as much as the buffer holds.
-        let sqe = opcode::Recv::new(types::Fd(conn.fd), ptr::null_mut(), 0)
+        // With a selected buffer the length caps the read below the buffer's size.
+        let sqe = opcode::Recv::new(types::Fd(conn.fd), ptr::null_mut(), PROBE_LEN as u32)
             .buf_group(BGID)
             .build()
             .flags(squeue::Flags::BUFFER_SELECT)
@@ -572,8 +600,8 @@ impl UringBackend {
         self.push(sqe);
     }
 
-    /// Re-arms the multishot recv of connections whose probe delivered and that the shard did
-    /// not ask to skip since.
+    /// Reads again on the connections whose probe delivered and that the shard did not ask to
+    /// skip since.
     fn rearm_paused(&mut self) {
         let mut paused = std::mem::take(&mut self.paused);
         for index in paused.drain(..) {
@@ -583,7 +611,7 @@ impl UringBackend {
                 Some(Some(conn)) if conn.recv == RecvState::Paused && !conn.closing
             );
             if waiting {
-                self.arm_recv(index);
+                self.arm_read(index);
             }
         }
         // Keep the allocation for the next turn.
@@ -610,7 +638,9 @@ impl UringBackend {
     }
 
     /// The multishot recv of slot `index` has ended while cancelled for a skip (`starved`: by
-    /// ENOBUFS): drop what is still to be dropped, else receive again.
+    /// ENOBUFS): drop what is still to be dropped, else pause. The recv delivered all the skip
+    /// wanted, and likely the next frame's start with it: the shard, seeing those bytes in this
+    /// turn, may ask for a skip of that frame's rest, which then needs no cancel.
     fn after_cancel(&mut self, index: usize, starved: bool) {
         let Some(conn) = self.conns[index].as_mut() else {
             return;
@@ -621,7 +651,8 @@ impl UringBackend {
             conn.recv = RecvState::Starved;
             self.starved.push_back(index as u32);
         } else {
-            self.arm_recv(index);
+            conn.recv = RecvState::Paused;
+            self.paused.push(index as u32);
         }
     }
 
@@ -665,7 +696,7 @@ impl UringBackend {
                 Some(Some(conn)) if conn.recv == RecvState::Starved && !conn.closing
             );
             if waiting {
-                self.arm_recv(index);
+                self.arm_read(index);
                 budget -= 1;
             }
         }
@@ -881,6 +912,9 @@ impl UringBackend {
                     if !more && cancelling {
                         self.after_cancel(slot, false);
                     } else if !more && was == RecvState::Probing {
+                        // A short probe may have ended inside a header: probe again. A full
+                        // one that no skip follows ends probing (`rearm_paused`).
+                        conn.probe = (res as usize) < PROBE_LEN;
                         conn.recv = RecvState::Paused;
                         self.paused.push(slot as u32);
                     } else if !more {
@@ -943,6 +977,7 @@ impl UringBackend {
             if conn.skip > 0 {
                 self.submit_skip(slot);
             } else {
+                conn.probe = true;
                 self.arm_probe(slot);
             }
         } else if res == 0 {
@@ -1126,6 +1161,7 @@ impl Backend for UringBackend {
             inflight: 0,
             recv: RecvState::Ended,
             skip: 0,
+            probe: false,
             send: None,
             closing: false,
         });
@@ -1184,7 +1220,16 @@ impl Backend for UringBackend {
         let Some(conn) = self.conns[index].as_mut() else {
             return;
         };
-        if conn.closing || len == 0 {
+        if conn.closing {
+            return;
+        }
+        if len == 0 {
+            // Only the next read is to be short. A probe or paused receive reads that way
+            // already; a skip or cancel under way ends in one.
+            conn.probe = true;
+            if conn.recv == RecvState::Armed {
+                self.cancel_recv(index);
+            }
             return;
         }
         match conn.recv {
@@ -1199,12 +1244,7 @@ impl Backend for UringBackend {
             }
             RecvState::Armed | RecvState::Probing => {
                 conn.skip += len;
-                conn.recv = RecvState::Cancelling;
-                conn.inflight += 1;
-                let sqe = opcode::AsyncCancel::new(conn_ud(Op::Recv, token))
-                    .build()
-                    .user_data(conn_ud(Op::Cancel, token));
-                self.push(sqe);
+                self.cancel_recv(index);
             }
         }
     }
@@ -1973,7 +2013,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_skip_one_buffer_is_read_and_the_next_skip_needs_no_cancel() {
+    fn after_a_skip_a_header_is_read_and_the_next_skip_needs_no_cancel() {
         let byte = |i: usize| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as u8;
         let mut b = backend(16, 4096);
         let token = Token::new(0, 1);
@@ -2009,7 +2049,11 @@ mod tests {
         });
         assert_eq!(skipped, 10_000);
         let probe = probe.unwrap();
-        assert!(probe.len() <= 4096);
+        assert!(
+            probe.len() <= PROBE_LEN,
+            "the probe read {} bytes",
+            probe.len()
+        );
         assert!(probe == data[11_000..11_000 + probe.len()]);
         let conn = b.conns[0].as_ref().unwrap();
         assert_eq!((conn.recv, conn.inflight), (RecvState::Paused, 0));

@@ -174,9 +174,11 @@ enum Input<'a> {
 /// The most plaintext buffer capacity a shard keeps between receives.
 const PLAIN_KEEP: usize = 64 << 10;
 
-/// The least a skip drops ([`Backend::skip`]): a discarded payload's rest shorter than this is
-/// read like any bytes, since dropping it costs kernel round trips of its own (on io_uring,
-/// cancelling and re-arming the multishot receive) that a short copy does not.
+/// The shortest discarded message whose payload is dropped unread ([`Backend::skip`]): a skip
+/// and the header-sized read after it ([`crate::reactor::PROBE_LEN`]) cost receive calls of
+/// their own, which only the copy of a long payload repays. Any rest of such a message is
+/// skipped, however short: that puts the connection into the header-then-skip rhythm, which
+/// it keeps while messages stay long.
 const SKIP_MIN: u64 = 16 << 10;
 
 /// How long a shard goes without receiving before it gives its receive buffers' memory back
@@ -931,10 +933,12 @@ impl<S: Service> Shard<S> {
             // Here, with every completion of the turn handled, `skippable` counts exactly the
             // bytes the backend has not reported yet. TLS bytes are records, never skipped.
             if conn.skipping == 0 && conn.tls.is_none() && conn.lifecycle == Lifecycle::Live {
-                let n = clamp_u32(open.ws.skippable());
-                if u64::from(n) >= SKIP_MIN {
+                let n = clamp_u32(open.ws.skippable(SKIP_MIN));
+                if n > 0 {
                     conn.skipping = n;
                     self.backend.skip(token, conn.fd, n.into());
+                } else if open.ws.skip_next_header_only(SKIP_MIN) {
+                    self.backend.skip(token, conn.fd, 0);
                 }
             }
             match conn.tls.as_deref_mut() {

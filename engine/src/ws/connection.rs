@@ -273,6 +273,9 @@ pub struct Connection {
     /// beside the flags, where a `Duration` in `Config` would grow every connection by 16
     /// bytes.)
     server_close_wait_ms: u32,
+    /// The length of the last data message, if it was discarded (saturating; 0 if it was kept):
+    /// what [`Connection::skip_next_header_only`] judges by.
+    last_discarded: u32,
     extensions: Extensions,
 
     // Receiving.
@@ -323,6 +326,7 @@ impl Connection {
             discard: false,
             close_held: false,
             server_close_wait_ms: 0,
+            last_discarded: 0,
             extensions,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
@@ -395,19 +399,37 @@ impl Connection {
     }
 
     /// How many of the next input bytes the transport may drop unread: the rest of the payload
-    /// of a data frame whose message is discarded ([`Connection::discard_payloads`]), else 0.
-    /// Only the current frame's remainder counts, never more: the next frame's header must be
-    /// read, whatever it is. Meaningful once [`Connection::recv`] has taken all input in.
+    /// of a data frame whose message is discarded ([`Connection::discard_payloads`]) and is at
+    /// least `min_message` bytes long (as announced so far), else 0. Only the current frame's
+    /// remainder counts, never more: the next frame's header must be read, whatever it is.
+    /// Meaningful once [`Connection::recv`] has taken all input in.
     ///
     /// A transport that drops these bytes in the kernel (`recv` with `MSG_TRUNC` on TCP) saves
-    /// their copy; it reports them with [`Connection::skipped`].
-    pub fn skippable(&self) -> u64 {
+    /// their copy; it reports them with [`Connection::skipped`]. `min_message` lets it keep to
+    /// messages large enough to repay the extra receive calls a skip costs.
+    pub fn skippable(&self, min_message: u64) -> u64 {
         match (&self.frame, &self.message) {
-            (Some(frame), Some(msg)) if msg.discard && !frame.opcode.is_control() => {
+            (Some(frame), Some(msg))
+                if msg.discard && !frame.opcode.is_control() && msg.length >= min_message =>
+            {
                 frame.remaining
             }
             _ => 0,
         }
+    }
+
+    /// Whether the transport had better read no more than the next frame header before asking
+    /// [`Connection::skippable`] again: the stream stands between frames and the last data
+    /// message was discarded and at least `min_message` bytes long, so the next one likely is
+    /// too, and its payload need not be read at all. Meaningful once [`Connection::recv`] has
+    /// taken all input in.
+    pub fn skip_next_header_only(&self, min_message: u64) -> bool {
+        self.frame.is_none()
+            && self.header_len == 0
+            && self.discard
+            && self.extensions.is_empty()
+            && min_message > 0
+            && u64::from(self.last_discarded) >= min_message
     }
 
     /// Accounts for `n` payload bytes the transport dropped unread, exactly as if they had been
@@ -422,7 +444,7 @@ impl Connection {
         if n == 0 || self.state == State::Closed {
             return;
         }
-        if n > self.skippable() {
+        if n > self.skippable(0) {
             self.transport_closed();
             return;
         }
@@ -518,6 +540,7 @@ impl Connection {
         }
         let text = b0 == 0x81;
         if self.discard && self.extensions.is_empty() {
+            self.last_discarded = len as u32;
             *input = &input[header_len + len..];
             let payload = zeros(len);
             return Some(if text {
@@ -805,6 +828,11 @@ impl Connection {
 
     /// Turns the assembled payload into a message event, through the extensions.
     fn finish_message(&mut self, msg: MessageInProgress) -> Result<Event, ProtocolError> {
+        self.last_discarded = if msg.discard {
+            u32::try_from(msg.length).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         if msg.discard {
             let payload = zeros(msg.length as usize);
             return Ok(match msg.kind {
