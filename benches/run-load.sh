@@ -11,10 +11,8 @@
 #                 client, a ClientPool on one shard) and/or ws-load (the hand-written epoll
 #                 client). With both, each run of a server is repeated with each generator,
 #                 interleaved, the first one's figures fill the tables, and a last table compares
-#                 them. Unset: ringsock-load where the two measured the same (A, D; H is
-#                 ringsock-load's only), ws-load in B and C, where its in-kernel discard of the
-#                 echoed payloads (recv with MSG_TRUNC) let the peer servers run 5-15% faster
-#                 (benches/results/loadgen.md)
+#                 them. Unset: ringsock-load (it drops echoed payloads in the kernel as ws-load
+#                 does, and measures the same; benches/results/loadgen.md)
 #   DURATION      measured seconds per load run (default 5)
 #   WARMUP        unmeasured seconds before each (default 1)
 #   SCENARIOS     any of A B C D H (default "A B C D H")
@@ -46,9 +44,8 @@ LOADGEN=${LOADGEN:-}
 for g in $LOADGEN; do
     [[ $g == ringsock-load || $g == ws-load ]] || { echo "unknown LOADGEN $g" >&2; exit 2; }
 done
-declare -A DEFAULT_GEN=([A]=ringsock-load [B]=ws-load [C]=ws-load [D]=ringsock-load [H]=ringsock-load)
 # The generators of one scenario, the first filling its table.
-gens_of() { echo "${LOADGEN:-${DEFAULT_GEN[$1]}}"; }
+gens_of() { echo "${LOADGEN:-ringsock-load}"; }
 CONCURRENCY=${CONCURRENCY:-64}
 SERVERS=${SERVERS:-ringsock-uring ringsock-epoll tungstenite fastwebsockets tcp}
 IDLE_CONNS=${IDLE_CONNS:-10000}

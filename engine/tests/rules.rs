@@ -677,3 +677,221 @@ fn a_prepared_client_frame_is_one_masked_frame_a_server_reads_back() {
     c.send_raw_frames(&frame).unwrap();
     assert_eq!(output(&mut c), frame.to_vec());
 }
+
+/// Runs `input` through a discarding connection the way a transport that drops payloads unread
+/// would: `piece` bytes delivered at a time, and after each delivery up to `skip_cap` of what
+/// `skippable` offers dropped (as much as the rest of the input holds, as a socket would).
+/// Returns the events and how many bytes were dropped.
+fn feed_skipping(
+    c: &mut Connection,
+    input: &[u8],
+    piece: usize,
+    skip_cap: u64,
+) -> (Vec<Event>, u64) {
+    let now = Instant::now();
+    let (mut events, mut dropped, mut at) = (Vec::new(), 0u64, 0usize);
+    while at < input.len() {
+        let end = (at + piece).min(input.len());
+        let mut data = &input[at..end];
+        while let Some(e) = c.recv(&mut data, now) {
+            events.push(e);
+        }
+        assert!(data.is_empty());
+        at = end;
+        let n = c.skippable(0).min(skip_cap).min((input.len() - at) as u64);
+        if n > 0 {
+            c.skipped(n, now);
+            at += n as usize;
+            dropped += n;
+            while let Some(e) = c.poll_event() {
+                events.push(e);
+            }
+        }
+    }
+    (events, dropped)
+}
+
+#[test]
+fn skipping_discarded_payloads_gives_the_events_receiving_them_gives() {
+    let mut input = Vec::new();
+    input.extend(server_frame(true, 0, 1, b"short"));
+    input.extend(server_frame(true, 0, 2, &[7; 300_000]));
+    input.extend(server_frame(true, 0, 2, b""));
+    // A fragmented text message with a ping between its fragments and an empty last fragment.
+    input.extend(server_frame(false, 0, 1, &[b'a'; 20_000]));
+    input.extend(server_frame(true, 0, 9, b"ping"));
+    input.extend(server_frame(false, 0, 0, &[b'b'; 70_000]));
+    input.extend(server_frame(true, 0, 0, b""));
+    input.extend(server_frame(true, 0, 2, &[9; 126]));
+    input.extend(server_frame(true, 0, 8, &close_payload(1000, b"")));
+    let mut plain = client();
+    plain.discard_payloads(true);
+    let expected = feed(&mut plain, &input);
+    // (Parsed: a client masks each frame with a fresh key.)
+    let expected_out = parse_frames(&output(&mut plain));
+    assert_eq!(expected.len(), 7, "{expected:?}");
+    for piece in [1, 2, 3, 10, 14, 100, 4096, 65536, usize::MAX] {
+        for cap in [1, 1000, u64::MAX] {
+            let mut c = client();
+            c.discard_payloads(true);
+            let (events, dropped) = feed_skipping(&mut c, &input, piece.min(input.len()), cap);
+            assert_eq!(events, expected, "piece {piece}, cap {cap}");
+            let out = parse_frames(&output(&mut c));
+            assert_eq!(out, expected_out, "piece {piece}, cap {cap}");
+            if piece < 20_000 {
+                assert!(dropped > 0, "piece {piece}, cap {cap}: nothing was skipped");
+            }
+        }
+    }
+}
+
+#[test]
+fn skippable_is_the_rest_of_a_discarded_data_frame_and_nothing_else() {
+    let frame = server_frame(true, 0, 2, &[1; 1000]);
+    let header = frame.len() - 1000;
+    // Not discarding: nothing may be dropped.
+    let mut c = client();
+    feed(&mut c, &frame[..header + 10]);
+    assert_eq!(c.skippable(0), 0);
+
+    let mut c = client();
+    c.discard_payloads(true);
+    assert_eq!(c.skippable(0), 0, "before any frame");
+    feed(&mut c, &frame[..1]);
+    assert_eq!(c.skippable(0), 0, "inside the header");
+    feed(&mut c, &frame[1..header + 10]);
+    assert_eq!(c.skippable(0), 990);
+    assert_eq!(c.skippable(1000), 990, "a message of exactly the minimum");
+    assert_eq!(c.skippable(1001), 0, "a message below the minimum");
+    feed(&mut c, &frame[header + 10..]);
+    assert_eq!(c.skippable(0), 0, "at the frame's end");
+
+    // A control frame between fragments is read whole, even inside a discarded message.
+    let mut c = client();
+    c.discard_payloads(true);
+    let mut input = server_frame(false, 0, 2, b"abc");
+    input.extend(&server_frame(true, 0, 9, &[5; 100])[..20]);
+    feed(&mut c, &input);
+    assert_eq!(c.skippable(0), 0);
+
+    // The server role skips masked payloads alike.
+    let mut s = server();
+    s.discard_payloads(true);
+    let masked = client_frame(true, 0, 2, &[3; 500]);
+    feed(&mut s, &masked[..masked.len() - 400]);
+    assert_eq!(s.skippable(0), 400);
+
+    // With an extension, payloads are decoded, so never discarded nor skipped.
+    let mut c = with_marker(Role::Client);
+    c.discard_payloads(true);
+    feed(&mut c, &frame[..header + 10]);
+    assert_eq!(c.skippable(0), 0);
+}
+
+#[test]
+fn a_skip_ends_its_frame_and_message_exactly_and_the_next_header_is_read() {
+    let now = Instant::now();
+    let mut c = client();
+    c.discard_payloads(true);
+    let first = server_frame(true, 0, 2, &[1; 100]);
+    feed(&mut c, &first[..first.len() - 95]);
+    c.skipped(95, now);
+    assert_eq!(
+        c.poll_event(),
+        Some(Event::Binary(Bytes::from(vec![0; 100])))
+    );
+    assert_eq!(c.poll_event(), None);
+    assert_eq!(c.skippable(0), 0);
+    let ev = feed(&mut c, &server_frame(true, 0, 1, b"hi"));
+    assert!(
+        matches!(&ev[..], [Event::Text(t)] if t.len() == 2),
+        "{ev:?}"
+    );
+
+    // A fragment's skip ends the fragment only; the message ends with its last fragment.
+    let head = server_frame(false, 0, 2, &[1; 300]);
+    feed(&mut c, &head[..head.len() - 290]);
+    c.skipped(200, now);
+    assert_eq!(c.skippable(0), 90);
+    c.skipped(90, now);
+    assert_eq!(c.poll_event(), None, "the message is not over");
+    assert_eq!(
+        c.skippable(0),
+        0,
+        "a skip never reaches into the next fragment"
+    );
+    let tail = server_frame(true, 0, 0, &[1; 50]);
+    feed(&mut c, &tail[..tail.len() - 50]);
+    c.skipped(50, now);
+    assert_eq!(
+        c.poll_event(),
+        Some(Event::Binary(Bytes::from(vec![0; 350])))
+    );
+    assert!(!c.is_closed());
+}
+
+#[test]
+fn skipping_keeps_the_size_limit_and_the_frame_rules() {
+    let now = Instant::now();
+    let mut c = Connection::new(
+        Role::Client,
+        Config {
+            max_length: 150,
+            ..Config::default()
+        },
+        Extensions::new(Vec::new()),
+    );
+    c.discard_payloads(true);
+    let first = server_frame(false, 0, 2, &[0; 100]);
+    feed(&mut c, &first[..first.len() - 100]);
+    c.skipped(100, now);
+    assert_failed_with(&feed(&mut c, &server_frame(true, 0, 0, &[0; 51])), 1009);
+}
+
+#[test]
+fn skipping_more_than_the_frame_holds_ends_the_connection() {
+    let now = Instant::now();
+    let mut c = client();
+    c.discard_payloads(true);
+    let frame = server_frame(true, 0, 2, &[1; 100]);
+    feed(&mut c, &frame[..frame.len() - 60]);
+    c.skipped(61, now);
+    assert!(c.is_closed());
+    assert!(
+        matches!(c.poll_event(), Some(Event::Close(close)) if close.code.0 == 1006),
+        "the stream cannot be followed past a skip into the next header"
+    );
+    // Nothing is left to account for once closed: later skips are ignored.
+    c.skipped(10, now);
+    assert_eq!(c.poll_event(), None);
+    assert_eq!(c.skippable(0), 0);
+}
+
+#[test]
+fn only_after_a_long_discarded_message_is_the_next_header_read_alone() {
+    let long = server_frame(true, 0, 2, &[1; 20_000]);
+    let short = server_frame(true, 0, 2, &[1; 100]);
+    let mut c = client();
+    c.discard_payloads(true);
+    assert!(!c.skip_next_header_only(16_384), "before any message");
+    feed(&mut c, &long);
+    assert!(c.skip_next_header_only(16_384));
+    assert!(!c.skip_next_header_only(20_001), "shorter than asked");
+    assert!(!c.skip_next_header_only(0), "a minimum of 0 means never");
+    feed(&mut c, &long[..1]);
+    assert!(!c.skip_next_header_only(16_384), "inside a header");
+    feed(&mut c, &long[1..20]);
+    assert!(!c.skip_next_header_only(16_384), "inside a payload");
+    feed(&mut c, &long[20..]);
+    feed(&mut c, &short);
+    assert!(!c.skip_next_header_only(16_384), "after a short message");
+
+    // Kept messages, or messages an extension decodes, are never skipped.
+    let mut c = client();
+    feed(&mut c, &long);
+    assert!(!c.skip_next_header_only(16_384));
+    let mut c = with_marker(Role::Client);
+    c.discard_payloads(true);
+    feed(&mut c, &long);
+    assert!(!c.skip_next_header_only(16_384));
+}

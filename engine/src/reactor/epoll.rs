@@ -17,6 +17,12 @@
 //!   that moment, so the next byte to arrive raises a new edge and the socket can leave the queue
 //!   without an extra read just to see EAGAIN (nginx relies on the same rule). The queue is served
 //!   round-robin, at most one read per socket per `wait`, so one fast sender cannot starve others.
+//! - **Skip.** `skip` only notes how many bytes to drop. The next time the socket is served, a
+//!   `recv` with `MSG_TRUNC | MSG_DONTWAIT` drops up to that many first (TCP copies nothing) and
+//!   reports them as [`Completion::Skipped`]; no byte is read into a buffer while some are still
+//!   to be dropped, so `Received` never overtakes a skip. The read after a skip takes at most
+//!   [`PROBE_LEN`] bytes (in the same turn if the socket may hold more), so the next frame's
+//!   header arrives without its payload.
 //! - **Send.** `send` tries one gathered `sendmsg` at once. Bytes written (or a real error) make a
 //!   [`Completion::Sent`] for the next `wait`; EAGAIN parks the chunks on the connection until the
 //!   socket reports writable. Sockets are registered for both directions once, so parking costs no
@@ -41,7 +47,10 @@ use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 
-use super::{release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS};
+use super::{
+    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, PROBE_LEN,
+    SKIP_CHUNK,
+};
 
 /// Most connections accepted from one listener in one `wait`: bounds the time a connection storm
 /// can keep the shard from serving the connections it already has.
@@ -126,6 +135,10 @@ struct Conn {
     /// while bytes are still queued, so from then on only a read that returns 0, an error or
     /// EAGAIN takes the socket out of `ready`; a short read no longer proves it drained.
     hung_up: bool,
+    /// Bytes still to drop unread ([`Backend::skip`]) before any more are read.
+    skip: u64,
+    /// A skip just ended: the next read takes no more than [`PROBE_LEN`] bytes.
+    probe: bool,
     /// A send that met EAGAIN, waiting for the socket to become writable.
     parked: Option<Vec<Bytes>>,
 }
@@ -165,6 +178,9 @@ pub struct EpollBackend {
     events: Events,
     waker: Waker,
     pool: Pool,
+    /// Where truncating receives point (see [`SKIP_CHUNK`]): never read, and on TCP never
+    /// written, so it costs address space only.
+    sink: super::pool_mem::PoolMem,
     listeners: Vec<Listener>,
     conns: ConnMap,
     /// Sockets that may have bytes to read, in the order they are to be served. Entries of closed
@@ -194,6 +210,7 @@ impl EpollBackend {
             events: Events::with_capacity(EVENTS_CAPACITY),
             waker,
             pool,
+            sink: super::pool_mem::PoolMem::new(SKIP_CHUNK)?,
             listeners: Vec::new(),
             conns: ConnMap::default(),
             ready: VecDeque::new(),
@@ -349,11 +366,45 @@ impl EpollBackend {
                 conn.in_ready = false;
                 continue;
             }
+            if conn.skip > 0 {
+                let want = conn.skip.min(SKIP_CHUNK as u64) as usize;
+                // SAFETY: `sink` is a live mapping of `SKIP_CHUNK >= want` writable bytes that no
+                // Rust reference covers and nothing reads; on TCP, MSG_TRUNC leaves it unwritten.
+                let n = unsafe {
+                    libc::recv(
+                        conn.fd,
+                        self.sink.as_ptr().cast(),
+                        want,
+                        libc::MSG_TRUNC | libc::MSG_DONTWAIT,
+                    )
+                };
+                if n <= 0 {
+                    read_ended(conn, n, &mut self.ready, out);
+                    continue;
+                }
+                let len = n as usize;
+                conn.skip -= len as u64;
+                conn.probe = conn.skip == 0;
+                out.push(Completion::Skipped { token, len });
+                if len < want && !conn.hung_up {
+                    // Drained, by the short-read rule below.
+                    conn.in_ready = false;
+                    continue;
+                }
+                if len < want || conn.skip > 0 {
+                    self.ready.push_back(token);
+                    continue;
+                }
+                // The skip is done and more may be waiting: read the next header in this turn.
+            }
             let slot = self.pool.slot_mut(buf);
-            // SAFETY: `slot` is a live, exclusively borrowed region of `slot.len()` bytes; the
-            // kernel writes at most that many into it.
-            let n = unsafe { libc::read(conn.fd, slot.as_mut_ptr().cast(), slot.len()) };
+            let want = if conn.probe { PROBE_LEN } else { slot.len() };
+            // SAFETY: `slot` is a live, exclusively borrowed region of `slot.len() >= want`
+            // bytes; the kernel writes at most `want` into it.
+            let n = unsafe { libc::read(conn.fd, slot.as_mut_ptr().cast(), want) };
             if n > 0 {
+                // Kept until bytes come: a skip that emptied the socket is followed by EAGAIN.
+                conn.probe = false;
                 let len = n as usize;
                 self.pool.free.pop();
                 self.pool.lent[usize::from(buf)] = true;
@@ -362,29 +413,38 @@ impl EpollBackend {
                     buf: BufId(buf),
                     len,
                 });
-                if len == self.pool.size || conn.hung_up {
+                if len == want || conn.hung_up {
                     // Filled the buffer (more may be waiting), or the FIN/error is still to be
                     // read: either way no new edge would say so.
                     self.ready.push_back(token);
                 } else {
                     conn.in_ready = false;
                 }
-            } else if n == 0 {
-                conn.reading = false;
-                conn.in_ready = false;
-                out.push(Completion::Eof { token });
             } else {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => conn.in_ready = false,
-                    io::ErrorKind::Interrupted => self.ready.push_back(token),
-                    _ => {
-                        conn.reading = false;
-                        conn.in_ready = false;
-                        out.push(Completion::RecvFailed { token, error: err });
-                    }
-                }
+                read_ended(conn, n, &mut self.ready, out);
             }
+        }
+    }
+}
+
+/// Acts on a read or truncating receive that returned `n <= 0`: EOF, nothing there (EAGAIN), a
+/// signal (read again later), or a failure for good.
+fn read_ended(conn: &mut Conn, n: isize, ready: &mut VecDeque<Token>, out: &mut Vec<Completion>) {
+    let token = conn.token;
+    if n == 0 {
+        conn.reading = false;
+        conn.in_ready = false;
+        out.push(Completion::Eof { token });
+        return;
+    }
+    let err = io::Error::last_os_error();
+    match err.kind() {
+        io::ErrorKind::WouldBlock => conn.in_ready = false,
+        io::ErrorKind::Interrupted => ready.push_back(token),
+        _ => {
+            conn.reading = false;
+            conn.in_ready = false;
+            out.push(Completion::RecvFailed { token, error: err });
         }
     }
 }
@@ -475,6 +535,8 @@ impl Backend for EpollBackend {
                 reading: true,
                 in_ready: false,
                 hung_up: false,
+                skip: 0,
+                probe: false,
                 parked: None,
             },
         );
@@ -521,6 +583,17 @@ impl Backend for EpollBackend {
                     self.parked_sends += 1;
                 }
             }
+        }
+    }
+
+    fn skip(&mut self, token: Token, _fd: RawFd, len: u64) {
+        match self.conns.get_mut(&token.index()) {
+            // After EOF or an error nothing more is read, so there is nothing to drop either.
+            Some(conn) if conn.token == token && conn.reading => {
+                conn.skip += len;
+                conn.probe |= len == 0;
+            }
+            _ => {}
         }
     }
 

@@ -9,7 +9,10 @@
 //! - [`Backend::wait`] blocks until something finished and appends [`Completion`]s;
 //! - received bytes live in the backend's buffer pool: the shard reads them with
 //!   [`Backend::buffer`] and gives the buffer back with [`Backend::recycle`] before the next wait,
-//!   so a connection holds no receive buffer between reads.
+//!   so a connection holds no receive buffer between reads;
+//! - bytes the shard knows it does not want (the rest of a payload its connection discards) can
+//!   be dropped in the kernel instead, unread: [`Backend::skip`], reported as
+//!   [`Completion::Skipped`].
 //!
 //! Ownership rules that keep it memory-safe without `unsafe` above this layer: `send` takes the
 //! chunks by value and [`Completion::Sent`] gives them back, so the kernel never reads memory the
@@ -25,6 +28,8 @@ use bytes::Bytes;
 
 pub mod epoll;
 mod pool_mem;
+#[cfg(test)]
+mod skip_tests;
 pub mod uring;
 
 /// Names a connection in its shard: the slab index in the low 32 bits and a generation in the
@@ -69,6 +74,14 @@ pub enum Completion {
         token: Token,
         /// Where the bytes are; read with [`Backend::buffer`], return with [`Backend::recycle`].
         buf: BufId,
+        /// How many bytes.
+        len: usize,
+    },
+    /// After [`Backend::skip`]: `len` bytes of `token`'s input were dropped unread. A skip may
+    /// be reported in several parts, in order with the token's other completions.
+    Skipped {
+        /// The connection.
+        token: Token,
         /// How many bytes.
         len: usize,
     },
@@ -200,6 +213,22 @@ pub trait Backend {
     /// the shard calls again only after [`Completion::Sent`]. At most [`MAX_IOVECS`] chunks.
     fn send(&mut self, token: Token, fd: RawFd, chunks: Vec<Bytes>);
 
+    /// Drops the next `len` bytes of `token`'s input unread, counted from the first byte not yet
+    /// reported in a completion: the kernel discards them (`recv` with `MSG_TRUNC`, which on a
+    /// TCP socket copies nothing). Each drop is reported as [`Completion::Skipped`]; bytes
+    /// reported as [`Completion::Received`] after this call count against `len` too, so no more
+    /// than `len` bytes are ever dropped. Calls add up. EOF, a receive error or `close` end a
+    /// skip as they end receiving.
+    ///
+    /// The first read after a skip takes at most [`PROBE_LEN`] bytes, so the shard can ask
+    /// for the next skip before the following payload is copied. A skip of 0 bytes asks for
+    /// that short read alone: the shard stands between frames and expects the next payload to
+    /// be one it drops too.
+    ///
+    /// The shard must know what the bytes are: call it only with every completion so far
+    /// handled, and never on a connection whose bytes are not its own to parse (TLS records).
+    fn skip(&mut self, token: Token, fd: RawFd, len: u64);
+
     /// Shuts the write side (after the last bytes of a close handshake), keeps receiving.
     fn shutdown_write(&mut self, token: Token, fd: RawFd);
 
@@ -226,6 +255,19 @@ pub trait Backend {
     /// A handle that wakes this backend's `wait` from other threads.
     fn waker(&self) -> Waker;
 }
+
+/// The most bytes one truncating receive ([`Backend::skip`]) drops: the length of the memory it
+/// is pointed at. On TCP the kernel never writes there (`MSG_TRUNC` skips the copy), so that
+/// memory is a mapping of its own that stays unbacked; it only has to be valid, writable memory
+/// of this length, whatever the socket.
+const SKIP_CHUNK: usize = 4 << 20;
+
+/// The most bytes the first read after a skip takes: the longest WebSocket frame header (2 + 8
+/// length + 4 mask). The bytes after a dropped payload are most often the next frame's header,
+/// and if that frame is to be dropped too, reading no further than its header saves copying
+/// its payload: the shard sees the length and asks for the next skip before anything more is
+/// read.
+pub const PROBE_LEN: usize = 14;
 
 /// Calls `release(start, len)` for each run of consecutive buffers (of `size` bytes) that are
 /// not lent, so a mostly idle pool goes back in one or a few calls.

@@ -52,6 +52,10 @@ pub(crate) struct Conn<T> {
     /// (A u32, clamped: the 8 bytes saved keep `Conn` in its size budget with `tls` added.)
     pub drain_below: Option<u32>,
     pub sending: bool,
+    /// Bytes a [`crate::reactor::Backend::skip`] asked for and not yet dropped or delivered:
+    /// while any are, no other skip is asked for. (A u32, so `Conn` does not grow: a longer
+    /// payload is skipped in several asks.)
+    pub skipping: u32,
     pub lifecycle: Lifecycle,
     /// Queued in the shard's dirty list for this loop turn's flush.
     pub dirty: bool,
@@ -72,6 +76,7 @@ impl<T> Conn<T> {
             queued: 0,
             drain_below: None,
             sending: false,
+            skipping: 0,
             lifecycle: Lifecycle::Live,
             dirty: false,
             timer: None,

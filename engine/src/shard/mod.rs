@@ -174,6 +174,13 @@ enum Input<'a> {
 /// The most plaintext buffer capacity a shard keeps between receives.
 const PLAIN_KEEP: usize = 64 << 10;
 
+/// The shortest discarded message whose payload is dropped unread ([`Backend::skip`]): a skip
+/// and the header-sized read after it ([`crate::reactor::PROBE_LEN`]) cost receive calls of
+/// their own, which only the copy of a long payload repays. Any rest of such a message is
+/// skipped, however short: that puts the connection into the header-then-skip rhythm, which
+/// it keeps while messages stay long.
+const SKIP_MIN: u64 = 16 << 10;
+
 /// How long a shard goes without receiving before it gives its receive buffers' memory back
 /// ([`Backend::trim`]). Long enough that a steady stream never pays the page faults of
 /// refilling them; short enough that an idle server's memory follows its connections.
@@ -324,6 +331,7 @@ impl<S: Service> Shard<S> {
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
+            Completion::Skipped { token, len } => self.on_skipped(token, len, now),
             Completion::Eof { token } => self.on_transport_end(token, true, None, now),
             Completion::RecvFailed { token, error } => {
                 self.on_transport_end(token, false, Some(error), now)
@@ -380,6 +388,25 @@ impl<S: Service> Shard<S> {
         }
     }
 
+    /// Bytes a skip dropped unread: the WebSocket accounts for them as received payload.
+    fn on_skipped(&mut self, token: Token, len: usize, now: Instant) {
+        let Some(conn) = slot(&mut self.world.conns, token) else {
+            return;
+        };
+        conn.skipping = conn.skipping.saturating_sub(clamp_u32(len));
+        if conn.lifecycle != Lifecycle::Live {
+            return;
+        }
+        conn.last_activity = now;
+        let Phase::Ws(open) = &mut conn.phase else {
+            return;
+        };
+        open.ws.skipped(len as u64, now);
+        self.world
+            .drain_events(&self.service, token, now, &mut self.report);
+        self.world.mark_dirty(token);
+    }
+
     /// Received bytes that went through TLS: their plaintext goes to the phase; a TLS failure
     /// after it.
     fn on_tls_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
@@ -408,6 +435,8 @@ impl<S: Service> Shard<S> {
         };
         let data = match input {
             Input::Buffer(buf, len) => {
+                // The backend counts delivered bytes against a skip in progress; so do we.
+                conn.skipping = conn.skipping.saturating_sub(clamp_u32(len));
                 if conn.lifecycle != Lifecycle::Live {
                     return false;
                 }
@@ -901,6 +930,17 @@ impl<S: Service> Shard<S> {
         };
         conn.dirty = false;
         if let Phase::Ws(open) = &mut conn.phase {
+            // Here, with every completion of the turn handled, `skippable` counts exactly the
+            // bytes the backend has not reported yet. TLS bytes are records, never skipped.
+            if conn.skipping == 0 && conn.tls.is_none() && conn.lifecycle == Lifecycle::Live {
+                let n = clamp_u32(open.ws.skippable(SKIP_MIN));
+                if n > 0 {
+                    conn.skipping = n;
+                    self.backend.skip(token, conn.fd, n.into());
+                } else if open.ws.skip_next_header_only(SKIP_MIN) {
+                    self.backend.skip(token, conn.fd, 0);
+                }
+            }
             match conn.tls.as_deref_mut() {
                 None => {
                     while let Some(chunk) = open.ws.poll_transmit() {
@@ -982,6 +1022,11 @@ fn slot<T>(conns: &mut Slab<Conn<T>>, token: Token) -> Option<&mut Conn<T>> {
     conns
         .get_mut(token.index())
         .filter(|c| c.generation == token.generation())
+}
+
+/// `n`, or `u32::MAX` if it is larger.
+fn clamp_u32(n: impl TryInto<u32>) -> u32 {
+    n.try_into().unwrap_or(u32::MAX)
 }
 
 /// Queues a final answer and closes once it is written.

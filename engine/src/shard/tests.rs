@@ -11,10 +11,13 @@ use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
 
 use super::{Shard, ShardMsg};
+use crate::http::RequestHead;
 use crate::reactor::{Backend, BufId, Completion, Token, Waker};
-use crate::server::{Echo, Limits, ShardSettings, ShutdownReport};
+use crate::server::{
+    Accept, ConnId, Cx, Echo, HttpResponse, Limits, Service, ShardSettings, ShutdownReport, Upgrade,
+};
 use crate::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::ws::{mask, ServerOptions};
+use crate::ws::{mask, DataKind, Event, ServerOptions};
 
 /// The one connection every script opens: slab slot 0, first generation.
 const CONN: Token = Token(1 << 32);
@@ -38,6 +41,8 @@ struct Log {
     closed_at: Option<Instant>,
     /// `wait` calls that asked not to sleep at all while nothing was ready.
     busy_waits: usize,
+    /// Every `skip` asked for, in order.
+    skips: Vec<(Token, u64)>,
 }
 
 impl Log {
@@ -94,6 +99,9 @@ impl Backend for Scripted {
             chunks,
         });
     }
+    fn skip(&mut self, token: Token, _fd: std::os::fd::RawFd, len: u64) {
+        self.log.borrow_mut().skips.push((token, len));
+    }
     fn shutdown_write(&mut self, _token: Token, _fd: std::os::fd::RawFd) {}
     fn close(&mut self, token: Token, _fd: std::os::fd::RawFd) {
         let mut log = self.log.borrow_mut();
@@ -138,8 +146,18 @@ impl Backend for Scripted {
     }
 }
 
-/// Runs a shard with one scripted connection until the script asks for shutdown.
+/// Runs a shard of [`Echo`] with one scripted connection until the script asks for shutdown.
 fn run_shard(
+    limits: Limits,
+    log: Rc<RefCell<Log>>,
+    script: impl FnMut(&mut Log, &ArrayQueue<ShardMsg>) + 'static,
+) -> ShutdownReport {
+    run_service(Echo, limits, log, script)
+}
+
+/// [`run_shard`] with any service.
+fn run_service<S: Service<Post = ()>>(
+    service: S,
     limits: Limits,
     log: Rc<RefCell<Log>>,
     script: impl FnMut(&mut Log, &ArrayQueue<ShardMsg>) + 'static,
@@ -163,7 +181,7 @@ fn run_shard(
         inbox,
         remote: crate::server::Remote::new(1, 4),
         settings,
-        service: Arc::new(Echo),
+        service: Arc::new(service),
         max_connections: 16,
     };
     Shard::new(Box::new(backend), parts).run().unwrap()
@@ -190,6 +208,22 @@ fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
     let start = out.len();
     out.extend_from_slice(payload);
     mask::apply_mask(&mut out[start..], key, 0);
+    out
+}
+
+/// A whole unmasked frame, as a server sends it.
+fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask: None,
+        payload_len: payload.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    let mut out = head[..n].to_vec();
+    out.extend_from_slice(payload);
     out
 }
 
@@ -313,4 +347,107 @@ fn a_request_followed_by_the_peers_eof_still_gets_its_answer() {
         "a half-closed client got {:?}",
         String::from_utf8_lossy(&log.sent)
     );
+}
+
+/// Echo with payloads discarded: every message comes back as zeros of its length.
+struct DiscardingEcho;
+
+impl Service for DiscardingEcho {
+    type Session = ();
+    type Local = ();
+    type Post = ();
+
+    fn local(&self, _: usize, _: &crate::server::Remote<()>) {}
+
+    fn upgrade(&self, _: &mut (), _: &Upgrade<'_>) -> Result<Accept<()>, HttpResponse> {
+        Ok(Accept::new(()))
+    }
+
+    fn on_open(&self, cx: &mut Cx<'_, Self>, id: ConnId, _: &RequestHead) {
+        if let Some(open) = cx.conn(id) {
+            open.ws.discard_payloads(true);
+        }
+    }
+
+    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event) {
+        let Some(open) = cx.conn(id) else { return };
+        let _ = match event {
+            Event::Text(text) => open.ws.send_shared(DataKind::Text, text.into_bytes()),
+            Event::Binary(data) => open.ws.send_shared(DataKind::Binary, data),
+            _ => Ok(()),
+        };
+    }
+}
+
+#[test]
+fn the_rest_of_a_discarded_payload_is_skipped_once_and_accounted_for() {
+    let big = client_frame(OpCode::Binary, &[7; 200_000]);
+    let head = big.len() - 200_000;
+    // One byte short of a message worth skipping: its rest is read, however long.
+    let short = super::SKIP_MIN as usize - 1;
+    let small = client_frame(OpCode::Binary, &vec![1; short]);
+    let log = Rc::new(RefCell::new(Log::default()));
+    let mut step = 0;
+    let (mut skips_then, mut ended) = (Vec::new(), false);
+    run_service(
+        DiscardingEcho,
+        Limits::default(),
+        log.clone(),
+        move |log, inbox| {
+            match step {
+                0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+                1 => log.receive(upgrade_request()),
+                // The header and 10,000 bytes of a 200,000-byte message: the rest is skippable.
+                2 => log.receive(big[..head + 10_000].to_vec()),
+                // The shard asked to skip the rest. Bytes still delivered count against the skip
+                // (as when io_uring's receive completes before its cancel), and the skip reports
+                // the rest in two parts; no second skip may be asked for meanwhile.
+                3 => {
+                    skips_then = log.skips.clone();
+                    log.receive(big[head + 10_000..head + 50_000].to_vec());
+                    log.ready.push_back(Completion::Skipped {
+                        token: CONN,
+                        len: 100_000,
+                    });
+                }
+                4 => log.ready.push_back(Completion::Skipped {
+                    token: CONN,
+                    len: 50_000,
+                }),
+                // A discarded text message after it, then a message too short to be worth
+                // skipping, in two parts.
+                5 => log.receive(client_frame(OpCode::Text, b"hi")),
+                6 => log.receive(small[..1_000].to_vec()),
+                7 => log.receive(small[1_000..].to_vec()),
+                _ if !ended => {
+                    let _ = inbox.push(ShardMsg::Shutdown {
+                        deadline: Instant::now(),
+                    });
+                    log.ready.push_back(Completion::Woken);
+                    ended = true;
+                }
+                _ => {}
+            }
+            step += 1;
+            if step == 4 {
+                assert_eq!(skips_then, [(CONN, 190_000)], "the skip asked for");
+            }
+        },
+    );
+    let log = log.borrow();
+    assert_eq!(
+        log.skips,
+        [(CONN, 190_000), (CONN, 0)],
+        "one skip, for the big message only, then a header-sized read for what follows it"
+    );
+    // Each message came back as zeros of its length, in order: the skipped one whole.
+    let mut expected = vec![0x82, 127, 0, 0, 0, 0, 0, 0x03, 0x0D, 0x40];
+    expected.extend(vec![0; 200_000]);
+    expected.extend([0x81, 2, 0, 0]);
+    expected.extend(server_frame(OpCode::Binary, &vec![0; short]));
+    let echoes = log
+        .sent
+        .windows(expected.len())
+        .position(|w| w == &expected[..]);
+    assert!(echoes.is_some(), "the echoes are not in what was sent");
 }

@@ -273,6 +273,9 @@ pub struct Connection {
     /// beside the flags, where a `Duration` in `Config` would grow every connection by 16
     /// bytes.)
     server_close_wait_ms: u32,
+    /// The length of the last data message, if it was discarded (saturating; 0 if it was kept):
+    /// what [`Connection::skip_next_header_only`] judges by.
+    last_discarded: u32,
     extensions: Extensions,
 
     // Receiving.
@@ -323,6 +326,7 @@ impl Connection {
             discard: false,
             close_held: false,
             server_close_wait_ms: 0,
+            last_discarded: 0,
             extensions,
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
@@ -388,9 +392,74 @@ impl Connection {
     /// bytes, shared and never written, and text is not checked for UTF-8. For a peer that only
     /// counts what it receives (a load generator, a meter), this takes the copy of every
     /// payload out of the receive path. No effect while an extension is in use (payloads must
-    /// then be decoded).
+    /// then be decoded). The transport may go further and not read such payloads at all: see
+    /// [`Connection::skippable`].
     pub fn discard_payloads(&mut self, yes: bool) {
         self.discard = yes;
+    }
+
+    /// How many of the next input bytes the transport may drop unread: the rest of the payload
+    /// of a data frame whose message is discarded ([`Connection::discard_payloads`]) and is at
+    /// least `min_message` bytes long (as announced so far), else 0. Only the current frame's
+    /// remainder counts, never more: the next frame's header must be read, whatever it is.
+    /// Meaningful once [`Connection::recv`] has taken all input in.
+    ///
+    /// A transport that drops these bytes in the kernel (`recv` with `MSG_TRUNC` on TCP) saves
+    /// their copy; it reports them with [`Connection::skipped`]. `min_message` lets it keep to
+    /// messages large enough to repay the extra receive calls a skip costs.
+    pub fn skippable(&self, min_message: u64) -> u64 {
+        match (&self.frame, &self.message) {
+            (Some(frame), Some(msg))
+                if msg.discard && !frame.opcode.is_control() && msg.length >= min_message =>
+            {
+                frame.remaining
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether the transport had better read no more than the next frame header before asking
+    /// [`Connection::skippable`] again: the stream stands between frames and the last data
+    /// message was discarded and at least `min_message` bytes long, so the next one likely is
+    /// too, and its payload need not be read at all. Meaningful once [`Connection::recv`] has
+    /// taken all input in.
+    pub fn skip_next_header_only(&self, min_message: u64) -> bool {
+        self.frame.is_none()
+            && self.header_len == 0
+            && self.discard
+            && self.extensions.is_empty()
+            && min_message > 0
+            && u64::from(self.last_discarded) >= min_message
+    }
+
+    /// Accounts for `n` payload bytes the transport dropped unread, exactly as if they had been
+    /// received: the frame advances, and when they end it, the message it ends becomes available
+    /// from [`Connection::poll_event`] (the same zero-filled event `recv` would have made).
+    ///
+    /// `n` may be at most [`Connection::skippable`]: bytes beyond the frame belonged to the next
+    /// header, so the stream cannot be followed any more and the connection ends as if its
+    /// transport had broken ([`Event::Close`] with 1006). Ignored once the connection is closed
+    /// (a skip may still be under way when it closes).
+    pub fn skipped(&mut self, n: u64, now: Instant) {
+        if n == 0 || self.state == State::Closed {
+            return;
+        }
+        if n > self.skippable(0) {
+            self.transport_closed();
+            return;
+        }
+        let Some(frame) = self.frame.as_mut() else {
+            return;
+        };
+        frame.remaining -= n;
+        if frame.remaining > 0 {
+            return;
+        }
+        let frame = *frame;
+        self.frame = None;
+        if let Some(event) = self.finish_frame(frame, now) {
+            self.pending.push_back(event);
+        }
     }
 
     // ----------------------------------------------------------------------------------------
@@ -471,6 +540,7 @@ impl Connection {
         }
         let text = b0 == 0x81;
         if self.discard && self.extensions.is_empty() {
+            self.last_discarded = len as u32;
             *input = &input[header_len + len..];
             let payload = zeros(len);
             return Some(if text {
@@ -758,6 +828,11 @@ impl Connection {
 
     /// Turns the assembled payload into a message event, through the extensions.
     fn finish_message(&mut self, msg: MessageInProgress) -> Result<Event, ProtocolError> {
+        self.last_discarded = if msg.discard {
+            u32::try_from(msg.length).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         if msg.discard {
             let payload = zeros(msg.length as usize);
             return Ok(match msg.kind {
