@@ -13,7 +13,7 @@
 #          echoes), each exchanging EXCHANGES 1 KiB JSON messages both ways (compressed and
 #          inflated on both ends), then idle; server VmRSS growth per connection without
 #          deflate, with deflate without takeover, with takeover, and with takeover at a
-#          10-bit window
+#          10-bit window and/or mem level 1
 #
 #   benches/run-deflate.sh                            # all three, 3 rounds
 #   PARTS="E M" ROUNDS=5 benches/run-deflate.sh
@@ -28,7 +28,8 @@
 #   BENCH_ARGS    criterion's options (default "--warm-up-time 1 --measurement-time 2")
 #   E: DURATION (5), WARMUP (1), ECHO_CONNS (100), ECHO_DEPTH (4), ECHO_SIZE (1024)
 #   M: MEM_CONNS (5000), EXCHANGES ("1 64": one message, and enough to fill a 32 KiB window),
-#      HOLD (1)
+#      HOLD (1), M_CONFIGS (any of plain no-takeover takeover takeover-w10 takeover-m1
+#      takeover-w10-m1; default all)
 #   OUT           markdown report (default benches/results/deflate.md; "-" for stdout only)
 #   NO_BUILD=1    use the binaries already built (E, M)
 #
@@ -230,9 +231,11 @@ echo_one() {
 
 # ---- M: memory -------------------------------------------------------------------------------
 
-M_CONFIGS=(plain no-takeover takeover takeover-w10)
+read -r -a M_CONFIGS <<<"${M_CONFIGS:-plain no-takeover takeover takeover-w10 takeover-m1 takeover-w10-m1}"
 declare -A M_DESC=([plain]="none" [no-takeover]="without context takeover (shared per shard)"
-    [takeover]="with context takeover, window 15" [takeover-w10]="with context takeover, window 10 (\`--deflate-window 10\`)")
+    [takeover]="with context takeover, window 15" [takeover-w10]="with context takeover, window 10 (\`--deflate-window 10\`)"
+    [takeover-m1]="with context takeover, window 15, mem level 1 (\`--deflate-mem-level 1\`)"
+    [takeover-w10-m1]="with context takeover, window 10, mem level 1")
 
 mem_one() {
     local cfg=$1 ex=$2 srv cmd
@@ -242,6 +245,11 @@ mem_one() {
     no-takeover) srv+=(--deflate) gen_deflate=(--deflate) ;;
     takeover) srv+=(--deflate-takeover) gen_deflate=(--deflate-takeover) ;;
     takeover-w10) srv+=(--deflate-takeover --deflate-window 10) gen_deflate=(--deflate-takeover) ;;
+    takeover-m1) srv+=(--deflate-takeover --deflate-mem-level 1) gen_deflate=(--deflate-takeover) ;;
+    takeover-w10-m1)
+        srv+=(--deflate-takeover --deflate-window 10 --deflate-mem-level 1)
+        gen_deflate=(--deflate-takeover)
+        ;;
     esac
     wait_for_quiet
     start_server fanout "${srv[@]}" || return 0

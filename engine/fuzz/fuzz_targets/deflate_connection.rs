@@ -11,12 +11,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
-use ringsock_engine::ws::deflate::{DeflateOptions, PerMessageDeflate};
+use ringsock_engine::ws::deflate::{DeflateOptions, PerMessageDeflate, Strategy};
 use ringsock_engine::ws::extension::{Extension, ExtensionParams, Extensions};
 use ringsock_engine::ws::frame::FrameHeader;
 use ringsock_engine::ws::{Config, Connection, Event, Role};
 
 const MAX: usize = 4096;
+
+const STRATEGIES: [Strategy; 5] = [
+    Strategy::Default,
+    Strategy::Filtered,
+    Strategy::HuffmanOnly,
+    Strategy::Rle,
+    Strategy::Fixed,
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, stream)) = data.split_first() else {
@@ -26,6 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let options = DeflateOptions::new()
         .context_takeover(pick & 2 != 0)
         .max_window_bits(8 + (pick >> 4) % 8)
+        .mem_level(1 + (pick >> 2) % 9)
+        .strategy(STRATEGIES[usize::from(pick >> 3) % STRATEGIES.len()])
         .threshold(0);
     let ext: Arc<dyn Extension> = Arc::new(PerMessageDeflate::new(options));
     let offers = ext.client_offers();

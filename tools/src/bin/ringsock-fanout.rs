@@ -45,7 +45,9 @@ const USAGE: &str = "usage: ringsock-fanout [options]
   --deflate            accept permessage-deflate without context takeover (the default: one
                        compressor and decompressor per shard, none per connection)
   --deflate-takeover   accept it with context takeover (own contexts per connection)
-  --deflate-window B   compress with at most 2^B-byte windows and ask the same of clients (9-15)";
+  --deflate-window B   compress with at most 2^B-byte windows and ask the same of clients (9-15)
+  --deflate-mem-level L
+                       zlib's memory level for compressing, 1-9 (default 8)";
 
 /// The per-connection state of the fan-out benchmark: one `u64`.
 struct Subscriber {
@@ -112,7 +114,8 @@ fn parse() -> Result<Option<Options>, String> {
         idle: false,
         deflate: None,
     };
-    let (mut deflate, mut takeover, mut window) = (false, false, None::<u8>);
+    let (mut deflate, mut takeover, mut window, mut mem_level) =
+        (false, false, None::<u8>, None::<u8>);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -145,6 +148,9 @@ fn parse() -> Result<Option<Options>, String> {
             "--deflate-window" => {
                 window = Some(num("--deflate-window", value("--deflate-window")?)?)
             }
+            "--deflate-mem-level" => {
+                mem_level = Some(num("--deflate-mem-level", value("--deflate-mem-level")?)?)
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(None);
@@ -156,13 +162,18 @@ fn parse() -> Result<Option<Options>, String> {
         o.addrs
             .push("127.0.0.1:9001".parse().expect("a valid address"));
     }
-    if window.is_some() && !deflate {
-        return Err("--deflate-window needs --deflate or --deflate-takeover".into());
+    if (window.is_some() || mem_level.is_some()) && !deflate {
+        return Err(
+            "--deflate-window and --deflate-mem-level need --deflate or --deflate-takeover".into(),
+        );
     }
     if deflate {
         let mut d = DeflateOptions::new().context_takeover(takeover);
         if let Some(bits) = window {
             d = d.max_window_bits(bits).request_max_window_bits(bits);
+        }
+        if let Some(level) = mem_level {
+            d = d.mem_level(level);
         }
         o.deflate = Some(d);
     }

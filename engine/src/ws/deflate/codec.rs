@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
+
+use super::compressor::{Compressor, Settings};
 
 /// What a sync flush ends with; stripped from every message sent, appended to every one read.
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
@@ -30,27 +32,28 @@ pub enum InflateError {
 }
 
 thread_local! {
-    /// Compressors borrowed by contexts without takeover, by (level, window bits).
-    static COMPRESSORS: RefCell<Vec<((u32, u8), Compress)>> = const { RefCell::new(Vec::new()) };
+    /// Compressors borrowed by contexts without takeover, by their settings.
+    static COMPRESSORS: RefCell<Vec<(Settings, Compressor)>> = const { RefCell::new(Vec::new()) };
     /// Decompressors borrowed likewise, by window bits.
     static DECOMPRESSORS: RefCell<Vec<(u8, Decompress)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// One direction's compressor: its own context with takeover, the shard's shared one without.
 pub struct Deflater {
-    level: Compression,
-    bits: u8,
+    settings: Settings,
     /// With context takeover: made on the first message, so idle connections cost nothing.
-    own: Option<Box<Compress>>,
+    own: Option<Box<Compressor>>,
     takeover: bool,
 }
 
 impl Deflater {
-    /// A compressor at `level` (0-9) with a window of `bits` (8-15).
-    pub fn new(level: u32, bits: u8, takeover: bool) -> Self {
+    /// A compressor with these settings (the window is clamped to what zlib runs, 9-15).
+    pub fn new(settings: Settings, takeover: bool) -> Self {
         Self {
-            level: Compression::new(level.min(9)),
-            bits: zlib_bits(bits),
+            settings: Settings {
+                window_bits: zlib_bits(settings.window_bits),
+                ..settings
+            },
             own: None,
             takeover,
         }
@@ -60,43 +63,31 @@ impl Deflater {
     /// it smaller (it is then sent as it is; with takeover the context has already taken it in,
     /// so the compressed form must be sent).
     pub fn compress(&mut self, input: &[u8]) -> Option<Bytes> {
+        let settings = self.settings;
         if self.takeover {
-            let c = self.own.get_or_insert_with(|| {
-                Box::new(Compress::new_with_window_bits(self.level, false, self.bits))
-            });
+            let c = self
+                .own
+                .get_or_insert_with(|| Box::new(Compressor::new(settings)));
             return Some(run_compress(c, input));
         }
-        let key = (self.level.level(), self.bits);
         let mut c = COMPRESSORS
             .with(|cache| {
                 let mut cache = cache.borrow_mut();
-                let at = cache.iter().position(|(k, _)| *k == key)?;
+                let at = cache.iter().position(|(k, _)| *k == settings)?;
                 Some(cache.swap_remove(at).1)
             })
-            .unwrap_or_else(|| Compress::new_with_window_bits(self.level, false, self.bits));
+            .unwrap_or_else(|| Compressor::new(settings));
         let out = run_compress(&mut c, input);
         c.reset();
-        COMPRESSORS.with(|cache| cache.borrow_mut().push((key, c)));
+        COMPRESSORS.with(|cache| cache.borrow_mut().push((settings, c)));
         (out.len() < input.len()).then_some(out)
     }
 }
 
 /// Compresses `input` with a sync flush and returns it without the flush's tail.
-fn run_compress(c: &mut Compress, input: &[u8]) -> Bytes {
+fn run_compress(c: &mut Compressor, input: &[u8]) -> Bytes {
     let mut out = Vec::with_capacity(input.len() / 2 + 64);
-    let start = c.total_in();
-    loop {
-        let done = (c.total_in() - start) as usize;
-        if out.len() == out.capacity() {
-            out.reserve(out.capacity().max(64));
-        }
-        // A sync flush cannot fail on a raw stream with room to write.
-        let _ = c.compress_vec(&input[done..], &mut out, FlushCompress::Sync);
-        // Finished once every byte is in and the flush left room unused in the output.
-        if (c.total_in() - start) as usize == input.len() && out.len() < out.capacity() {
-            break;
-        }
-    }
+    c.compress_sync(input, &mut out);
     if out.ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
@@ -200,7 +191,18 @@ fn run_inflate(d: &mut Decompress, input: &[u8], max: usize) -> Result<Bytes, In
 
 #[cfg(test)]
 mod tests {
+    use super::super::compressor::Strategy;
     use super::*;
+
+    /// Settings of `level` and `bits`, zlib's defaults otherwise.
+    fn at(level: u8, bits: u8) -> Settings {
+        Settings {
+            level,
+            window_bits: bits,
+            mem_level: 8,
+            strategy: Strategy::Default,
+        }
+    }
 
     fn json(n: usize) -> Vec<u8> {
         let mut s = String::new();
@@ -220,7 +222,7 @@ mod tests {
     fn round_trips_with_and_without_takeover_at_every_window() {
         for bits in 8..=15 {
             for takeover in [false, true] {
-                let mut d = Deflater::new(6, bits, takeover);
+                let mut d = Deflater::new(at(6, bits), takeover);
                 let mut i = Inflater::new(bits, takeover);
                 for n in [0, 1, 100, 5000, 70_000] {
                     let msg = json(n);
@@ -238,7 +240,7 @@ mod tests {
 
     #[test]
     fn empty_messages_keep_a_kept_context_in_step() {
-        let mut d = Deflater::new(6, 15, true);
+        let mut d = Deflater::new(at(6, 15), true);
         let mut i = Inflater::new(15, true);
         for body in [
             &b""[..],
@@ -263,8 +265,8 @@ mod tests {
     #[test]
     fn takeover_makes_repeats_smaller() {
         let msg = json(300);
-        let mut with = Deflater::new(6, 15, true);
-        let mut without = Deflater::new(6, 15, false);
+        let mut with = Deflater::new(at(6, 15), true);
+        let mut without = Deflater::new(at(6, 15), false);
         let first = with.compress(&msg).unwrap().len();
         let second = with.compress(&msg).unwrap().len();
         let shared = without.compress(&msg).unwrap().len();
@@ -275,12 +277,14 @@ mod tests {
     #[test]
     fn a_bomb_stops_at_the_limit() {
         let huge = vec![b'a'; 8 << 20];
-        let z = Deflater::new(9, 15, false).compress(&huge).unwrap();
+        let z = Deflater::new(at(9, 15), false).compress(&huge).unwrap();
         assert!(z.len() < 40_000);
         let mut i = Inflater::new(15, false);
         assert_eq!(i.inflate(&z, 1 << 20), Err(InflateError::TooBig));
         // The shared context is usable again afterwards.
-        let ok = Deflater::new(6, 15, false).compress(&json(2000)).unwrap();
+        let ok = Deflater::new(at(6, 15), false)
+            .compress(&json(2000))
+            .unwrap();
         assert_eq!(i.inflate(&ok, 1 << 20).unwrap(), json(2000));
         assert_eq!(i.inflate(&z, 8 << 20).unwrap().len(), 8 << 20);
     }
@@ -297,12 +301,84 @@ mod tests {
     #[test]
     fn a_final_block_from_the_peer_is_accepted() {
         // Compressed with Z_FINISH (BFINAL set), as some peers do.
-        let mut c = Compress::new(Compression::default(), false);
+        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
         let mut out = Vec::with_capacity(256);
-        c.compress_vec(b"hello hello hello", &mut out, FlushCompress::Finish)
-            .unwrap();
+        c.compress_vec(
+            b"hello hello hello",
+            &mut out,
+            flate2::FlushCompress::Finish,
+        )
+        .unwrap();
         let mut i = Inflater::new(15, true);
         assert_eq!(i.inflate(&out, 100).unwrap(), &b"hello hello hello"[..]);
         assert_eq!(i.inflate(&out, 100).unwrap(), &b"hello hello hello"[..]);
+    }
+
+    #[test]
+    fn every_mem_level_and_strategy_round_trips_at_every_window() {
+        let strategies = [
+            Strategy::Default,
+            Strategy::Filtered,
+            Strategy::HuffmanOnly,
+            Strategy::Rle,
+            Strategy::Fixed,
+        ];
+        for bits in 8..=15 {
+            for mem_level in [1, 4, 8, 9] {
+                for strategy in strategies {
+                    for takeover in [false, true] {
+                        let settings = Settings {
+                            mem_level,
+                            strategy,
+                            ..at(6, bits)
+                        };
+                        let mut d = Deflater::new(settings, takeover);
+                        let mut i = Inflater::new(bits, takeover);
+                        for n in [1, 300, 70_000] {
+                            let msg = json(n);
+                            if let Some(z) = d.compress(&msg) {
+                                let back = i.inflate(&z, 1 << 20).unwrap();
+                                assert_eq!(back, msg, "{settings:?} {takeover} {n}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strategy_and_mem_level_change_the_bytes() {
+        let msg = json(5000);
+        let bytes = |settings| Deflater::new(settings, false).compress(&msg).unwrap();
+        let default = bytes(at(6, 15));
+        // Huffman coding alone finds no repeats: JSON compresses far less.
+        let huffman = bytes(Settings {
+            strategy: Strategy::HuffmanOnly,
+            ..at(6, 15)
+        });
+        assert!(
+            huffman.len() > default.len() * 2,
+            "{} vs {}",
+            huffman.len(),
+            default.len()
+        );
+        // Fixed codes carry no tables, so their bytes differ from the dynamic ones.
+        let fixed = bytes(Settings {
+            strategy: Strategy::Fixed,
+            ..at(6, 15)
+        });
+        assert_ne!(fixed, default);
+        // Mem level 1 cuts the blocks short (128 symbols): more block headers, more bytes.
+        let small = bytes(Settings {
+            mem_level: 1,
+            ..at(6, 15)
+        });
+        assert!(
+            small.len() > default.len(),
+            "{} vs {}",
+            small.len(),
+            default.len()
+        );
     }
 }

@@ -11,9 +11,11 @@
 //! `benches/results/deflate.md`).
 
 mod codec;
+mod compressor;
 pub mod params;
 mod session;
 
+pub use compressor::Strategy;
 use params::{client_accept, client_offer, server_accept, Params, MAX_WINDOW_BITS, NAME};
 pub use session::DeflateSession;
 
@@ -27,6 +29,9 @@ use crate::ws::extension::{
 /// 64 KB hash table.
 pub const DEFAULT_THRESHOLD: usize = 128;
 
+/// zlib's default memory level for compressing.
+const DEFAULT_MEM_LEVEL: u8 = 8;
+
 /// The settings of permessage-deflate, for either role.
 ///
 /// Field names follow faye's options: "own" settings describe what this endpoint compresses,
@@ -34,6 +39,8 @@ pub const DEFAULT_THRESHOLD: usize = 128;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeflateOptions {
     level: u32,
+    mem_level: u8,
+    strategy: Strategy,
     max_window_bits: u8,
     no_context_takeover: bool,
     request_no_context_takeover: bool,
@@ -48,10 +55,13 @@ impl Default for DeflateOptions {
 }
 
 impl DeflateOptions {
-    /// Level 6, window 15, no context takeover either way, threshold [`DEFAULT_THRESHOLD`].
+    /// Level 6, mem level 8, the default strategy, window 15, no context takeover either way,
+    /// threshold [`DEFAULT_THRESHOLD`].
     pub fn new() -> Self {
         Self {
             level: 6,
+            mem_level: DEFAULT_MEM_LEVEL,
+            strategy: Strategy::Default,
             max_window_bits: MAX_WINDOW_BITS,
             no_context_takeover: true,
             request_no_context_takeover: true,
@@ -63,6 +73,22 @@ impl DeflateOptions {
     /// Compression level, 0 (stored) to 9 (smallest); 1 is fastest with real compression.
     pub fn level(mut self, level: u32) -> Self {
         self.level = level.min(9);
+        self
+    }
+
+    /// zlib's memory level for compressing, 1 to 9 (default 8): the size of the block
+    /// buffers, 2^(level + 6) symbols. With context takeover each connection holds its own, so
+    /// this is the memory lever there: 1 saves about 110 KB per connection (zlib-rs, any
+    /// window) and costs some compression, since blocks end sooner (`benches/results/deflate.md`).
+    /// The hash table does not shrink with it in zlib-rs or zlib-ng (64 Ki entries).
+    pub fn mem_level(mut self, level: u8) -> Self {
+        self.mem_level = level.clamp(1, 9);
+        self
+    }
+
+    /// How the compressor looks for matches (default [`Strategy::Default`]).
+    pub fn strategy(mut self, strategy: Strategy) -> Self {
+        self.strategy = strategy;
         self
     }
 

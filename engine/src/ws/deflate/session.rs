@@ -2,6 +2,7 @@
 //! and inflates those that arrive with RSV1.
 
 use super::codec::{Deflater, InflateError, Inflater};
+use super::compressor::Settings;
 use super::params::Agreement;
 use super::DeflateOptions;
 use crate::ws::close::CloseCode;
@@ -20,20 +21,24 @@ pub struct DeflateSession {
 impl DeflateSession {
     /// A session for what was agreed, with the level and threshold of the options.
     pub fn new(agreement: &Agreement, opts: &DeflateOptions) -> Self {
+        let settings = Settings {
+            level: opts.level as u8,
+            window_bits: agreement.own_window_bits.max(9),
+            mem_level: opts.mem_level,
+            strategy: opts.strategy,
+        };
         let key = (!agreement.own_context_takeover).then(|| {
-            // Level, window and threshold decide the bytes; a tag keeps the key apart from
-            // other extensions' keys.
+            // The compressor's settings and the threshold decide the bytes; a tag keeps the
+            // key apart from other extensions' keys.
             (0x7064_u64 << 48)
-                | (u64::from(opts.level) << 40)
-                | (u64::from(agreement.own_window_bits.max(9)) << 32)
+                | (u64::from(settings.level) << 44)
+                | (u64::from(settings.window_bits) << 40)
+                | (u64::from(settings.mem_level) << 36)
+                | (settings.strategy as u64) << 32
                 | opts.threshold as u64 & 0xffff_ffff
         });
         Self {
-            deflater: Deflater::new(
-                opts.level,
-                agreement.own_window_bits,
-                agreement.own_context_takeover,
-            ),
+            deflater: Deflater::new(settings, agreement.own_context_takeover),
             inflater: Inflater::new(agreement.peer_window_bits, agreement.peer_context_takeover),
             threshold: opts.threshold,
             key,
