@@ -546,31 +546,40 @@ impl UringBackend {
         self.push(sqe);
     }
 
-    /// Starts (or restarts) the multishot recv of the connection in slot `index`.
-    fn arm_recv(&mut self, index: usize) {
+    /// Moves the receive side of the connection in slot `index` to `state` and submits the op
+    /// `build` makes for it (given the socket and the connection's token).
+    fn submit_recv_op(
+        &mut self,
+        index: usize,
+        state: RecvState,
+        build: impl FnOnce(types::Fd, Token) -> squeue::Entry,
+    ) {
         let Some(conn) = self.conns[index].as_mut() else {
             return;
         };
-        conn.recv = RecvState::Armed;
+        conn.recv = state;
         conn.inflight += 1;
-        let sqe = opcode::RecvMulti::new(types::Fd(conn.fd), BGID)
-            .build()
-            .user_data(conn_ud(Op::Recv, conn.token));
+        let sqe = build(types::Fd(conn.fd), conn.token);
         self.push(sqe);
+    }
+
+    /// Starts (or restarts) the multishot recv of the connection in slot `index`.
+    fn arm_recv(&mut self, index: usize) {
+        self.submit_recv_op(index, RecvState::Armed, |fd, token| {
+            opcode::RecvMulti::new(fd, BGID)
+                .build()
+                .user_data(conn_ud(Op::Recv, token))
+        });
     }
 
     /// Cancels the receive in flight on the connection in slot `index` to make way for a skip
     /// or a probe; [`UringBackend::after_cancel`] takes over once its last CQE is in.
     fn cancel_recv(&mut self, index: usize) {
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        conn.recv = RecvState::Cancelling;
-        conn.inflight += 1;
-        let sqe = opcode::AsyncCancel::new(conn_ud(Op::Recv, conn.token))
-            .build()
-            .user_data(conn_ud(Op::Cancel, conn.token));
-        self.push(sqe);
+        self.submit_recv_op(index, RecvState::Cancelling, |_, token| {
+            opcode::AsyncCancel::new(conn_ud(Op::Recv, token))
+                .build()
+                .user_data(conn_ud(Op::Cancel, token))
+        });
     }
 
     /// Receives again on the connection in slot `index`: a probe if it is due one, else the
@@ -586,18 +595,14 @@ impl UringBackend {
     /// Submits a one-shot recv of at most [`PROBE_LEN`] bytes for the connection in slot
     /// `index`: after a skip, it reads the next frame's header without the payload behind it.
     fn arm_probe(&mut self, index: usize) {
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        conn.recv = RecvState::Probing;
-        conn.inflight += 1;
-        // With a selected buffer the length caps the read below the buffer's size.
-        let sqe = opcode::Recv::new(types::Fd(conn.fd), ptr::null_mut(), PROBE_LEN as u32)
-            .buf_group(BGID)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
-            .user_data(conn_ud(Op::Recv, conn.token));
-        self.push(sqe);
+        self.submit_recv_op(index, RecvState::Probing, |fd, token| {
+            // With a selected buffer the length caps the read below the buffer's size.
+            opcode::Recv::new(fd, ptr::null_mut(), PROBE_LEN as u32)
+                .buf_group(BGID)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+                .user_data(conn_ud(Op::Recv, token))
+        });
     }
 
     /// Reads again on the connections whose probe delivered and that the shard did not ask to
@@ -621,20 +626,20 @@ impl UringBackend {
     /// Submits the truncating recv that drops the next bytes a skip wants (at most
     /// [`SKIP_CHUNK`] of them at a time) for the connection in slot `index`.
     fn submit_skip(&mut self, index: usize) {
-        let Some(conn) = self.conns[index].as_mut() else {
+        let Some(conn) = self.conns[index].as_ref() else {
             return;
         };
-        conn.recv = RecvState::Skipping;
-        conn.inflight += 1;
         let want = conn.skip.min(SKIP_CHUNK as u64) as u32;
-        // Not MSG_WAITALL, which would save a CQE per piece the bytes arrive in: io_uring's
-        // retry counts progress by the destination iterator, which MSG_TRUNC never advances, so
-        // it dropped more than asked (kernel 6.18).
-        let sqe = opcode::Recv::new(types::Fd(conn.fd), self.pool.sink.as_ptr(), want)
-            .flags(libc::MSG_TRUNC)
-            .build()
-            .user_data(conn_ud(Op::Skip, conn.token));
-        self.push(sqe);
+        let sink = self.pool.sink.as_ptr();
+        self.submit_recv_op(index, RecvState::Skipping, |fd, token| {
+            // Not MSG_WAITALL, which would save a CQE per piece the bytes arrive in: io_uring's
+            // retry counts progress by the destination iterator, which MSG_TRUNC never
+            // advances, so it dropped more than asked (kernel 6.18).
+            opcode::Recv::new(fd, sink, want)
+                .flags(libc::MSG_TRUNC)
+                .build()
+                .user_data(conn_ud(Op::Skip, token))
+        });
     }
 
     /// The multishot recv of slot `index` has ended while cancelled for a skip (`starved`: by
