@@ -57,14 +57,11 @@ EXCHANGES=${EXCHANGES:-1 64}
 HOLD=${HOLD:-1}
 OUT=${OUT:-benches/results/deflate.md}
 LOGDIR=$(mktemp -d -t ringsock-deflate.XXXXXX)
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
-log() { printf '%s\n' "$*" >&2; }
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 
-# ---- shared helpers (as in run-load.sh and run-actors.sh) --------------------------------------
-
-field() { sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" <<<"$2" | tr -d '"'; }
-fmt() { [[ -n $1 && $1 != null ]] && printf "%s" "$1" || printf "–"; }
 # a ÷ b with DIGITS decimals, or "–" when either is missing.
 ratio() {
     if [[ -n $1 && -n $2 && $1 != null && $2 != null ]] && awk -v b="$2" 'BEGIN{exit !(b+0 != 0)}'; then
@@ -73,77 +70,9 @@ ratio() {
         printf "–"
     fi
 }
-# The median of the numbers on stdin (the lower middle one for an even count).
-median() { sort -g | awk '{a[NR]=$1} END{if (NR) print a[int((NR+1)/2)]}'; }
 
-machine_busy() {
-    local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat)
-    sleep 0.5
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat)
-    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{split(a,x," "); split(b,y," ");
-        t=y[2]-x[2]; printf "%.0f", (t > 0 ? (y[1]-x[1])*100*n/t : 0)}'
-}
-
-wait_for_quiet() {
-    [[ $QUIET_WAIT -gt 0 ]] || return 0
-    local until=$((SECONDS + QUIET_WAIT)) busy
-    while :; do
-        busy=$(machine_busy)
-        [[ $busy -le 25 ]] && return 0
-        if [[ $SECONDS -ge $until ]]; then
-            log "   machine still ${busy}% busy after ${QUIET_WAIT} s; running anyway"
-            return 0
-        fi
-        sleep 2
-    done
-}
-
+# Where start_server (lib.sh) takes its ports from.
 NEXT_PORT=9750
-SERVER_PID=
-PORT=
-start_server() {
-    local name=$1
-    shift
-    PORT=$NEXT_PORT
-    NEXT_PORT=$((NEXT_PORT + 1))
-    taskset -c "$SERVER_CORE" "$@" --addr "127.0.0.1:$PORT" >"$LOGDIR/$name.out" 2>"$LOGDIR/$name.log" &
-    SERVER_PID=$!
-    for _ in $(seq 100); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            log "$name did not start: $(cat "$LOGDIR/$name.log")"
-            SERVER_PID=
-            return 1
-        fi
-        if ss -Hltn "sport = :$PORT" | grep -q LISTEN; then
-            sleep 0.2
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name is not listening on $PORT after 10 s"
-    stop_server
-    return 1
-}
-
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-trap 'stop_server; rm -rf "$LOGDIR"' EXIT
-
-# A command as one would type it: binaries without their directory, the server's pid as $!.
-shown() {
-    local args=("${@//$BIN\//}")
-    printf '%s ' "${args[@]}" | sed 's/--server-pid [0-9]*/--server-pid $!/; s/ $//'
-}
 
 COMMANDS=()
 declare -A RESULT LINKED

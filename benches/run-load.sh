@@ -56,12 +56,12 @@ OUT=${OUT:-benches/results/latest.md}
 ROUNDS=${ROUNDS:-1}
 QUIET_WAIT=${QUIET_WAIT:-0}
 LOGDIR=$(mktemp -d -t ringsock-load.XXXXXX)
+# shellcheck source=benches/lib.sh
+source "$ROOT/benches/lib.sh"
 
 # Each server on its own loopback port, so no run meets the previous one's TIME_WAIT sockets.
 declare -A PORT=([ringsock-uring]=9101 [ringsock-epoll]=9105 [tungstenite]=9102
     [fastwebsockets]=9103 [tcp]=9104)
-
-log() { printf '%s\n' "$*" >&2; }
 
 if [[ -z ${NO_BUILD:-} ]]; then
     log "building release binaries"
@@ -103,74 +103,18 @@ server_cmd() {
     esac
 }
 
-SERVER_PID=
+# Replaces lib.sh's start_server: here each server keeps one port (PORT: name → port) for the
+# whole run.
 start_server() {
-    local name=$1 port=${PORT[$1]}
+    local name=$1
     # shellcheck disable=SC2046
     taskset -c "$SERVER_CORE" $(server_cmd "$name") 2>"$LOGDIR/$name.log" &
     SERVER_PID=$!
-    for _ in $(seq 100); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            log "$name did not start: $(cat "$LOGDIR/$name.log")"
-            SERVER_PID=
-            return 1
-        fi
-        if ss -Hltn "sport = :$port" | grep -q LISTEN; then
-            sleep 0.2
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name is not listening on $port after 10 s"
-    stop_server
-    return 1
+    wait_listening "$name" "${PORT[$name]}"
 }
-
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    # ringsock-echo gives close handshakes up to 5 s; anything still alive after 10 s is killed.
-    for _ in $(seq 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
-trap 'stop_server; rm -rf "$LOGDIR"' EXIT
-
-# The number after "key": in a flat JSON line.
-field() { sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" <<<"$2" | tr -d '"'; }
 
 # Which backend ringsock-echo reports it runs ("io_uring" or "epoll"), from its log line.
 backend_of() { sed -n 's/.*(\(.*\) backend).*/\1/p' "$LOGDIR/$1.log" | head -n1; }
-
-# Busy CPU of the whole machine over half a second, in % of one core.
-machine_busy() {
-    local a b
-    a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat)
-    sleep 0.5
-    b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9; exit}' /proc/stat)
-    awk -v a="$a" -v b="$b" -v n="$(nproc)" 'BEGIN{split(a,x," "); split(b,y," ");
-        t=y[2]-x[2]; printf "%.0f", (t > 0 ? (y[1]-x[1])*100*n/t : 0)}'
-}
-
-# Waits (up to QUIET_WAIT s) until nothing else keeps the machine busy; other sessions may be
-# compiling on the same two cores, and a figure measured next to a compiler is not one to keep.
-wait_for_quiet() {
-    [[ $QUIET_WAIT -gt 0 ]] || return 0
-    local until=$((SECONDS + QUIET_WAIT)) busy
-    while :; do
-        busy=$(machine_busy)
-        [[ $busy -le 25 ]] && return 0
-        if [[ $SECONDS -ge $until ]]; then
-            log "   machine still ${busy}% busy after ${QUIET_WAIT} s; running anyway"
-            return 0
-        fi
-        sleep 2
-    done
-}
 
 COMMANDS=()
 declare -A RESULT BACKEND
@@ -277,7 +221,6 @@ for sc in $SCENARIOS; do
 done
 
 # ---- the report -------------------------------------------------------------------------------
-fmt() { [[ -n $1 && $1 != null ]] && printf "%s" "$1" || printf "–"; }
 # a ÷ b to two decimals, or nothing when either is missing (a failed run, no peer in SERVERS).
 ratio() {
     if [[ -n $1 && -n $2 && $1 != null && $2 != null && $2 != 0 ]]; then
