@@ -61,5 +61,5 @@ pub use ringsock_engine::http::RequestHead;
 pub use ringsock_engine::http::ResponseHead;
 pub use ringsock_engine::reactor::BackendKind;
 pub use ringsock_engine::server::{ConnId, DialError, HttpResponse, Limits, ShutdownReport};
-pub use ringsock_engine::ws::{ClientOptions, DeflateOptions, HandshakeError};
+pub use ringsock_engine::ws::{ClientOptions, DeflateOptions, DeflateStrategy, HandshakeError};
 pub use ringsock_engine::ws::{CloseCode, DataKind, ProtocolError, Utf8Bytes};

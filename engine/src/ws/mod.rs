@@ -17,7 +17,7 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
 pub use connection::{Config, Connection, Event, PingId, ProtocolError, Role, SendError, State};
-pub use deflate::{DeflateOptions, PerMessageDeflate};
+pub use deflate::{DeflateOptions, PerMessageDeflate, Strategy as DeflateStrategy};
 pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
 pub use frame::{client_frame, server_frame, server_frame_rsv, FrameError, FrameHeader, OpCode};
 pub use handshake::{
