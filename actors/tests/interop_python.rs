@@ -330,6 +330,33 @@ fn case(
     }
 }
 
+/// Every window a client may offer, one case each: server_max_window_bits 8-15, answered with
+/// itself, and client_max_window_bits 9-15, which a server with no limit of its own echoes when
+/// it is below 15 (15, the default, needs no answer). `answer` makes the whole expected answer
+/// from those parameters.
+fn window_cases(addr: SocketAddr, answer: impl Fn(&[&str]) -> Option<String>) -> Vec<ServerCase> {
+    let mut cases = Vec::new();
+    for bits in 8..=15 {
+        let param = format!("server_max_window_bits={bits}");
+        cases.push(case(
+            param.clone(),
+            addr,
+            offer::smwb(bits),
+            answer(&[&param]),
+        ));
+    }
+    for bits in 9..=15 {
+        let param = format!("client_max_window_bits={bits}");
+        let expect = if bits < 15 {
+            answer(&[&param])
+        } else {
+            answer(&[])
+        };
+        cases.push(case(param, addr, offer::cmwb(bits), expect));
+    }
+    cases
+}
+
 /// The defaults (no context takeover either way, imposed whatever is offered): every offer,
 /// every window; one connection through a capture relay, whose bytes must show compressed
 /// frames both ways and match the sizes websockets reported.
@@ -353,21 +380,7 @@ fn websockets_client_against_the_default_server() {
             case(CNCT, a, offer::cnct(), both(&[])),
             case("both no_context_takeover", a, offer::both(), both(&[])),
         ];
-        for bits in 8..=15 {
-            let answer = format!("server_max_window_bits={bits}");
-            cases.push(case(answer.clone(), a, offer::smwb(bits), both(&[&answer])));
-        }
-        for bits in 9..=15 {
-            // The server has no limit of its own to impose, so it echoes a lower one (15, the
-            // default, needs no answer).
-            let answer = format!("client_max_window_bits={bits}");
-            let expect = if bits < 15 {
-                both(&[&answer])
-            } else {
-                both(&[])
-            };
-            cases.push(case(answer, a, offer::cmwb(bits), expect));
-        }
+        cases.extend(window_cases(a, both));
         cases
     });
     // The wire, as captured: the 101 names the extension, the server's frames carry RSV1 from
@@ -481,19 +494,7 @@ fn websockets_client_against_takeover_servers() {
                 ]),
             ),
         ];
-        for bits in 8..=15 {
-            let answer = format!("server_max_window_bits={bits}");
-            cases.push(case(answer.clone(), a, offer::smwb(bits), some(&[&answer])));
-        }
-        for bits in 9..=15 {
-            let answer = format!("client_max_window_bits={bits}");
-            let expect = if bits < 15 {
-                some(&[&answer])
-            } else {
-                some(&[])
-            };
-            cases.push(case(answer, a, offer::cmwb(bits), expect));
-        }
+        cases.extend(window_cases(a, some));
         cases
     });
     eprintln!("took {:?}", started.elapsed());
