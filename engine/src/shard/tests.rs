@@ -43,6 +43,8 @@ struct Log {
     busy_waits: usize,
     /// Every `skip` asked for, in order.
     skips: Vec<(Token, u64)>,
+    /// Every `pause` (true) and `resume` (false), in order.
+    holds: Vec<(Token, bool)>,
 }
 
 impl Log {
@@ -101,6 +103,12 @@ impl Backend for Scripted {
     }
     fn skip(&mut self, token: Token, _fd: std::os::fd::RawFd, len: u64) {
         self.log.borrow_mut().skips.push((token, len));
+    }
+    fn pause(&mut self, token: Token) {
+        self.log.borrow_mut().holds.push((token, true));
+    }
+    fn resume(&mut self, token: Token) {
+        self.log.borrow_mut().holds.push((token, false));
     }
     fn shutdown_write(&mut self, _token: Token, _fd: std::os::fd::RawFd) {}
     fn close(&mut self, token: Token, _fd: std::os::fd::RawFd) {
