@@ -52,6 +52,9 @@ pub(crate) struct Conn<T> {
     /// (A u32, clamped: the 8 bytes saved keep `Conn` in its size budget with `tls` added.)
     pub drain_below: Option<u32>,
     pub sending: bool,
+    /// Reading is paused ([`crate::reactor::Backend::pause`]): the output passed the high level
+    /// and has not yet fallen to the low one.
+    pub read_paused: bool,
     /// Bytes a [`crate::reactor::Backend::skip`] asked for and not yet dropped or delivered:
     /// while any are, no other skip is asked for. (A u32, so `Conn` does not grow: a longer
     /// payload is skipped in several asks.)
@@ -76,6 +79,7 @@ impl<T> Conn<T> {
             queued: 0,
             drain_below: None,
             sending: false,
+            read_paused: false,
             skipping: 0,
             lifecycle: Lifecycle::Live,
             dirty: false,

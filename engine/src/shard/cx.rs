@@ -14,7 +14,7 @@ use super::conn::{Conn, Lifecycle, Phase};
 use super::dial::{Dial, DialError, Dialing};
 use super::timers::Timers;
 use crate::reactor::Token;
-use crate::server::{ConnId, PostError, Remote, Service};
+use crate::server::{ConnId, OutputLimits, PostError, Remote, Service};
 use crate::ws::Connection;
 
 /// An open WebSocket and the application's state for it.
@@ -32,20 +32,15 @@ pub struct Open<T> {
 pub struct Conns<'a, T> {
     pub(crate) conns: &'a mut Slab<Conn<T>>,
     pub(crate) dirty: &'a mut Vec<Token>,
+    /// The limits every send is held to.
+    pub(crate) output: OutputLimits,
 }
 
 impl<T> Conns<'_, T> {
     /// The open WebSocket `id` names, marked for this turn's flush; `None` once it is gone.
+    /// Its sends are held to the server's [`OutputLimits`].
     pub fn get(&mut self, id: ConnId) -> Option<&mut Open<T>> {
-        let conn = super::slot(self.conns, id.0)?;
-        let Phase::Ws(open) = &mut conn.phase else {
-            return None;
-        };
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(id.0);
-        }
-        Some(open)
+        self.get_queued(id).map(|(open, _)| open)
     }
 
     /// [`Conns::get`] and the bytes already handed to the socket's queue (what
@@ -59,6 +54,10 @@ impl<T> Conns<'_, T> {
             conn.dirty = true;
             self.dirty.push(id.0);
         }
+        // Whatever sends through this borrow, the output stays within `max` counting what the
+        // socket still holds.
+        let room = self.output.max.saturating_sub(conn.queued);
+        open.ws.limit_output(room, self.output.overflow);
         Some((open, conn.queued))
     }
 

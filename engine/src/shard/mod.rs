@@ -26,12 +26,12 @@ use crate::client::TlsError;
 use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
 use crate::server::{
-    ConnId, HttpResponse, Remote, Service, ShardSettings, ShutdownReport, Upgrade,
+    ConnId, HttpResponse, OutputLimits, Remote, Service, ShardSettings, ShutdownReport, Upgrade,
 };
 use crate::ws::extension::Extensions;
 use crate::ws::{
-    is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Config, Connection, Decision,
-    Event, Refusal, Role, State,
+    is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Connection, Decision, Event,
+    Refusal, Role, State,
 };
 use conn::{Conn, Lifecycle, Phase};
 use cx::{Conns, Cx, Open};
@@ -65,6 +65,8 @@ struct World<S: Service> {
     local: S::Local,
     remote: Remote<S::Post>,
     index: usize,
+    /// The output limits every connection's sends are held to.
+    output: OutputLimits,
 }
 
 impl<S: Service> World<S> {
@@ -73,6 +75,7 @@ impl<S: Service> World<S> {
             conns: Conns {
                 conns: &mut self.conns,
                 dirty: &mut self.dirty,
+                output: self.output,
             },
             dials: &mut self.dials,
             next_generation: &mut self.next_generation,
@@ -229,6 +232,7 @@ impl<S: Service> Shard<S> {
                 local,
                 remote: parts.remote,
                 index: parts.index,
+                output: parts.settings.limits.output,
             },
             inbox: parts.inbox,
             listeners: parts.listeners,
@@ -685,12 +689,11 @@ impl<S: Service> Shard<S> {
             }
         };
         conn.push_out(Bytes::from(accepted.response));
-        let config = Config {
-            max_length: settings.limits.max_message,
-            close_timeout: settings.limits.close_timeout,
-            ..Config::default()
-        };
-        let ws = Connection::new(Role::Server, config, Extensions::new(accepted.extensions));
+        let ws = Connection::new(
+            Role::Server,
+            settings.ws_config.clone(),
+            Extensions::new(accepted.extensions),
+        );
         conn.phase = Phase::Ws(Box::new(Open {
             ws,
             session,
@@ -762,8 +765,16 @@ impl<S: Service> Shard<S> {
                 return;
             }
         }
-        if let (Some(below), Phase::Ws(open)) = (conn.drain_below, &conn.phase) {
-            if conn.queued + open.ws.pending_output() <= below as usize {
+        if let Phase::Ws(open) = &conn.phase {
+            let buffered = conn.queued + open.ws.pending_output();
+            if conn.read_paused && buffered <= self.settings.limits.output.low {
+                conn.read_paused = false;
+                self.backend.resume(token);
+            }
+            if conn
+                .drain_below
+                .is_some_and(|below| buffered <= below as usize)
+            {
                 conn.drain_below = None;
                 self.service
                     .on_drain(&mut self.world.cx(now), ConnId(token));
@@ -925,14 +936,20 @@ impl<S: Service> Shard<S> {
     }
 
     fn flush_one(&mut self, token: Token) {
+        let output = self.settings.limits.output;
         let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
         conn.dirty = false;
         if let Phase::Ws(open) = &mut conn.phase {
             // Here, with every completion of the turn handled, `skippable` counts exactly the
-            // bytes the backend has not reported yet. TLS bytes are records, never skipped.
-            if conn.skipping == 0 && conn.tls.is_none() && conn.lifecycle == Lifecycle::Live {
+            // bytes the backend has not reported yet. TLS bytes are records, never skipped; a
+            // paused socket is not read, not even to drop bytes.
+            if conn.skipping == 0
+                && conn.tls.is_none()
+                && !conn.read_paused
+                && conn.lifecycle == Lifecycle::Live
+            {
                 let n = clamp_u32(open.ws.skippable(SKIP_MIN));
                 if n > 0 {
                     conn.skipping = n;
@@ -941,18 +958,31 @@ impl<S: Service> Shard<S> {
                     self.backend.skip(token, conn.fd, 0);
                 }
             }
-            match conn.tls.as_deref_mut() {
-                None => {
-                    while let Some(chunk) = open.ws.poll_transmit() {
-                        conn.queued += chunk.len();
-                        conn.out.push_back(chunk);
+            // Output moves out of the protocol only when the socket can take it: while a send
+            // is stuck on a peer that does not read, it stays where the protocol can still
+            // coalesce what it owes (pongs) and the limits see it whole.
+            if !conn.sending {
+                match conn.tls.as_deref_mut() {
+                    None => {
+                        while let Some(chunk) = open.ws.poll_transmit() {
+                            conn.queued += chunk.len();
+                            conn.out.push_back(chunk);
+                        }
+                    }
+                    Some(tls) => {
+                        while let Some(chunk) = open.ws.poll_transmit() {
+                            tls.send(&chunk);
+                        }
                     }
                 }
-                Some(tls) => {
-                    while let Some(chunk) = open.ws.poll_transmit() {
-                        tls.send(&chunk);
-                    }
-                }
+            }
+            // Read backpressure: past the high level, the peer's bytes stay in the kernel.
+            if !conn.read_paused
+                && conn.lifecycle == Lifecycle::Live
+                && conn.queued + open.ws.pending_output() > output.high
+            {
+                conn.read_paused = true;
+                self.backend.pause(token);
             }
         }
         if conn.tls.is_some() {

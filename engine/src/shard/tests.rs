@@ -178,11 +178,11 @@ fn run_service<S: Service<Post = ()>>(
         waker: Waker::new().unwrap(),
         buffers: Vec::new(),
     };
-    let settings = Arc::new(ShardSettings {
+    let settings = Arc::new(ShardSettings::new(
         limits,
-        handshake: ServerOptions::default(),
-        ws_paths: Vec::new(),
-    });
+        ServerOptions::default(),
+        Vec::new(),
+    ));
     let parts = super::ShardParts {
         index: 0,
         listeners: Vec::new(),
