@@ -58,7 +58,7 @@ fn a_client_that_does_not_read_is_not_read_either(kind: BackendKind) {
         assert!(
             now < TOTAL_FRAMES,
             "the client wrote all {} MiB without reading: the server never stopped reading",
-            TOTAL_FRAMES * FRAME >> 20
+            (TOTAL_FRAMES * FRAME) >> 20
         );
         if now != last.0 {
             last = (now, Instant::now());
@@ -72,7 +72,7 @@ fn a_client_that_does_not_read_is_not_read_either(kind: BackendKind) {
     assert!(
         stalled_at * FRAME < 64 << 20,
         "{} MiB written before the server stopped reading",
-        stalled_at * FRAME >> 20
+        (stalled_at * FRAME) >> 20
     );
     // Reading again: every echo arrives, in order, and the writer finishes.
     let mut total = 0;
