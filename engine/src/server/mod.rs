@@ -47,6 +47,12 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Close a WebSocket with 1001 after this long without receiving anything (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Dead-peer detection for every WebSocket: after this long without receiving anything the
+    /// shard pings, and if still nothing has arrived after as long again, it cuts the
+    /// connection (reported as 1006; a close frame would wait behind the same silence). A
+    /// connection that is receiving is never pinged. `None` (the default): off. (The actors
+    /// layer has its own periodic ping, `ServerBuilder::ping`.)
+    pub keepalive: Option<Duration>,
     /// How long a sent close frame waits for the peer's before the connection is cut (1006).
     pub close_timeout: Duration,
     /// Outgoing connections: how long, after the close handshake, the client waits for the
@@ -109,6 +115,7 @@ impl Default for Limits {
             max_message: (1 << 26) - 1,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
+            keepalive: None,
             close_timeout: Duration::from_secs(30),
             server_close_timeout: Duration::from_secs(2),
             output: OutputLimits::default(),

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use slab::Slab;
 
-use super::conn::{Conn, Lifecycle, Phase};
+use super::conn::{Conn, Phase, NO_DRAIN};
 use super::dial::{Dial, DialError, Dialing};
 use super::timers::Timers;
 use crate::reactor::Token;
@@ -102,7 +102,7 @@ impl<T> Conns<'_, T> {
     /// Asks for [`Service::on_drain`] once `id`'s unwritten output is at most `below` bytes.
     pub fn notify_drain(&mut self, id: ConnId, below: usize) {
         if let Some(conn) = super::slot(self.conns, id.0) {
-            conn.drain_below = Some(u32::try_from(below).unwrap_or(u32::MAX));
+            conn.drain_below = u32::try_from(below).unwrap_or(u32::MAX).min(NO_DRAIN - 1);
         }
     }
 
@@ -113,15 +113,7 @@ impl<T> Conns<'_, T> {
         let Some(conn) = super::slot(self.conns, id.0) else {
             return;
         };
-        if let Phase::Ws(open) = &mut conn.phase {
-            open.ws.transport_closed();
-            while open.ws.poll_transmit().is_some() {}
-        }
-        conn.out.clear();
-        conn.queued = 0;
-        if conn.lifecycle == Lifecycle::Live {
-            conn.lifecycle = Lifecycle::CloseWhenFlushed;
-        }
+        conn.abort();
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(id.0);

@@ -401,7 +401,7 @@ impl<S: Service> Shard<S> {
         if conn.lifecycle != Lifecycle::Live {
             return;
         }
-        conn.last_activity = now;
+        conn.heard_from(now);
         let Phase::Ws(open) = &mut conn.phase else {
             return;
         };
@@ -444,7 +444,7 @@ impl<S: Service> Shard<S> {
                 if conn.lifecycle != Lifecycle::Live {
                     return false;
                 }
-                conn.last_activity = now;
+                conn.heard_from(now);
                 if let Phase::Dialing(dialing) | Phase::Proxying(dialing) = &mut conn.phase {
                     dialing.connected_at.get_or_insert(now);
                 }
@@ -771,11 +771,8 @@ impl<S: Service> Shard<S> {
                 conn.read_paused = false;
                 self.backend.resume(token);
             }
-            if conn
-                .drain_below
-                .is_some_and(|below| buffered <= below as usize)
-            {
-                conn.drain_below = None;
+            if conn.drain_below != conn::NO_DRAIN && buffered <= conn.drain_below as usize {
+                conn.drain_below = conn::NO_DRAIN;
                 self.service
                     .on_drain(&mut self.world.cx(now), ConnId(token));
             }
@@ -880,8 +877,19 @@ impl<S: Service> Shard<S> {
                     }
                     Phase::Ws(open) => {
                         open.ws.handle_timeout(now);
-                        if let Some(idle) = limits.idle_timeout {
-                            if now >= conn.last_activity + idle {
+                        let silent = now.saturating_duration_since(conn.last_activity);
+                        let mut dead = false;
+                        if let Some(keepalive) = limits.keepalive {
+                            if conn.pinged && silent >= 2 * keepalive {
+                                dead = true;
+                            } else if !conn.pinged && silent >= keepalive {
+                                conn.pinged = open.ws.ping(b"").is_ok();
+                            }
+                        }
+                        if dead {
+                            conn.abort();
+                        } else if let Some(idle) = limits.idle_timeout {
+                            if silent >= idle {
                                 let _ = open.ws.close_as_endpoint(
                                     CloseCode::GOING_AWAY,
                                     "idle timeout",
@@ -1025,16 +1033,19 @@ impl<S: Service> Shard<S> {
                 Some(dialing.deadline(conn.accepted_at, limits.handshake_timeout))
             }
             (Phase::Ws(open), _) => {
-                // Idle time counts only while open: once our close is out, the close timeout
-                // governs, and a past idle deadline would fire on every loop turn.
-                let idle = limits
-                    .idle_timeout
-                    .filter(|_| open.ws.state() == State::Open)
-                    .map(|d| conn.last_activity + d);
-                match (open.ws.poll_timeout(), idle) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                // Idle time and keepalive count only while open: once our close is out, the
+                // close timeout governs, and a past deadline would fire on every loop turn.
+                let open_since = |d: Duration| {
+                    (open.ws.state() == State::Open).then_some(conn.last_activity + d)
+                };
+                let idle = limits.idle_timeout.and_then(open_since);
+                let keepalive = limits
+                    .keepalive
+                    .and_then(|k| open_since(if conn.pinged { 2 * k } else { k }));
+                [open.ws.poll_timeout(), idle, keepalive]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
         };
         if let Some(at) = deadline {
