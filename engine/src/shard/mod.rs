@@ -9,6 +9,7 @@
 pub(crate) mod conn;
 pub mod cx;
 pub mod dial;
+mod reclaim;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -204,6 +205,8 @@ pub(crate) struct Shard<S: Service> {
     report: Report,
     /// When the last bytes arrived, while receive buffers may hold memory to give back.
     pool_used: Option<Instant>,
+    /// Freed memory owed back to the kernel.
+    reclaim: reclaim::Reclaim,
 }
 
 /// How a shard is made: everything but its reactor.
@@ -242,6 +245,7 @@ impl<S: Service> Shard<S> {
             shutdown: None,
             report: Report::default(),
             pool_used: None,
+            reclaim: reclaim::Reclaim::new(Instant::now()),
         }
     }
 
@@ -268,6 +272,9 @@ impl<S: Service> Shard<S> {
                 let trim_at = used + TRIM_AFTER;
                 wake_at = Some(wake_at.map_or(trim_at, |t| t.min(trim_at)));
             }
+            if let Some(trim_at) = self.reclaim.due_at() {
+                wake_at = Some(wake_at.map_or(trim_at, |t| t.min(trim_at)));
+            }
             let mut timeout = wake_at.map(|t| t.saturating_duration_since(now));
             if posts_left
                 || (timeout != Some(Duration::ZERO) && !self.world.remote.prepare_sleep(shard))
@@ -282,8 +289,11 @@ impl<S: Service> Shard<S> {
                 Some(used) if completions.is_empty() && now >= used + TRIM_AFTER => {
                     self.backend.trim();
                     self.pool_used = None;
+                    self.reclaim.maybe_trim(now, true);
                 }
-                _ => {}
+                _ => {
+                    self.reclaim.maybe_trim(now, false);
+                }
             }
             for completion in completions.drain(..) {
                 self.on_completion(completion, now);
@@ -332,6 +342,7 @@ impl<S: Service> Shard<S> {
             Completion::AcceptFailed(_) => {}
             Completion::Received { token, buf, len } => {
                 self.pool_used = Some(now);
+                self.reclaim.released(len);
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
@@ -757,6 +768,7 @@ impl<S: Service> Shard<S> {
                     // Bytes left, so the connection is up: the handshake timeout takes over.
                     d.connected_at.get_or_insert(now);
                 }
+                self.reclaim.released(written);
                 conn.requeue_unsent(chunks, written)
             }
             Err(_) => {
