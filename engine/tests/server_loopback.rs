@@ -718,6 +718,7 @@ fn exhausted_receive_pool_loses_no_data(kind: BackendKind) {
             pool: Some(PoolConfig {
                 buffers: 8,
                 buffer_size: 4096,
+                ..PoolConfig::default()
             }),
             ..Setup::default()
         },

@@ -765,6 +765,7 @@ mod tests {
         EpollBackend::new(PoolConfig {
             buffers: 16,
             buffer_size: 16 * 1024,
+            ..PoolConfig::default()
         })
         .unwrap()
     }
@@ -1037,6 +1038,7 @@ mod tests {
         let mut be = EpollBackend::new(PoolConfig {
             buffers: 4,
             buffer_size: 4096,
+            ..PoolConfig::default()
         })
         .unwrap();
         let (l, addr) = listener();
@@ -1104,6 +1106,7 @@ mod tests {
         let mut be = EpollBackend::new(PoolConfig {
             buffers: 1,
             buffer_size: 1024,
+            ..PoolConfig::default()
         })
         .unwrap();
         let t = Token::new(0, 1);
@@ -1308,12 +1311,14 @@ mod tests {
     fn bad_pool_config_is_an_error() {
         assert!(EpollBackend::new(PoolConfig {
             buffers: 0,
-            buffer_size: 4096
+            buffer_size: 4096,
+            ..PoolConfig::default()
         })
         .is_err());
         assert!(EpollBackend::new(PoolConfig {
             buffers: 4,
-            buffer_size: 0
+            buffer_size: 0,
+            ..PoolConfig::default()
         })
         .is_err());
     }

@@ -180,17 +180,24 @@ pub struct PoolConfig {
     pub buffers: u16,
     /// Bytes per buffer: also the most one receive can take from one socket.
     pub buffer_size: u32,
+    /// The most bytes a shard reads from one socket per loop turn, so a peer that floods cannot
+    /// take the turn from the others: io_uring ends a socket's multishot receive after this
+    /// many bytes (Linux 6.17+; on older kernels the pool's size is the only bound) and
+    /// re-arms it at the next wait; epoll reads one buffer per socket per turn, at most this.
+    pub read_budget: u32,
 }
 
 impl Default for PoolConfig {
     /// 512 × 64 KiB (32 MiB per shard). Large buffers matter for large messages: each receive
     /// costs the kernel a window update, and 16 KiB buffers held a 1 MiB echo to 1.6 GB/s where
     /// 64 KiB ones reach 2.4–2.9 GB/s (`benches/run-load.sh`, scenario C). 512 of them still let
-    /// 512 sockets deliver in one loop turn before a receive waits for a buffer.
+    /// 512 sockets deliver in one loop turn before a receive waits for a buffer. A read budget
+    /// of 256 KiB per socket and turn: four buffers, a fraction of a millisecond of echo work.
     fn default() -> Self {
         Self {
             buffers: 512,
             buffer_size: 64 * 1024,
+            read_budget: 256 * 1024,
         }
     }
 }

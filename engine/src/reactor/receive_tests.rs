@@ -36,6 +36,7 @@ fn backend(kind: BackendKind) -> Box<dyn Backend> {
         PoolConfig {
             buffers: 16,
             buffer_size: 16 * 1024,
+            ..PoolConfig::default()
         },
     )
     .unwrap();
@@ -466,6 +467,54 @@ fn close_while_paused_ends_with_closed(kind: BackendKind) {
     assert!(out.is_empty(), "after Closed: {out:?}");
 }
 
+/// A socket with far more queued than its budget is read a budget (io_uring, which checks it
+/// after each receive: one buffer more at most) or a buffer (epoll) per wait at most, and all of
+/// it still arrives, in order.
+fn a_flooding_socket_gets_its_budget_per_wait(kind: BackendKind) {
+    const BUDGET: usize = 32 << 10;
+    const BUFFER: usize = 8 << 10;
+    let (mut be, fell_back) = create(
+        kind,
+        PoolConfig {
+            buffers: 64,
+            buffer_size: BUFFER as u32,
+            read_budget: BUDGET as u32,
+        },
+    )
+    .unwrap();
+    assert!(fell_back.is_none());
+    let token = Token::new(0, 3);
+    let (_l, mut client, fd) = connected(&mut *be, token);
+    const TOTAL: usize = 2 << 20;
+    let writer = thread::spawn(move || {
+        write_stream(&mut client, 0, TOTAL, TOTAL, Duration::ZERO);
+        client
+    });
+    let mut r = Reader::default();
+    let mut out = Vec::new();
+    let mut most = 0;
+    let deadline = Instant::now() + LIMIT;
+    while r.offset < TOTAL as u64 {
+        assert!(Instant::now() < deadline, "timed out: {r:?}");
+        be.wait(Some(Duration::from_millis(50)), &mut out).unwrap();
+        let mut this_wait = 0;
+        for c in out.drain(..) {
+            if let Completion::Received { len, .. } = c {
+                this_wait += len;
+            }
+            r.take(&mut *be, token, c);
+        }
+        most = most.max(this_wait);
+    }
+    assert!(
+        most <= BUDGET + BUFFER,
+        "{most} bytes of one socket in one wait"
+    );
+    let _client = writer.join().unwrap();
+    be.close(token, fd);
+    r.until(&mut *be, token, |r| r.closed);
+}
+
 macro_rules! on_both_backends {
     ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
         #[test]
@@ -494,4 +543,5 @@ on_both_backends! {
     a_pause_pushes_back_on_the_peer: pause_pushes_back_io_uring, pause_pushes_back_epoll;
     eof_while_paused_comes_after_resume: pause_eof_io_uring, pause_eof_epoll;
     close_while_paused_ends_with_closed: pause_close_io_uring, pause_close_epoll;
+    a_flooding_socket_gets_its_budget_per_wait: read_budget_io_uring, read_budget_epoll;
 }

@@ -9,9 +9,15 @@
 //!   never reported, once the shard has recycled buffers (at most as many re-arms per wait as
 //!   there are free buffers, oldest first). Data the kernel could not deliver stays in the
 //!   socket, so nothing is lost or reordered. Each completion carries at most one buffer
-//!   (`buffer_size` bytes); we add no per-socket cap beyond that because the shard recycles every
-//!   buffer within the loop turn that received it, so one socket can hold the pool for one turn
-//!   at most, and the sockets it starved are re-armed in FIFO order.
+//!   (`buffer_size` bytes); the shard recycles every buffer within the loop turn that received
+//!   it, so one socket can hold the pool for one turn at most, and the sockets it starved are
+//!   re-armed in FIFO order.
+//! - **Read budget**: where the kernel allows it (6.17+, probed at start), each multishot recv
+//!   is capped at [`PoolConfig::read_budget`] bytes in all (the SQE's `optlen`; checked after
+//!   each receive, so one buffer more at most); it then ends without `MORE` and is re-armed for
+//!   the next wait. So one socket that floods gets at most
+//!   that much of a loop turn, however much it has queued, instead of everything one
+//!   `io_uring_enter` can receive for it.
 //! - **Skip**: a multishot recv cannot be told to drop bytes, so [`Backend::skip`] cancels it
 //!   (`AsyncCancel` by user_data). CQEs it posts before it ends still deliver their bytes as
 //!   `Received`, and those count against the skip. Once its last CQE is in, a one-shot
@@ -440,6 +446,9 @@ pub struct UringBackend {
     setup: &'static str,
     /// How many times a recv ran out of buffers (for tests and diagnostics).
     enobufs: u64,
+    /// Each multishot recv ends after this many bytes and is re-armed at the next wait
+    /// ([`PoolConfig::read_budget`]); `None` where the kernel cannot cap it.
+    read_budget: Option<u32>,
 }
 
 impl UringBackend {
@@ -469,6 +478,7 @@ impl UringBackend {
         }
         bufs.publish();
         probe_multishot_recv(&mut ring, &mut bufs)?;
+        let read_budget = probe_recv_limit(&mut ring, &mut bufs).then_some(pool.read_budget);
         let waker = Waker::new()?;
         let mut this = UringBackend {
             ring,
@@ -486,6 +496,7 @@ impl UringBackend {
             dropping: false,
             setup,
             enobufs: 0,
+            read_budget: read_budget.filter(|&b| b > 0),
         };
         this.arm_waker();
         Ok(this)
@@ -574,10 +585,15 @@ impl UringBackend {
 
     /// Starts (or restarts) the multishot recv of the connection in slot `index`.
     fn arm_recv(&mut self, index: usize) {
+        let budget = self.read_budget;
         self.submit_recv_op(index, RecvState::Armed, |fd, token| {
-            opcode::RecvMulti::new(fd, BGID)
+            let sqe = opcode::RecvMulti::new(fd, BGID)
                 .build()
-                .user_data(conn_ud(Op::Recv, token))
+                .user_data(conn_ud(Op::Recv, token));
+            match budget {
+                Some(limit) => with_recv_limit(sqe, limit),
+                None => sqe,
+            }
         });
     }
 
@@ -938,7 +954,8 @@ impl UringBackend {
                         conn.recv = RecvState::Paused;
                         self.paused.push(slot as u32);
                     } else if !more {
-                        // Ended without error (e.g. the CQ overflowed): keep receiving.
+                        // Ended without error: the read budget is spent (or the CQ overflowed).
+                        // Re-armed now, it is submitted with the next wait: the next turn's.
                         self.arm_read(slot);
                     }
                 }
@@ -1044,10 +1061,14 @@ fn build_ring() -> io::Result<(IoUring, &'static str)> {
     Err(last.unwrap_or_else(|| io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
-/// Runs one multishot recv over a socketpair holding one byte then EOF. Kernels that ignore the
-/// multishot flag (< 6.0) answer with a single CQE without `MORE`; those that reject it answer
-/// EINVAL. Either way we return an error, before any connection depends on it.
-fn probe_multishot_recv(ring: &mut IoUring, pool: &mut BufPool) -> io::Result<()> {
+/// Runs one multishot recv, capped at `limit` bytes in all if given, over a socketpair holding
+/// `bytes` then EOF, and returns its CQEs as (result, `MORE`), the last one without `MORE`.
+fn run_recv_probe(
+    ring: &mut IoUring,
+    pool: &mut BufPool,
+    bytes: &[u8],
+    limit: Option<u32>,
+) -> io::Result<Vec<(i32, bool)>> {
     let unsupported = |why: String| io::Error::new(io::ErrorKind::Unsupported, why);
     let mut fds = [0 as RawFd; 2];
     // SAFETY: socketpair writes two fds into the array, which is live and large enough.
@@ -1064,19 +1085,23 @@ fn probe_multishot_recv(ring: &mut IoUring, pool: &mut BufPool) -> io::Result<()
     }
     // SAFETY: both fds were just created and belong to nothing else.
     let (ours, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: writes one byte from a live static buffer.
-    if unsafe { libc::write(theirs.as_raw_fd(), b"x".as_ptr().cast(), 1) } != 1 {
+    // SAFETY: writes `bytes.len()` bytes from a live slice.
+    let written = unsafe { libc::write(theirs.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+    if written != bytes.len() as isize {
         return Err(io::Error::last_os_error());
     }
-    // EOF right after the byte: the multishot recv then ends by itself.
+    // EOF right after the bytes: the multishot recv then ends by itself.
     drop(theirs);
-    let sqe = opcode::RecvMulti::new(types::Fd(ours.as_raw_fd()), BGID)
+    let mut sqe = opcode::RecvMulti::new(types::Fd(ours.as_raw_fd()), BGID)
         .build()
         .user_data(plain_ud(Op::Internal, 0));
+    if let Some(limit) = limit {
+        sqe = with_recv_limit(sqe, limit);
+    }
     // SAFETY: the recv writes only into the registered pool, which outlives the ring.
     unsafe { ring.submission().push(&sqe) }.map_err(|_| unsupported("empty SQ is full".into()))?;
     let deadline = Instant::now() + Duration::from_secs(1);
-    let mut data_with_more = false;
+    let mut cqes = Vec::new();
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -1096,37 +1121,71 @@ fn probe_multishot_recv(ring: &mut IoUring, pool: &mut BufPool) -> io::Result<()
                 return Err(e);
             }
         }
-        let mut finished = None;
+        let mut finished = false;
         for cqe in ring.completion() {
             let flags = cqe.flags();
             if let Some(b) = cqueue::buffer_select(flags).filter(|&b| b < pool.entries) {
                 pool.taken();
                 pool.put_back(b);
             }
-            let res = cqe.result();
-            if res == 1 && cqueue::more(flags) && cqueue::buffer_select(flags).is_some() {
-                data_with_more = true;
-            }
-            if !cqueue::more(flags) {
-                finished = Some(res);
-            }
+            cqes.push((cqe.result(), cqueue::more(flags)));
+            finished |= !cqueue::more(flags);
         }
         pool.publish();
-        if let Some(res) = finished {
-            return if data_with_more {
-                Ok(())
-            } else if res < 0 {
-                Err(unsupported(format!(
-                    "multishot recv unsupported: {}",
-                    io::Error::from_raw_os_error(-res)
-                )))
-            } else {
-                Err(unsupported(
-                    "multishot recv unsupported (single shot only)".into(),
-                ))
-            };
+        if finished {
+            return Ok(cqes);
         }
     }
+}
+
+/// Checks that multishot recv works: over one byte then EOF, the byte comes with `MORE`. Kernels
+/// that ignore the multishot flag (< 6.0) answer with a single CQE without `MORE`; those that
+/// reject it answer EINVAL. Either way we return an error, before any connection depends on it.
+fn probe_multishot_recv(ring: &mut IoUring, pool: &mut BufPool) -> io::Result<()> {
+    let cqes = run_recv_probe(ring, pool, b"x", None)?;
+    if cqes.first() == Some(&(1, true)) {
+        return Ok(());
+    }
+    let why = match cqes.last() {
+        Some(&(res, _)) if res < 0 => format!(
+            "multishot recv unsupported: {}",
+            io::Error::from_raw_os_error(-res)
+        ),
+        _ => "multishot recv unsupported (single shot only)".into(),
+    };
+    Err(io::Error::new(io::ErrorKind::Unsupported, why))
+}
+
+/// Whether a multishot recv can be capped in total bytes (`IORING_RECV_MSHOT_LIM`, Linux 6.17):
+/// with a cap of one byte, its first delivery ends it (the cap is checked after each receive,
+/// so that delivery may hold more), where an uncapped one would go on to report the EOF.
+/// Older kernels refuse the field with EINVAL.
+fn probe_recv_limit(ring: &mut IoUring, pool: &mut BufPool) -> bool {
+    matches!(
+        run_recv_probe(ring, pool, b"xy", Some(1)).as_deref(),
+        Ok([(n, false)]) if *n > 0
+    )
+}
+
+/// The byte of an SQE where the kernel reads `optlen` (a `u32` sharing a union with
+/// `file_index`), which for a multishot recv is the total it may deliver before ending.
+const SQE_OPTLEN: usize = 44;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+
+/// `sqe`, a multishot recv, capped at `limit` bytes before it ends (without `MORE`). io-uring
+/// 0.7's `RecvMulti` has no setter for the field.
+fn with_recv_limit(mut sqe: squeue::Entry, limit: u32) -> squeue::Entry {
+    // SAFETY: `squeue::Entry` is `repr(C)` around the kernel's 64-byte `io_uring_sqe` (checked
+    // above), whose `optlen` is the u32 at byte 44; the write stays inside the entry and is
+    // unaligned-safe.
+    unsafe {
+        (&mut sqe as *mut squeue::Entry)
+            .cast::<u8>()
+            .add(SQE_OPTLEN)
+            .cast::<u32>()
+            .write_unaligned(limit);
+    }
+    sqe
 }
 
 impl Backend for UringBackend {
@@ -1532,6 +1591,7 @@ mod tests {
         UringBackend::new(PoolConfig {
             buffers,
             buffer_size,
+            ..PoolConfig::default()
         })
         .expect("io_uring backend")
     }
@@ -1608,7 +1668,8 @@ mod tests {
         for (buffers, buffer_size) in [(0, 4096), (3, 4096), (8, 0)] {
             assert!(UringBackend::new(PoolConfig {
                 buffers,
-                buffer_size
+                buffer_size,
+                ..PoolConfig::default()
             })
             .is_err());
         }
