@@ -118,7 +118,7 @@ struct Listener {
     /// After an accept error: do not accept again before this instant.
     retry_at: Option<Instant>,
     /// The rest is for a resource error, which a `close` may end early (it frees a descriptor).
-    short_of_fds: bool,
+    short_of_resources: bool,
 }
 
 /// What the backend keeps per connection: a few words, no buffer.
@@ -334,7 +334,7 @@ impl EpollBackend {
                     // Out of descriptors or memory, or a broken listener: say so once and rest,
                     // since retrying now would fail the same way.
                     _ => {
-                        l.short_of_fds = is_resource_error(&err);
+                        l.short_of_resources = is_resource_error(&err);
                         out.push(Completion::AcceptFailed(err));
                         l.retry_at = Some(now + ACCEPT_RETRY);
                         break;
@@ -502,7 +502,7 @@ impl Backend for EpollBackend {
             fd: listener,
             backlog: false,
             retry_at: None,
-            short_of_fds: false,
+            short_of_resources: false,
         });
         Ok(())
     }
@@ -631,7 +631,7 @@ impl Backend for EpollBackend {
         }
         self.queued.push(Completion::Closed { token });
         // A descriptor was just freed: a listener resting after EMFILE may accept again now.
-        for l in self.listeners.iter_mut().filter(|l| l.short_of_fds) {
+        for l in self.listeners.iter_mut().filter(|l| l.short_of_resources) {
             l.retry_at = None;
         }
     }
