@@ -28,8 +28,8 @@ pub enum SendStatus {
     /// Queued, and the outbound buffer is now past the high-water mark: slow down until
     /// [`Handler::on_drain`].
     Buffered,
-    /// Not sent: the connection is closing, or its buffer passed the hard limit and it was
-    /// closed with 1008.
+    /// Not sent: the connection is closing, or the message would have taken its buffer past
+    /// the hard limit (the engine then closes it with 1008, by default).
     Dropped,
 }
 
@@ -155,35 +155,23 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         }
     }
 
-    /// The checks and accounting around every send: the hard buffer limit before, the
-    /// high-water mark after.
+    /// The accounting around every send, and the high-water mark after it. (The engine holds
+    /// the send to the output limit: past it the message is refused and, by default, the
+    /// connection closed with 1008.)
     fn send_with(
         &mut self,
         len: usize,
         send: impl FnOnce(&mut Connection) -> Result<(), SendError>,
     ) -> SendStatus {
-        let now = self.cx.now();
         let id = self.id;
         let (local, conns) = self.cx.split();
-        // One lookup for the checks before and after; the settings copied out rather than the
+        // One lookup for the send and the check after; the settings copied out rather than the
         // `Arc` cloned (two atomic operations per message).
         let settings = &local.settings;
-        let (max_buffered, high_water, low_water) = (
-            settings.max_buffered,
-            settings.high_water,
-            settings.low_water,
-        );
+        let (high_water, low_water) = (settings.high_water, settings.low_water);
         let Some((open, queued)) = conns.get_queued(id) else {
             return SendStatus::Dropped;
         };
-        if queued + open.ws.pending_output() + len > max_buffered {
-            let _ = open.ws.close_as_endpoint(
-                CloseCode::POLICY_VIOLATION,
-                "outbound buffer limit exceeded",
-                now,
-            );
-            return SendStatus::Dropped;
-        }
         if send(&mut open.ws).is_err() {
             return SendStatus::Dropped;
         }

@@ -60,9 +60,9 @@ impl Stats {
 pub(crate) struct Settings {
     pub ping: Option<Duration>,
     pub pong_timeout: Duration,
+    /// The engine's output levels, copied out for topics and send statuses.
     pub high_water: usize,
     pub low_water: usize,
-    pub max_buffered: usize,
     pub policy: SlowPolicy,
     pub topic_policies: Arc<HashMap<String, SlowPolicy>>,
     pub keep_request: bool,

@@ -35,9 +35,6 @@ pub struct ServerBuilder {
     http: Option<crate::runtime::Responder>,
     ping: Option<Duration>,
     pong_timeout: Option<Duration>,
-    high_water: usize,
-    low_water: usize,
-    max_buffered: usize,
     policy: SlowPolicy,
     topic_policies: HashMap<String, SlowPolicy>,
     keep_request: bool,
@@ -59,9 +56,6 @@ impl Server {
             http: None,
             ping: None,
             pong_timeout: None,
-            high_water: 1 << 20,
-            low_water: 1 << 16,
-            max_buffered: 64 << 20,
             policy: SlowPolicy::Drop,
             topic_policies: HashMap::new(),
             keep_request: false,
@@ -83,7 +77,8 @@ impl ServerBuilder {
         self
     }
 
-    /// The engine's limits and timeouts (connections, head size, handshake, idle, close).
+    /// The engine's limits and timeouts (connections, head size, handshake, idle, close,
+    /// output levels), replacing any set before (`high_water`, `max_buffered`, `max_length`).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -161,18 +156,21 @@ impl ServerBuilder {
         self
     }
 
-    /// Outbound bytes past which a connection counts as slow: sends report
-    /// [`crate::SendStatus::Buffered`] and topics apply their policy. `on_drain` fires when it
-    /// falls to `low`.
+    /// Outbound bytes past which a connection counts as slow (default 1 MiB): sends report
+    /// [`crate::SendStatus::Buffered`], topics apply their policy, and the engine stops reading
+    /// from it. `on_drain` fires, and reading resumes, when it falls to `low` (default 64 KiB).
+    /// The engine's [`ringsock_engine::server::OutputLimits`] `high` and `low`.
     pub fn high_water(mut self, high: usize, low: usize) -> Self {
-        self.high_water = high.max(1);
-        self.low_water = low.min(self.high_water);
+        self.limits.output.high = high.max(1);
+        self.limits.output.low = low.min(self.limits.output.high);
         self
     }
 
-    /// Outbound bytes past which a direct send closes the connection with 1008 (default 64 MiB).
+    /// Outbound bytes past which a send is refused and the connection closed with 1008
+    /// (default 64 MiB): the engine's [`ringsock_engine::server::OutputLimits`] `max`, whose
+    /// `overflow` policy [`ServerBuilder::limits`] can change.
     pub fn max_buffered(mut self, bytes: usize) -> Self {
-        self.max_buffered = bytes;
+        self.limits.output.max = bytes;
         self
     }
 
@@ -226,9 +224,8 @@ impl ServerBuilder {
         let settings = Arc::new(Settings {
             ping: self.ping,
             pong_timeout: self.pong_timeout.or(self.ping).unwrap_or(Duration::MAX),
-            high_water: self.high_water,
-            low_water: self.low_water,
-            max_buffered: self.max_buffered,
+            high_water: self.limits.output.high,
+            low_water: self.limits.output.low,
             policy: self.policy,
             topic_policies: Arc::new(self.topic_policies),
             keep_request: self.keep_request,

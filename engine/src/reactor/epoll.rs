@@ -17,6 +17,9 @@
 //!   that moment, so the next byte to arrive raises a new edge and the socket can leave the queue
 //!   without an extra read just to see EAGAIN (nginx relies on the same rule). The queue is served
 //!   round-robin, at most one read per socket per `wait`, so one fast sender cannot starve others.
+//! - **Pause.** `pause` only marks the connection: it is left out of the `ready` queue (its
+//!   bytes stay in the kernel, whose window then pushes back on the peer), and `resume` puts it
+//!   back, since an edge that came meanwhile is not repeated.
 //! - **Skip.** `skip` only notes how many bytes to drop. The next time the socket is served, a
 //!   `recv` with `MSG_TRUNC | MSG_DONTWAIT` drops up to that many first (TCP copies nothing) and
 //!   reports them as [`Completion::Skipped`]; no byte is read into a buffer while some are still
@@ -138,6 +141,9 @@ struct Conn {
     skip: u64,
     /// A skip just ended: the next read takes no more than [`PROBE_LEN`] bytes.
     probe: bool,
+    /// The shard paused reading ([`Backend::pause`]): the socket is left out of `ready` until
+    /// [`Backend::resume`] puts it back.
+    held: bool,
     /// A send that met EAGAIN, waiting for the socket to become writable.
     parked: Option<Vec<Bytes>>,
 }
@@ -266,7 +272,11 @@ impl EpollBackend {
                 if ev.is_read_closed() || ev.is_error() {
                     conn.hung_up = true;
                 }
-                if conn.reading && !conn.in_ready && (ev.is_readable() || conn.hung_up) {
+                if conn.reading
+                    && !conn.held
+                    && !conn.in_ready
+                    && (ev.is_readable() || conn.hung_up)
+                {
                     conn.in_ready = true;
                     self.ready.push_back(conn.token);
                 }
@@ -362,7 +372,9 @@ impl EpollBackend {
             if conn.token != token || !conn.in_ready {
                 continue; // a stale entry of the slot's previous occupant
             }
-            if !conn.reading {
+            if !conn.reading || conn.held {
+                // (A held socket is queued again by `resume`, which cannot know whether bytes
+                // came meanwhile: edges are not repeated.)
                 conn.in_ready = false;
                 continue;
             }
@@ -538,6 +550,7 @@ impl Backend for EpollBackend {
                 hung_up: false,
                 skip: 0,
                 probe: false,
+                held: false,
                 parked: None,
             },
         );
@@ -595,6 +608,29 @@ impl Backend for EpollBackend {
                 conn.probe |= len == 0;
             }
             _ => {}
+        }
+    }
+
+    fn pause(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(&token.index()) {
+            if conn.token == token {
+                conn.held = true;
+            }
+        }
+    }
+
+    fn resume(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token.index()) else {
+            return;
+        };
+        if conn.token != token || !conn.held {
+            return;
+        }
+        conn.held = false;
+        // Edges that came while held are gone: read once to see (EAGAIN if nothing came).
+        if conn.reading && !conn.in_ready {
+            conn.in_ready = true;
+            self.ready.push_back(token);
         }
     }
 

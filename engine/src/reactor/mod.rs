@@ -10,6 +10,8 @@
 //! - received bytes live in the backend's buffer pool: the shard reads them with
 //!   [`Backend::buffer`] and gives the buffer back with [`Backend::recycle`] before the next wait,
 //!   so a connection holds no receive buffer between reads;
+//! - reading a socket can be paused and resumed ([`Backend::pause`], [`Backend::resume`]), so
+//!   a peer that does not read what it is sent cannot make the shard read more from it;
 //! - bytes the shard knows it does not want (the rest of a payload its connection discards) can
 //!   be dropped in the kernel instead, unread: [`Backend::skip`], reported as
 //!   [`Completion::Skipped`].
@@ -31,7 +33,7 @@ mod accept_tests;
 pub mod epoll;
 mod pool_mem;
 #[cfg(test)]
-mod skip_tests;
+mod receive_tests;
 pub mod uring;
 
 /// Names a connection in its shard: the slab index in the low 32 bits and a generation in the
@@ -232,6 +234,16 @@ pub trait Backend {
     /// The shard must know what the bytes are: call it only with every completion so far
     /// handled, and never on a connection whose bytes are not its own to parse (TLS records).
     fn skip(&mut self, token: Token, fd: RawFd, len: u64);
+
+    /// Stops reading `token`'s socket until [`Backend::resume`]: its bytes stay in the kernel,
+    /// whose receive window then fills and pushes back on the peer (read backpressure). A read
+    /// already under way may still be reported; a skip the shard asks for meanwhile still
+    /// drops its bytes. EOF and errors are noticed when reading resumes (or through a send).
+    fn pause(&mut self, token: Token);
+
+    /// Reads `token`'s socket again after [`Backend::pause`], including bytes that arrived
+    /// meanwhile.
+    fn resume(&mut self, token: Token);
 
     /// Shuts the write side (after the last bytes of a close handshake), keeps receiving.
     fn shutdown_write(&mut self, token: Token, fd: RawFd);

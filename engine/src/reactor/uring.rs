@@ -35,6 +35,9 @@
 //!   bytes (a probe), and the connection then pauses: if the shard asks for the next skip in
 //!   that loop turn, it starts at once with nothing to cancel; if not, the multishot recv is
 //!   re-armed at the next wait.
+//! - **Pause**: [`Backend::pause`] cancels the multishot recv (anything else in flight ends by
+//!   itself) and marks the connection held; every re-arm goes through one function that then
+//!   leaves it idle (`Held`) until [`Backend::resume`] arms it again.
 //! - **Send**: one `sendmsg` per call gathering up to [`MAX_IOVECS`] chunks, with
 //!   `MSG_NOSIGNAL | MSG_WAITALL`: on a stream socket io_uring keeps sending until every byte is
 //!   written (or an error), so the shard normally gets one `Sent` per batch instead of a chain of
@@ -374,6 +377,9 @@ enum RecvState {
     Cancelling,
     /// A one-shot truncating recv is in flight ([`Backend::skip`]).
     Skipping,
+    /// The shard paused reading ([`Backend::pause`]): nothing in flight until
+    /// [`Backend::resume`].
+    Held,
     /// Ended for good: EOF, error, or cancelled by `close`.
     Ended,
 }
@@ -390,6 +396,9 @@ struct Conn {
     /// The next read is a probe ([`PROBE_LEN`] bytes): a skip just ended, or the last probe
     /// came back short (it may have ended inside a frame header).
     probe: bool,
+    /// The shard paused reading ([`Backend::pause`]): whatever is in flight ends, and nothing is
+    /// re-armed until [`Backend::resume`].
+    held: bool,
     /// The send in flight, if any.
     send: Option<Box<SendOp>>,
     /// `close` was called: report `Closed` when `inflight` reaches zero.
@@ -621,9 +630,15 @@ impl UringBackend {
     }
 
     /// Receives again on the connection in slot `index`: a probe if it is due one, else the
-    /// multishot recv.
+    /// multishot recv; nothing while the shard holds its reading paused. Every re-arm goes
+    /// through here, so a pause takes effect wherever the receive side stands when it comes.
     fn arm_read(&mut self, index: usize) {
-        if self.conns[index].as_ref().is_some_and(|c| c.probe) {
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        if conn.held {
+            conn.recv = RecvState::Held;
+        } else if conn.probe {
             self.arm_probe(index);
         } else {
             self.arm_recv(index);
@@ -966,7 +981,7 @@ impl UringBackend {
                         self.paused.push(slot as u32);
                     } else if !more {
                         // Ended without error (e.g. the CQ overflowed): keep receiving.
-                        self.arm_recv(slot);
+                        self.arm_read(slot);
                     }
                 }
                 None => out.push(Completion::RecvFailed {
@@ -1025,7 +1040,7 @@ impl UringBackend {
                 self.submit_skip(slot);
             } else {
                 conn.probe = true;
-                self.arm_probe(slot);
+                self.arm_read(slot);
             }
         } else if res == 0 {
             out.push(Completion::Eof { token });
@@ -1210,6 +1225,7 @@ impl Backend for UringBackend {
             recv: RecvState::Ended,
             skip: 0,
             probe: false,
+            held: false,
             send: None,
             closing: false,
         });
@@ -1285,8 +1301,9 @@ impl Backend for UringBackend {
             RecvState::Ended => {}
             RecvState::Cancelling | RecvState::Skipping => conn.skip += len,
             // Nothing in flight. No buffer is needed to drop bytes; the entry in `starved` or
-            // `paused` is passed over when its turn comes.
-            RecvState::Starved | RecvState::Paused => {
+            // `paused` is passed over when its turn comes. (Held: the shard asked for the drop
+            // itself; reading stays paused after it.)
+            RecvState::Starved | RecvState::Paused | RecvState::Held => {
                 conn.skip += len;
                 self.submit_skip(index);
             }
@@ -1294,6 +1311,40 @@ impl Backend for UringBackend {
                 conn.skip += len;
                 self.cancel_recv(index);
             }
+        }
+    }
+
+    fn pause(&mut self, token: Token) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        if conn.held || conn.closing {
+            return;
+        }
+        conn.held = true;
+        // A multishot recv would go on filling buffers: cancel it. Anything else in flight
+        // (a probe, a skip, a cancel) ends by itself, and its re-arm finds the hold.
+        if conn.recv == RecvState::Armed {
+            self.cancel_recv(index);
+        }
+    }
+
+    fn resume(&mut self, token: Token) {
+        let Some(index) = self.slot_of(token) else {
+            return;
+        };
+        let Some(conn) = self.conns[index].as_mut() else {
+            return;
+        };
+        if !conn.held {
+            return;
+        }
+        conn.held = false;
+        if conn.recv == RecvState::Held && !conn.closing {
+            self.arm_read(index);
         }
     }
 
@@ -1349,7 +1400,9 @@ impl Backend for UringBackend {
                 );
             }
             // Its entry in `starved` or `paused` is passed over when its turn comes.
-            RecvState::Starved | RecvState::Paused => conn.recv = RecvState::Ended,
+            RecvState::Starved | RecvState::Paused | RecvState::Held => {
+                conn.recv = RecvState::Ended
+            }
             // Cancelling already: the recv's last CQE is on its way.
             RecvState::Cancelling | RecvState::Ended => {}
         }

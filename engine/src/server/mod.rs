@@ -26,7 +26,7 @@ use socket2::{Domain, Socket, Type};
 use crate::http::HeadLimits;
 use crate::reactor::{self, BackendKind, PoolConfig, Waker};
 use crate::shard::{Shard, ShardMsg, ShardParts};
-use crate::ws::ServerOptions;
+use crate::ws::{CloseCode, Config, Overflow, ServerOptions};
 
 pub use remote::{PostError, Remote};
 pub use service::{
@@ -56,6 +56,12 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Close a WebSocket with 1001 after this long without receiving anything (`None`: never).
     pub idle_timeout: Option<Duration>,
+    /// Dead-peer detection for every WebSocket: after this long without receiving anything the
+    /// shard pings, and if still nothing has arrived after as long again, it cuts the
+    /// connection (reported as 1006; a close frame would wait behind the same silence). A
+    /// connection that is receiving is never pinged. `None` (the default): off. (The actors
+    /// layer has its own periodic ping, `ServerBuilder::ping`.)
+    pub keepalive: Option<Duration>,
     /// How long a sent close frame waits for the peer's before the connection is cut (1006).
     pub close_timeout: Duration,
     /// Outgoing connections: how long, after the close handshake, the client waits for the
@@ -63,6 +69,51 @@ pub struct Limits {
     /// the connection is over ([`crate::ws::Connection::wait_for_server_close`]). 2 s, as Chromium
     /// waits (`kUnderlyingConnectionCloseTimeoutSeconds`).
     pub server_close_timeout: Duration,
+    /// Unwritten output per connection: where reading pauses and resumes, and the hard cap.
+    pub output: OutputLimits,
+    /// Pings and pongs a peer may send in one second; past it: close 1008 (0: no limit).
+    /// Default 256 ([`Config::max_control_per_second`]).
+    pub max_control_per_second: u32,
+    /// The fewest payload bytes a fragment may carry on average once a message has more than
+    /// [`crate::ws::FRAGMENT_GRACE`] fragments; below it: close 1008 (0: no limit). Default 16
+    /// ([`Config::min_fragment_average`]).
+    pub min_fragment_average: u32,
+}
+
+/// How much output a connection may have that its peer has not taken yet (queued in the shard
+/// and in the socket's send in flight, not counting the kernel's socket buffer): one owner of
+/// output and backpressure for every service.
+///
+/// - Past `high` the shard stops reading the connection's socket: a peer that does not read its
+///   answers cannot make the server read (and answer) more. The kernel's window then pushes back
+///   on it. Reading resumes once the output has fallen to `low`.
+/// - A send that would take the output past `max` is refused and gets `overflow`, whatever
+///   service makes it (the output of a service that writes without reading, such as a push to
+///   a subscriber that has stopped reading, is bounded by this alone).
+///
+/// So a connection holds at most `max` bytes of output, and an echo-like service, whose output
+/// follows its input, about `high` plus one read's worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutputLimits {
+    /// Reading resumes at or below this. Default 64 KiB.
+    pub low: usize,
+    /// Reading pauses above this. Default 1 MiB.
+    pub high: usize,
+    /// Sends past this get `overflow`. Default 64 MiB.
+    pub max: usize,
+    /// What a send past `max` gets. Default: close with 1008.
+    pub overflow: Overflow,
+}
+
+impl Default for OutputLimits {
+    fn default() -> Self {
+        Self {
+            low: 64 << 10,
+            high: 1 << 20,
+            max: 64 << 20,
+            overflow: Overflow::Close(CloseCode::POLICY_VIOLATION),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -74,21 +125,50 @@ impl Default for Limits {
             max_message: (1 << 26) - 1,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: None,
+            keepalive: None,
             close_timeout: Duration::from_secs(30),
             server_close_timeout: Duration::from_secs(2),
+            output: OutputLimits::default(),
+            max_control_per_second: Config::default().max_control_per_second,
+            min_fragment_average: Config::default().min_fragment_average,
         }
+    }
+}
+
+impl Limits {
+    /// The protocol settings every accepted connection runs with, made once per server and
+    /// shared (an `Arc` clone per connection).
+    fn connection_config(&self) -> Arc<Config> {
+        Arc::new(Config {
+            max_length: self.max_message,
+            close_timeout: self.close_timeout,
+            max_control_per_second: self.max_control_per_second,
+            min_fragment_average: self.min_fragment_average,
+            ..Config::default()
+        })
     }
 }
 
 /// What every shard needs to know, shared read-only.
 pub(crate) struct ShardSettings {
     pub limits: Limits,
+    /// The protocol settings of accepted connections, from `limits`.
+    pub ws_config: Arc<Config>,
     pub handshake: ServerOptions,
     /// Paths that accept WebSocket upgrades; empty means every path does.
     pub ws_paths: Vec<String>,
 }
 
 impl ShardSettings {
+    pub fn new(limits: Limits, handshake: ServerOptions, ws_paths: Vec<String>) -> Self {
+        Self {
+            ws_config: limits.connection_config(),
+            limits,
+            handshake,
+            ws_paths,
+        }
+    }
+
     /// Whether an upgrade to `path` is accepted.
     pub fn is_websocket_path(&self, path: &str) -> bool {
         self.ws_paths.is_empty() || self.ws_paths.iter().any(|p| p == path)
@@ -230,11 +310,11 @@ impl ServerBuilder {
                 listeners.push(OwnedFd::from(socket));
             }
         }
-        let settings = Arc::new(ShardSettings {
-            limits: self.limits.clone(),
-            handshake: self.handshake.unwrap_or_default(),
-            ws_paths: self.ws_paths,
-        });
+        let settings = Arc::new(ShardSettings::new(
+            self.limits.clone(),
+            self.handshake.unwrap_or_default(),
+            self.ws_paths,
+        ));
         let service = Arc::new(service);
         let remote = Remote::new(self.shards, self.mailbox);
         let per_shard_max = self.limits.max_connections.div_ceil(self.shards);

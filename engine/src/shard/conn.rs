@@ -36,6 +36,9 @@ pub(crate) enum Lifecycle {
     Closing,
 }
 
+/// [`Conn::drain_below`] when no drain report is wanted.
+pub const NO_DRAIN: u32 = u32::MAX;
+
 /// A socket's state in its shard's slab.
 pub(crate) struct Conn<T> {
     pub fd: RawFd,
@@ -48,10 +51,16 @@ pub(crate) struct Conn<T> {
     pub out: VecDeque<Bytes>,
     /// Bytes in `out` plus those of the send in flight.
     pub queued: usize,
-    /// Report a drain once `queued` and the protocol's pending output are at most this.
-    /// (A u32, clamped: the 8 bytes saved keep `Conn` in its size budget with `tls` added.)
-    pub drain_below: Option<u32>,
+    /// Report a drain once `queued` and the protocol's pending output are at most this;
+    /// [`NO_DRAIN`]: none asked for. (A u32, clamped, with a sentinel rather than an `Option`:
+    /// the bytes saved keep `Conn` in its size budget.)
+    pub drain_below: u32,
     pub sending: bool,
+    /// Reading is paused ([`crate::reactor::Backend::pause`]): the output passed the high level
+    /// and has not yet fallen to the low one.
+    pub read_paused: bool,
+    /// A keepalive ping went out and nothing has been received since (`Limits::keepalive`).
+    pub pinged: bool,
     /// Bytes a [`crate::reactor::Backend::skip`] asked for and not yet dropped or delivered:
     /// while any are, no other skip is asked for. (A u32, so `Conn` does not grow: a longer
     /// payload is skipped in several asks.)
@@ -74,8 +83,10 @@ impl<T> Conn<T> {
             tls: None,
             out: VecDeque::new(),
             queued: 0,
-            drain_below: None,
+            drain_below: NO_DRAIN,
             sending: false,
+            read_paused: false,
+            pinged: false,
             skipping: 0,
             lifecycle: Lifecycle::Live,
             dirty: false,
@@ -89,6 +100,25 @@ impl<T> Conn<T> {
     pub fn push_out(&mut self, chunk: Bytes) {
         self.queued += chunk.len();
         self.out.push_back(chunk);
+    }
+
+    /// Bytes arrived from the peer at `now`.
+    pub fn heard_from(&mut self, now: Instant) {
+        self.last_activity = now;
+        self.pinged = false;
+    }
+
+    /// Drops the connection at once: its WebSocket (if open) reports a close with 1006, queued
+    /// output is discarded, and the socket closes at the next flush.
+    pub fn abort(&mut self) {
+        if let Phase::Ws(open) = &mut self.phase {
+            open.ws.transport_closed();
+            while open.ws.poll_transmit().is_some() {}
+        }
+        self.discard_output();
+        if self.lifecycle == Lifecycle::Live {
+            self.lifecycle = Lifecycle::CloseWhenFlushed;
+        }
     }
 
     /// Forgets all output, the send in flight included.

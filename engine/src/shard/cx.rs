@@ -10,11 +10,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use slab::Slab;
 
-use super::conn::{Conn, Lifecycle, Phase};
+use super::conn::{Conn, Phase, NO_DRAIN};
 use super::dial::{Dial, DialError, Dialing};
 use super::timers::Timers;
 use crate::reactor::Token;
-use crate::server::{ConnId, PostError, Remote, Service};
+use crate::server::{ConnId, OutputLimits, PostError, Remote, Service};
 use crate::ws::Connection;
 
 /// An open WebSocket and the application's state for it.
@@ -32,20 +32,15 @@ pub struct Open<T> {
 pub struct Conns<'a, T> {
     pub(crate) conns: &'a mut Slab<Conn<T>>,
     pub(crate) dirty: &'a mut Vec<Token>,
+    /// The limits every send is held to.
+    pub(crate) output: OutputLimits,
 }
 
 impl<T> Conns<'_, T> {
     /// The open WebSocket `id` names, marked for this turn's flush; `None` once it is gone.
+    /// Its sends are held to the server's [`OutputLimits`].
     pub fn get(&mut self, id: ConnId) -> Option<&mut Open<T>> {
-        let conn = super::slot(self.conns, id.0)?;
-        let Phase::Ws(open) = &mut conn.phase else {
-            return None;
-        };
-        if !conn.dirty {
-            conn.dirty = true;
-            self.dirty.push(id.0);
-        }
-        Some(open)
+        self.get_queued(id).map(|(open, _)| open)
     }
 
     /// [`Conns::get`] and the bytes already handed to the socket's queue (what
@@ -59,6 +54,10 @@ impl<T> Conns<'_, T> {
             conn.dirty = true;
             self.dirty.push(id.0);
         }
+        // Whatever sends through this borrow, the output stays within `max` counting what the
+        // socket still holds.
+        let room = self.output.max.saturating_sub(conn.queued);
+        open.ws.limit_output(room, self.output.overflow);
         Some((open, conn.queued))
     }
 
@@ -103,7 +102,7 @@ impl<T> Conns<'_, T> {
     /// Asks for [`Service::on_drain`] once `id`'s unwritten output is at most `below` bytes.
     pub fn notify_drain(&mut self, id: ConnId, below: usize) {
         if let Some(conn) = super::slot(self.conns, id.0) {
-            conn.drain_below = Some(u32::try_from(below).unwrap_or(u32::MAX));
+            conn.drain_below = u32::try_from(below).unwrap_or(u32::MAX).min(NO_DRAIN - 1);
         }
     }
 
@@ -114,15 +113,7 @@ impl<T> Conns<'_, T> {
         let Some(conn) = super::slot(self.conns, id.0) else {
             return;
         };
-        if let Phase::Ws(open) = &mut conn.phase {
-            open.ws.transport_closed();
-            while open.ws.poll_transmit().is_some() {}
-        }
-        conn.out.clear();
-        conn.queued = 0;
-        if conn.lifecycle == Lifecycle::Live {
-            conn.lifecycle = Lifecycle::CloseWhenFlushed;
-        }
+        conn.abort();
         if !conn.dirty {
             conn.dirty = true;
             self.dirty.push(id.0);

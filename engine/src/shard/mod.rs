@@ -9,6 +9,7 @@
 pub(crate) mod conn;
 pub mod cx;
 pub mod dial;
+mod reclaim;
 mod refuse;
 #[cfg(test)]
 mod tests;
@@ -27,12 +28,12 @@ use crate::client::TlsError;
 use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
 use crate::server::{
-    ConnId, HttpResponse, Remote, Service, ShardSettings, ShutdownReport, Upgrade,
+    ConnId, HttpResponse, OutputLimits, Remote, Service, ShardSettings, ShutdownReport, Upgrade,
 };
 use crate::ws::extension::Extensions;
 use crate::ws::{
-    is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Config, Connection, Decision,
-    Event, Refusal, Role, State,
+    is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Connection, Decision, Event,
+    Refusal, Role, State,
 };
 use conn::{Conn, Lifecycle, Phase};
 use cx::{Conns, Cx, Open};
@@ -67,6 +68,8 @@ struct World<S: Service> {
     local: S::Local,
     remote: Remote<S::Post>,
     index: usize,
+    /// The output limits every connection's sends are held to.
+    output: OutputLimits,
 }
 
 impl<S: Service> World<S> {
@@ -75,6 +78,7 @@ impl<S: Service> World<S> {
             conns: Conns {
                 conns: &mut self.conns,
                 dirty: &mut self.dirty,
+                output: self.output,
             },
             dials: &mut self.dials,
             next_generation: &mut self.next_generation,
@@ -203,6 +207,8 @@ pub(crate) struct Shard<S: Service> {
     report: Report,
     /// When the last bytes arrived, while receive buffers may hold memory to give back.
     pool_used: Option<Instant>,
+    /// Freed memory owed back to the kernel.
+    reclaim: reclaim::Reclaim,
     /// The reserve descriptor and the accept-failure episode (answers 503 out of descriptors).
     refusals: Refusals,
 }
@@ -235,6 +241,7 @@ impl<S: Service> Shard<S> {
                 local,
                 remote: parts.remote,
                 index: parts.index,
+                output: parts.settings.limits.output,
             },
             inbox: parts.inbox,
             listeners: parts.listeners,
@@ -244,6 +251,7 @@ impl<S: Service> Shard<S> {
             shutdown: None,
             report: Report::default(),
             pool_used: None,
+            reclaim: reclaim::Reclaim::new(Instant::now()),
             refusals: Refusals::new(reserve),
         }
     }
@@ -272,6 +280,9 @@ impl<S: Service> Shard<S> {
                 let trim_at = used + TRIM_AFTER;
                 wake_at = Some(wake_at.map_or(trim_at, |t| t.min(trim_at)));
             }
+            if let Some(trim_at) = self.reclaim.due_at() {
+                wake_at = Some(wake_at.map_or(trim_at, |t| t.min(trim_at)));
+            }
             let mut timeout = wake_at.map(|t| t.saturating_duration_since(now));
             if posts_left
                 || (timeout != Some(Duration::ZERO) && !self.world.remote.prepare_sleep(shard))
@@ -286,8 +297,11 @@ impl<S: Service> Shard<S> {
                 Some(used) if completions.is_empty() && now >= used + TRIM_AFTER => {
                     self.backend.trim();
                     self.pool_used = None;
+                    self.reclaim.maybe_trim(now, true);
                 }
-                _ => {}
+                _ => {
+                    self.reclaim.maybe_trim(now, false);
+                }
             }
             for completion in completions.drain(..) {
                 self.on_completion(completion, now);
@@ -341,6 +355,7 @@ impl<S: Service> Shard<S> {
             ),
             Completion::Received { token, buf, len } => {
                 self.pool_used = Some(now);
+                self.reclaim.released(len);
                 self.on_received(token, buf, len, now);
                 self.backend.recycle(buf);
             }
@@ -416,7 +431,7 @@ impl<S: Service> Shard<S> {
         if conn.lifecycle != Lifecycle::Live {
             return;
         }
-        conn.last_activity = now;
+        conn.heard_from(now);
         let Phase::Ws(open) = &mut conn.phase else {
             return;
         };
@@ -459,7 +474,7 @@ impl<S: Service> Shard<S> {
                 if conn.lifecycle != Lifecycle::Live {
                     return false;
                 }
-                conn.last_activity = now;
+                conn.heard_from(now);
                 if let Phase::Dialing(dialing) | Phase::Proxying(dialing) = &mut conn.phase {
                     dialing.connected_at.get_or_insert(now);
                 }
@@ -704,12 +719,11 @@ impl<S: Service> Shard<S> {
             }
         };
         conn.push_out(Bytes::from(accepted.response));
-        let config = Config {
-            max_length: settings.limits.max_message,
-            close_timeout: settings.limits.close_timeout,
-            ..Config::default()
-        };
-        let ws = Connection::new(Role::Server, config, Extensions::new(accepted.extensions));
+        let ws = Connection::new(
+            Role::Server,
+            settings.ws_config.clone(),
+            Extensions::new(accepted.extensions),
+        );
         conn.phase = Phase::Ws(Box::new(Open {
             ws,
             session,
@@ -773,6 +787,7 @@ impl<S: Service> Shard<S> {
                     // Bytes left, so the connection is up: the handshake timeout takes over.
                     d.connected_at.get_or_insert(now);
                 }
+                self.reclaim.released(written);
                 conn.requeue_unsent(chunks, written)
             }
             Err(_) => {
@@ -781,9 +796,14 @@ impl<S: Service> Shard<S> {
                 return;
             }
         }
-        if let (Some(below), Phase::Ws(open)) = (conn.drain_below, &conn.phase) {
-            if conn.queued + open.ws.pending_output() <= below as usize {
-                conn.drain_below = None;
+        if let Phase::Ws(open) = &conn.phase {
+            let buffered = conn.queued + open.ws.pending_output();
+            if conn.read_paused && buffered <= self.settings.limits.output.low {
+                conn.read_paused = false;
+                self.backend.resume(token);
+            }
+            if conn.drain_below != conn::NO_DRAIN && buffered <= conn.drain_below as usize {
+                conn.drain_below = conn::NO_DRAIN;
                 self.service
                     .on_drain(&mut self.world.cx(now), ConnId(token));
             }
@@ -888,8 +908,19 @@ impl<S: Service> Shard<S> {
                     }
                     Phase::Ws(open) => {
                         open.ws.handle_timeout(now);
-                        if let Some(idle) = limits.idle_timeout {
-                            if now >= conn.last_activity + idle {
+                        let silent = now.saturating_duration_since(conn.last_activity);
+                        let mut dead = false;
+                        if let Some(keepalive) = limits.keepalive {
+                            if conn.pinged && silent >= 2 * keepalive {
+                                dead = true;
+                            } else if !conn.pinged && silent >= keepalive {
+                                conn.pinged = open.ws.ping(b"").is_ok();
+                            }
+                        }
+                        if dead {
+                            conn.abort();
+                        } else if let Some(idle) = limits.idle_timeout {
+                            if silent >= idle {
                                 let _ = open.ws.close_as_endpoint(
                                     CloseCode::GOING_AWAY,
                                     "idle timeout",
@@ -944,14 +975,20 @@ impl<S: Service> Shard<S> {
     }
 
     fn flush_one(&mut self, token: Token) {
+        let output = self.settings.limits.output;
         let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
         conn.dirty = false;
         if let Phase::Ws(open) = &mut conn.phase {
             // Here, with every completion of the turn handled, `skippable` counts exactly the
-            // bytes the backend has not reported yet. TLS bytes are records, never skipped.
-            if conn.skipping == 0 && conn.tls.is_none() && conn.lifecycle == Lifecycle::Live {
+            // bytes the backend has not reported yet. TLS bytes are records, never skipped; a
+            // paused socket is not read, not even to drop bytes.
+            if conn.skipping == 0
+                && conn.tls.is_none()
+                && !conn.read_paused
+                && conn.lifecycle == Lifecycle::Live
+            {
                 let n = clamp_u32(open.ws.skippable(SKIP_MIN));
                 if n > 0 {
                     conn.skipping = n;
@@ -960,18 +997,31 @@ impl<S: Service> Shard<S> {
                     self.backend.skip(token, conn.fd, 0);
                 }
             }
-            match conn.tls.as_deref_mut() {
-                None => {
-                    while let Some(chunk) = open.ws.poll_transmit() {
-                        conn.queued += chunk.len();
-                        conn.out.push_back(chunk);
+            // Output moves out of the protocol only when the socket can take it: while a send
+            // is stuck on a peer that does not read, it stays where the protocol can still
+            // coalesce what it owes (pongs) and the limits see it whole.
+            if !conn.sending {
+                match conn.tls.as_deref_mut() {
+                    None => {
+                        while let Some(chunk) = open.ws.poll_transmit() {
+                            conn.queued += chunk.len();
+                            conn.out.push_back(chunk);
+                        }
+                    }
+                    Some(tls) => {
+                        while let Some(chunk) = open.ws.poll_transmit() {
+                            tls.send(&chunk);
+                        }
                     }
                 }
-                Some(tls) => {
-                    while let Some(chunk) = open.ws.poll_transmit() {
-                        tls.send(&chunk);
-                    }
-                }
+            }
+            // Read backpressure: past the high level, the peer's bytes stay in the kernel.
+            if !conn.read_paused
+                && conn.lifecycle == Lifecycle::Live
+                && conn.queued + open.ws.pending_output() > output.high
+            {
+                conn.read_paused = true;
+                self.backend.pause(token);
             }
         }
         if conn.tls.is_some() {
@@ -1014,16 +1064,19 @@ impl<S: Service> Shard<S> {
                 Some(dialing.deadline(conn.accepted_at, limits.handshake_timeout))
             }
             (Phase::Ws(open), _) => {
-                // Idle time counts only while open: once our close is out, the close timeout
-                // governs, and a past idle deadline would fire on every loop turn.
-                let idle = limits
-                    .idle_timeout
-                    .filter(|_| open.ws.state() == State::Open)
-                    .map(|d| conn.last_activity + d);
-                match (open.ws.poll_timeout(), idle) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
+                // Idle time and keepalive count only while open: once our close is out, the
+                // close timeout governs, and a past deadline would fire on every loop turn.
+                let open_since = |d: Duration| {
+                    (open.ws.state() == State::Open).then_some(conn.last_activity + d)
+                };
+                let idle = limits.idle_timeout.and_then(open_since);
+                let keepalive = limits
+                    .keepalive
+                    .and_then(|k| open_since(if conn.pinged { 2 * k } else { k }));
+                [open.ws.poll_timeout(), idle, keepalive]
+                    .into_iter()
+                    .flatten()
+                    .min()
             }
         };
         if let Some(at) = deadline {

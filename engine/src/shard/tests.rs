@@ -43,6 +43,8 @@ struct Log {
     busy_waits: usize,
     /// Every `skip` asked for, in order.
     skips: Vec<(Token, u64)>,
+    /// Every `pause` (true) and `resume` (false), in order.
+    holds: Vec<(Token, bool)>,
 }
 
 impl Log {
@@ -101,6 +103,12 @@ impl Backend for Scripted {
     }
     fn skip(&mut self, token: Token, _fd: std::os::fd::RawFd, len: u64) {
         self.log.borrow_mut().skips.push((token, len));
+    }
+    fn pause(&mut self, token: Token) {
+        self.log.borrow_mut().holds.push((token, true));
+    }
+    fn resume(&mut self, token: Token) {
+        self.log.borrow_mut().holds.push((token, false));
     }
     fn shutdown_write(&mut self, _token: Token, _fd: std::os::fd::RawFd) {}
     fn close(&mut self, token: Token, _fd: std::os::fd::RawFd) {
@@ -170,11 +178,11 @@ fn run_service<S: Service<Post = ()>>(
         waker: Waker::new().unwrap(),
         buffers: Vec::new(),
     };
-    let settings = Arc::new(ShardSettings {
+    let settings = Arc::new(ShardSettings::new(
         limits,
-        handshake: ServerOptions::default(),
-        ws_paths: Vec::new(),
-    });
+        ServerOptions::default(),
+        Vec::new(),
+    ));
     let parts = super::ShardParts {
         index: 0,
         listeners: Vec::new(),
@@ -472,11 +480,11 @@ fn run_with_listeners(
         listeners,
         inbox,
         remote: crate::server::Remote::new(1, 4),
-        settings: Arc::new(ShardSettings {
+        settings: Arc::new(ShardSettings::new(
             limits,
-            handshake: ServerOptions::default(),
-            ws_paths: Vec::new(),
-        }),
+            ServerOptions::default(),
+            Vec::new(),
+        )),
         service: Arc::new(Echo),
         max_connections: 16,
     };

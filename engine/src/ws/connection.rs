@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -43,6 +44,15 @@ pub struct Config {
     /// Payloads at least this long, handed over as `Bytes` by the server role, are queued without
     /// copying; shorter ones are copied next to their header so one write carries many frames.
     pub zero_copy_threshold: usize,
+    /// Pings and pongs the peer may send in any one-second window; one more ends the connection
+    /// with 1008 ([`ProtocolError::ControlFlood`]). 0: no limit. Default 256: far above any
+    /// keepalive, far below what a flood sends.
+    pub max_control_per_second: u32,
+    /// Once a fragmented message has more than [`FRAGMENT_GRACE`] fragments, they must carry at
+    /// least this many payload bytes each on average, else the connection ends with 1008
+    /// ([`ProtocolError::TinyFragments`]): a peer sending endless one-byte fragments makes the
+    /// receiver parse a header per byte. 0: no limit. Default 16.
+    pub min_fragment_average: u32,
 }
 
 impl Default for Config {
@@ -51,8 +61,25 @@ impl Default for Config {
             max_length: (1 << 26) - 1,
             close_timeout: Duration::from_secs(30),
             zero_copy_threshold: 1024,
+            max_control_per_second: 256,
+            min_fragment_average: 16,
         }
     }
+}
+
+/// Fragments a message may have before [`Config::min_fragment_average`] applies: enough for any
+/// legitimate fragmentation of a short message.
+pub const FRAGMENT_GRACE: u32 = 1024;
+
+/// What a send gets when it would take the connection's unwritten output past the limit the
+/// transport set ([`Connection::limit_output`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// The message is not queued ([`SendError::Full`]); the connection carries on.
+    Drop,
+    /// The message is not queued, and the connection ends with this code (1008 policy violation,
+    /// or 1013 try again later): see [`Connection::abandon`].
+    Close(CloseCode),
 }
 
 /// Where the connection is in its life.
@@ -121,6 +148,19 @@ pub enum ProtocolError {
     InvalidClosePayload(ClosePayloadError),
     /// A negotiated extension could not process a message.
     Extension(ExtensionError),
+    /// More control frames in one second than [`Config::max_control_per_second`].
+    ControlFlood {
+        /// The configured limit.
+        limit: u32,
+    },
+    /// A fragmented message whose fragments average fewer bytes than
+    /// [`Config::min_fragment_average`].
+    TinyFragments {
+        /// Fragments so far.
+        fragments: u32,
+        /// Payload bytes so far.
+        length: u64,
+    },
 }
 
 impl ProtocolError {
@@ -130,6 +170,7 @@ impl ProtocolError {
             Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             Self::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
             Self::Extension(e) => e.code,
+            Self::ControlFlood { .. } | Self::TinyFragments { .. } => CloseCode::POLICY_VIOLATION,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -159,6 +200,13 @@ impl fmt::Display for ProtocolError {
             Self::InvalidUtf8 => f.write_str("Could not decode a text frame as UTF-8"),
             Self::InvalidClosePayload(e) => e.fmt(f),
             Self::Extension(e) => e.fmt(f),
+            Self::ControlFlood { limit } => {
+                write!(f, "More than {limit} control frames in one second")
+            }
+            Self::TinyFragments { fragments, length } => write!(
+                f,
+                "A message of {fragments} fragments carrying only {length} bytes"
+            ),
         }
     }
 }
@@ -178,6 +226,9 @@ pub enum SendError {
     ControlPayloadTooLong(usize),
     /// An extension could not encode the message.
     Extension(ExtensionError),
+    /// The message would take the unwritten output past its limit
+    /// ([`Connection::limit_output`]); under [`Overflow::Close`] the connection is ending too.
+    Full,
 }
 
 impl fmt::Display for SendError {
@@ -201,6 +252,10 @@ impl fmt::Display for SendError {
                 )
             }
             Self::Extension(e) => write!(f, "extension failed to encode the message: {e}"),
+            Self::Full => f.write_str(
+                "the connection's unwritten output is at its limit (the peer does not read fast \
+                 enough); the message was not queued",
+            ),
         }
     }
 }
@@ -209,6 +264,12 @@ impl std::error::Error for SendError {}
 
 /// How many pings may await their pongs; past this the oldest is forgotten.
 const MAX_OUTSTANDING_PINGS: usize = 32;
+
+/// Pongs written while the transport takes no output; past this only the latest ping is
+/// answered (RFC 6455 section 5.5.3 allows it), so a peer that pings without reading cannot
+/// grow the output by a pong per ping. Enough that a burst of pings from a peer that does read
+/// gets each its own pong.
+const PONG_BURST: u8 = 32;
 
 /// Fresh space for small messages is taken in chunks this large, so many messages share one
 /// allocation (each keeps its slice alive by reference count).
@@ -231,8 +292,8 @@ struct FrameInProgress {
     mask: Option<[u8; 4]>,
     /// Payload bytes still to come.
     remaining: u64,
-    /// Where in the masking key the next byte falls.
-    phase: usize,
+    /// Where in the masking key the next byte falls (0-3; a byte keeps the connection small).
+    phase: u8,
 }
 
 /// The data message being assembled across frames.
@@ -242,6 +303,8 @@ struct MessageInProgress {
     rsv: Rsv,
     /// Bytes received so far, over all its frames.
     length: u64,
+    /// Frames so far.
+    fragments: u32,
     /// Its payload is skipped, not kept ([`Connection::discard_payloads`]).
     discard: bool,
 }
@@ -262,7 +325,9 @@ fn zeros(len: usize) -> Bytes {
 /// A WebSocket connection after the handshake: the protocol for one role, without I/O.
 pub struct Connection {
     role: Role,
-    config: Config,
+    /// Shared by every connection made with the same settings (a shard's), so growing it costs
+    /// no memory per connection.
+    config: Arc<Config>,
     state: State,
     /// Data payloads are skipped ([`Connection::discard_payloads`]).
     discard: bool,
@@ -281,7 +346,8 @@ pub struct Connection {
     // Receiving.
     /// A frame header split across reads: its bytes so far.
     header: [u8; MAX_HEADER_LEN],
-    header_len: usize,
+    /// (A byte: a header is at most 14 bytes, and the connection stays small.)
+    header_len: u8,
     frame: Option<FrameInProgress>,
     message: Option<MessageInProgress>,
     /// The data message's payload; small messages share chunks of it.
@@ -300,6 +366,19 @@ pub struct Connection {
     /// Chunks ready for the transport, oldest first; `cork` goes after them.
     queue: VecDeque<Bytes>,
     queued_bytes: usize,
+    /// The last ping's pong is owed: its payload waits in `control` and is written when the
+    /// transport next takes output, unless a newer ping replaces it.
+    pong_owed: bool,
+    /// Pongs written since the transport last took output (at most [`PONG_BURST`] count).
+    pongs_unsent: u8,
+    /// Control frames received in the current one-second window, and when it began
+    /// ([`Config::max_control_per_second`]).
+    control_count: u32,
+    control_window: Option<Instant>,
+    /// The most `queued_bytes` may reach through a send ([`Connection::limit_output`]).
+    output_room: usize,
+    /// What a send past `output_room` gets.
+    overflow: Overflow,
     pings: VecDeque<(PingId, Bytes)>,
     next_ping: u64,
     close_deadline: Option<Instant>,
@@ -318,10 +397,10 @@ impl fmt::Debug for Connection {
 
 impl Connection {
     /// A connection whose handshake has completed, with the extensions it negotiated.
-    pub fn new(role: Role, config: Config, extensions: Extensions) -> Self {
+    pub fn new(role: Role, config: impl Into<Arc<Config>>, extensions: Extensions) -> Self {
         Self {
             role,
-            config,
+            config: config.into(),
             state: State::Open,
             discard: false,
             close_held: false,
@@ -339,6 +418,12 @@ impl Connection {
             cork: BytesMut::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,
+            pong_owed: false,
+            pongs_unsent: 0,
+            control_count: 0,
+            control_window: None,
+            output_room: usize::MAX,
+            overflow: Overflow::Drop,
             pings: VecDeque::new(),
             next_ping: 0,
             close_deadline: None,
@@ -593,7 +678,7 @@ impl Connection {
                 }
                 Ok(None) => {
                     self.header[..input.len()].copy_from_slice(input);
-                    self.header_len = input.len();
+                    self.header_len = input.len() as u8;
                     *input = &[];
                     return None;
                 }
@@ -601,20 +686,23 @@ impl Connection {
             }
         } else {
             // Complete the split header: first learn its length, then take exactly the rest.
-            while self.header_len < 2 && !input.is_empty() {
-                self.header[self.header_len] = input[0];
-                self.header_len += 1;
+            let mut have = usize::from(self.header_len);
+            while have < 2 && !input.is_empty() {
+                self.header[have] = input[0];
+                have += 1;
                 *input = &input[1..];
             }
-            if self.header_len < 2 {
+            if have < 2 {
+                self.header_len = have as u8;
                 return None;
             }
             let need = FrameHeader::len_from_prefix(self.header[0], self.header[1]);
-            let take = (need - self.header_len).min(input.len());
-            self.header[self.header_len..self.header_len + take].copy_from_slice(&input[..take]);
-            self.header_len += take;
+            let take = (need - have).min(input.len());
+            self.header[have..have + take].copy_from_slice(&input[..take]);
+            have += take;
             *input = &input[take..];
-            if self.header_len < need {
+            if have < need {
+                self.header_len = have as u8;
                 return None;
             }
             self.header_len = 0;
@@ -675,6 +763,18 @@ impl Connection {
                     });
                 }
                 msg.length = length;
+                msg.fragments = msg.fragments.saturating_add(1);
+                let min = self.config.min_fragment_average;
+                // Judged by what the headers announce, before their payloads are read.
+                if min > 0
+                    && msg.fragments > FRAGMENT_GRACE
+                    && length < u64::from(msg.fragments) * u64::from(min)
+                {
+                    return Err(ProtocolError::TinyFragments {
+                        fragments: msg.fragments,
+                        length,
+                    });
+                }
             }
             OpCode::Text | OpCode::Binary => {
                 if self.message.is_some() {
@@ -696,11 +796,20 @@ impl Connection {
                     kind,
                     rsv,
                     length: h.payload_len,
+                    fragments: 1,
                     discard,
                 });
                 self.utf8.reset();
             }
-            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+            OpCode::Ping => {
+                // A newer ping: the pong owed to the last one is not sent.
+                self.pong_owed = false;
+                self.control.clear();
+                return Ok(());
+            }
+            OpCode::Close | OpCode::Pong => {
+                // `control` is about to take this frame's payload: the owed pong goes first.
+                self.settle_pong();
                 self.control.clear();
                 return Ok(());
             }
@@ -726,7 +835,8 @@ impl Connection {
             let start = self.control.len();
             self.control.extend_from_slice(chunk);
             if let Some(key) = frame.mask {
-                frame.phase = mask::apply_mask(&mut self.control[start..], key, frame.phase);
+                frame.phase =
+                    mask::apply_mask(&mut self.control[start..], key, frame.phase.into()) as u8;
             }
             return Ok(());
         }
@@ -738,7 +848,10 @@ impl Connection {
         }
         let start = self.rx.len();
         match frame.mask {
-            Some(key) => frame.phase = mask::extend_masked(&mut self.rx, chunk, key, frame.phase),
+            Some(key) => {
+                frame.phase =
+                    mask::extend_masked(&mut self.rx, chunk, key, frame.phase.into()) as u8
+            }
             None => self.rx.extend_from_slice(chunk),
         }
         // Compressed text is checked after inflating; plain text as it arrives, so an invalid
@@ -775,12 +888,25 @@ impl Connection {
                 }
             }
             OpCode::Ping => {
+                if let Err(e) = self.count_control(now) {
+                    self.fail(e, now);
+                    return None;
+                }
                 let payload = Bytes::copy_from_slice(&self.control[..]);
                 // Answered even while closing: the peer may be waiting on it to finish.
-                self.write_frame(OpCode::Pong, Rsv::NONE, &payload);
+                if self.pongs_unsent < PONG_BURST {
+                    self.pongs_unsent += 1;
+                    self.write_frame(OpCode::Pong, Rsv::NONE, &payload);
+                } else {
+                    self.pong_owed = true;
+                }
                 Some(Event::Ping(payload))
             }
             OpCode::Pong => {
+                if let Err(e) = self.count_control(now) {
+                    self.fail(e, now);
+                    return None;
+                }
                 let payload = Bytes::copy_from_slice(&self.control[..]);
                 let id = self
                     .pings
@@ -824,6 +950,37 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Counts a control frame against [`Config::max_control_per_second`].
+    fn count_control(&mut self, now: Instant) -> Result<(), ProtocolError> {
+        let limit = self.config.max_control_per_second;
+        if limit == 0 {
+            return Ok(());
+        }
+        match self.control_window {
+            Some(start) if now < start + Duration::from_secs(1) => {}
+            _ => {
+                self.control_window = Some(now);
+                self.control_count = 0;
+            }
+        }
+        self.control_count += 1;
+        if self.control_count > limit {
+            return Err(ProtocolError::ControlFlood { limit });
+        }
+        Ok(())
+    }
+
+    /// Writes the owed pong, if any, where the output stands now.
+    fn settle_pong(&mut self) {
+        if !self.pong_owed {
+            return;
+        }
+        self.pong_owed = false;
+        let payload = std::mem::take(&mut self.control);
+        self.write_frame(OpCode::Pong, Rsv::NONE, &payload);
+        self.control = payload;
     }
 
     /// Turns the assembled payload into a message event, through the extensions.
@@ -919,6 +1076,26 @@ impl Connection {
         }
     }
 
+    /// Ends the connection from this side at once, without waiting for the peer's close frame:
+    /// a close frame with `code` and `reason` is queued behind the unsent output, and
+    /// [`Event::Close`] with them is reported. For a peer that has stopped keeping up, whose
+    /// answer would only come (if ever) after everything queued before it. Nothing happens once
+    /// the connection is closed; after this side's own close frame, only the event is reported.
+    pub fn abandon(&mut self, code: CloseCode, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        let reason = truncate_reason(reason);
+        if self.state == State::Open {
+            self.write_close(code, reason);
+        }
+        self.enter_closed();
+        self.pending.push_back(Event::Close(CloseFrame {
+            code,
+            reason: reason.to_owned(),
+        }));
+    }
+
     /// When [`Connection::handle_timeout`] next needs calling, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.close_deadline
@@ -944,6 +1121,29 @@ impl Connection {
     // ----------------------------------------------------------------------------------------
     // Sending
     // ----------------------------------------------------------------------------------------
+
+    /// Caps the output sends may queue: a data message, ping or unsolicited pong that would
+    /// take [`Connection::pending_output`] past `max_pending` bytes is not queued and gets
+    /// `overflow`. The transport sets it from its own limit minus what it still holds of earlier
+    /// output, before handing the connection to code that sends. Frames the protocol writes by
+    /// itself (pongs owed, close frames) are never refused: they are few and small. Without a
+    /// call there is no limit.
+    pub fn limit_output(&mut self, max_pending: usize, overflow: Overflow) {
+        self.output_room = max_pending;
+        self.overflow = overflow;
+    }
+
+    /// Refuses a send that would queue `len` more bytes past the output limit, applying the
+    /// overflow policy.
+    fn check_room(&mut self, len: usize) -> Result<(), SendError> {
+        if self.queued_bytes.saturating_add(len) <= self.output_room {
+            return Ok(());
+        }
+        if let Overflow::Close(code) = self.overflow {
+            self.abandon(code, "outbound buffer limit exceeded");
+        }
+        Err(SendError::Full)
+    }
 
     /// Queues a text message.
     pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
@@ -984,6 +1184,7 @@ impl Connection {
     /// payloads without copying them. A text payload must be UTF-8 ([`Utf8Bytes`] guarantees it).
     pub fn send_shared(&mut self, kind: DataKind, payload: Bytes) -> Result<(), SendError> {
         self.ensure_open()?;
+        self.check_room(framed_len(payload.len()))?;
         if !self.extensions.is_empty() {
             let encoded = self
                 .extensions
@@ -1005,6 +1206,7 @@ impl Connection {
             return self.send_shared(kind, Bytes::copy_from_slice(payload));
         }
         self.ensure_open()?;
+        self.check_room(framed_len(payload.len()))?;
         self.write_frame(data_opcode(kind), Rsv::NONE, payload);
         Ok(())
     }
@@ -1015,6 +1217,7 @@ impl Connection {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlPayloadTooLong(payload.len()));
         }
+        self.check_room(framed_len(payload.len()))?;
         let id = PingId(self.next_ping);
         self.next_ping += 1;
         if self.pings.len() == MAX_OUTSTANDING_PINGS {
@@ -1031,6 +1234,7 @@ impl Connection {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlPayloadTooLong(payload.len()));
         }
+        self.check_room(framed_len(payload.len()))?;
         self.write_frame(OpCode::Pong, Rsv::NONE, payload);
         Ok(())
     }
@@ -1073,6 +1277,8 @@ impl Connection {
     }
 
     fn write_close(&mut self, code: CloseCode, reason: &str) {
+        // A pong owed goes before the close frame: nothing may follow that.
+        self.settle_pong();
         let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
         payload[..2].copy_from_slice(&code.0.to_be_bytes());
         payload[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
@@ -1149,6 +1355,7 @@ impl Connection {
     /// reference count taken and dropped for nothing, once per subscriber.
     pub fn send_raw_frames(&mut self, frames: &Bytes) -> Result<(), SendError> {
         self.ensure_open()?;
+        self.check_room(frames.len())?;
         if frames.len() < self.config.zero_copy_threshold {
             self.cork_room(frames.len());
             self.cork.extend_from_slice(frames);
@@ -1168,16 +1375,19 @@ impl Connection {
     /// The caller owns the chunk and writes it in full (keeping any unwritten tail itself);
     /// gathering several chunks into one vectored write is the intended use.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.settle_pong();
         let chunk = match self.queue.pop_front() {
             Some(c) => c,
             None if !self.cork.is_empty() => self.cork.split().freeze(),
             None => return None,
         };
         self.queued_bytes -= chunk.len();
+        self.pongs_unsent = 0;
         Some(chunk)
     }
 
-    /// Bytes queued and not yet taken by [`Connection::poll_transmit`].
+    /// Bytes queued and not yet taken by [`Connection::poll_transmit`] (a pong owed, at most
+    /// 131 bytes, is counted once written).
     pub fn pending_output(&self) -> usize {
         self.queued_bytes
     }
@@ -1191,10 +1401,15 @@ impl Connection {
         if self.rx.is_empty() {
             self.rx = BytesMut::new();
         }
-        if self.frame.is_none() {
+        if self.frame.is_none() && !self.pong_owed {
             self.control = Vec::new();
         }
     }
+}
+
+/// The most bytes a frame of `payload_len` bytes takes (the longest header, masked).
+fn framed_len(payload_len: usize) -> usize {
+    payload_len.saturating_add(MAX_HEADER_LEN)
 }
 
 fn data_opcode(kind: DataKind) -> OpCode {

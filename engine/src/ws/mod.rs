@@ -16,7 +16,10 @@ pub mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Config, Connection, Event, PingId, ProtocolError, Role, SendError, State};
+pub use connection::{
+    Config, Connection, Event, Overflow, PingId, ProtocolError, Role, SendError, State,
+    FRAGMENT_GRACE,
+};
 pub use deflate::{DeflateOptions, PerMessageDeflate, Strategy as DeflateStrategy};
 pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
 pub use frame::{client_frame, server_frame, server_frame_rsv, FrameError, FrameHeader, OpCode};

@@ -35,7 +35,6 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    ringsock_tools::keep_large_blocks();
     let mut builder = Server::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut pool = PoolConfig::default();

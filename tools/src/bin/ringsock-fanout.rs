@@ -191,7 +191,6 @@ fn main() -> ExitCode {
 }
 
 fn run(o: Options) -> Result<(), String> {
-    ringsock_tools::keep_large_blocks();
     let epoch = Instant::now();
     let mut builder = Server::builder()
         .shards(o.shards)

@@ -314,7 +314,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    ringsock_tools::keep_large_blocks();
     watchdog(&args);
     match run(&args) {
         Ok(report) => {

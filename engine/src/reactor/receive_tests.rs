@@ -1,6 +1,11 @@
-//! [`Backend::skip`] on both backends over loopback TCP: a skip drops exactly the bytes asked
-//! for (counting bytes delivered after the ask), never one of the bytes after them, however the
-//! bytes arrive; EOF and `close` end it as they end receiving.
+//! The receive controls of both backends over loopback TCP.
+//!
+//! - [`Backend::skip`]: a skip drops exactly the bytes asked for (counting bytes delivered after
+//!   the ask), never one of the bytes after them, however the bytes arrive; EOF and `close` end
+//!   it as they end receiving.
+//! - [`Backend::pause`] and [`Backend::resume`]: nothing is read while paused, so the kernel's
+//!   window pushes back on the peer; resuming delivers every byte that waited, in order, and the
+//!   EOF behind them.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -335,6 +340,132 @@ fn the_read_after_a_skip_is_header_sized(kind: BackendKind) {
     r.until(&mut *be, token, |r| r.closed);
 }
 
+/// Waits a few turns, handing over whatever a read already under way at a pause delivers.
+fn settle(r: &mut Reader, be: &mut dyn Backend, token: Token) {
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        be.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+        for c in out.drain(..) {
+            r.take(be, token, c);
+        }
+    }
+}
+
+/// Nothing is read while paused, however long the bytes wait; after `resume` every byte arrives
+/// in order.
+fn a_paused_socket_is_read_only_after_resume(kind: BackendKind) {
+    let mut be = backend(kind);
+    let token = Token::new(3, 9);
+    let (_l, mut client, fd) = connected(&mut *be, token);
+    write_stream(&mut client, 0, 1_000, 1_000, Duration::ZERO);
+    let mut r = Reader::default();
+    r.until(&mut *be, token, |r| r.offset == 1_000);
+    be.pause(token);
+    settle(&mut r, &mut *be, token);
+    let paused_at = r.offset;
+    write_stream(&mut client, 1_000, 200_000, 20_000, Duration::ZERO);
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        be.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
+        assert!(
+            !out.iter().any(|c| matches!(c, Completion::Received { .. })),
+            "read while paused: {out:?}"
+        );
+        out.clear();
+    }
+    assert_eq!(r.offset, paused_at);
+    // Pausing twice and resuming once resumes: a pause is a state, not a count.
+    be.pause(token);
+    be.resume(token);
+    r.until(&mut *be, token, |r| r.offset == 201_000);
+    // And it can be paused again after resuming.
+    be.pause(token);
+    settle(&mut r, &mut *be, token);
+    write_stream(&mut client, 201_000, 5_000, 5_000, Duration::ZERO);
+    be.wait(Some(Duration::from_millis(30)), &mut out).unwrap();
+    assert!(out.is_empty(), "read while paused again: {out:?}");
+    be.resume(token);
+    r.until(&mut *be, token, |r| r.offset == 206_000);
+    be.close(token, fd);
+    r.until(&mut *be, token, |r| r.closed);
+}
+
+/// A peer writing to a paused socket is stopped by the kernel's window: the bytes it gets
+/// written are bounded by socket buffers, not by how much it has to send.
+fn a_pause_pushes_back_on_the_peer(kind: BackendKind) {
+    let mut be = backend(kind);
+    let token = Token::new(0, 4);
+    let (_l, client, fd) = connected(&mut *be, token);
+    let mut r = Reader::default();
+    be.pause(token);
+    settle(&mut r, &mut *be, token);
+    client.set_nonblocking(true).unwrap();
+    let piece = pattern(0, 64 << 10);
+    let mut written = 0usize;
+    let deadline = Instant::now() + LIMIT;
+    let mut stalls = 0;
+    // Until the kernel refuses for a while (the pause lets nothing drain), or 256 MiB.
+    while stalls < 20 && written < 256 << 20 {
+        assert!(Instant::now() < deadline, "the peer was never stopped");
+        match (&client).write(&piece) {
+            Ok(n) => {
+                written += n;
+                stalls = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stalls += 1;
+                let mut out = Vec::new();
+                be.wait(Some(Duration::from_millis(5)), &mut out).unwrap();
+                assert!(out.is_empty(), "read while paused: {out:?}");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        written < 64 << 20,
+        "{written} bytes written into a paused socket"
+    );
+    be.close(token, fd);
+    r.until(&mut *be, token, |r| r.closed);
+}
+
+/// The peer's EOF behind bytes that wait for a resume comes after them.
+fn eof_while_paused_comes_after_resume(kind: BackendKind) {
+    let mut be = backend(kind);
+    let token = Token::new(2, 2);
+    let (_l, mut client, fd) = connected(&mut *be, token);
+    let mut r = Reader::default();
+    be.pause(token);
+    settle(&mut r, &mut *be, token);
+    write_stream(&mut client, 0, 30_000, 30_000, Duration::ZERO);
+    drop(client);
+    let mut out = Vec::new();
+    be.wait(Some(Duration::from_millis(50)), &mut out).unwrap();
+    assert!(out.is_empty(), "while paused: {out:?}");
+    be.resume(token);
+    r.until(&mut *be, token, |r| r.eof);
+    assert_eq!(r.offset, 30_000);
+    be.close(token, fd);
+    r.until(&mut *be, token, |r| r.closed);
+}
+
+/// `close` while paused ends with one `Closed`.
+fn close_while_paused_ends_with_closed(kind: BackendKind) {
+    let mut be = backend(kind);
+    let token = Token::new(1, 6);
+    let (_l, mut client, fd) = connected(&mut *be, token);
+    write_stream(&mut client, 0, 100, 100, Duration::ZERO);
+    let mut r = Reader::default();
+    r.until(&mut *be, token, |r| r.offset == 100);
+    be.pause(token);
+    be.close(token, fd);
+    r.until(&mut *be, token, |r| r.closed);
+    be.resume(token);
+    let mut out = Vec::new();
+    be.wait(Some(Duration::from_millis(30)), &mut out).unwrap();
+    assert!(out.is_empty(), "after Closed: {out:?}");
+}
+
 macro_rules! on_both_backends {
     ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
         #[test]
@@ -359,4 +490,8 @@ on_both_backends! {
     close_during_a_skip_ends_with_closed:
         close_during_a_skip_io_uring, close_during_a_skip_epoll;
     the_read_after_a_skip_is_header_sized: probe_after_skip_io_uring, probe_after_skip_epoll;
+    a_paused_socket_is_read_only_after_resume: pause_resume_io_uring, pause_resume_epoll;
+    a_pause_pushes_back_on_the_peer: pause_pushes_back_io_uring, pause_pushes_back_epoll;
+    eof_while_paused_comes_after_resume: pause_eof_io_uring, pause_eof_epoll;
+    close_while_paused_ends_with_closed: pause_close_io_uring, pause_close_epoll;
 }
