@@ -89,6 +89,9 @@ on_both_backends! {
     idle_client_is_closed_with_1001_after_the_idle_timeout:
         idle_client_is_closed_with_1001_after_the_idle_timeout_io_uring,
         idle_client_is_closed_with_1001_after_the_idle_timeout_epoll;
+    connections_over_max_connections_get_503:
+        connections_over_max_connections_get_503_io_uring,
+        connections_over_max_connections_get_503_epoll;
 }
 
 /// The next message, failing on end of stream, error or a wait over 20 s.
@@ -819,4 +822,78 @@ fn idle_client_is_closed_with_1001_after_the_idle_timeout(kind: BackendKind) {
         );
         drain_to_end(&mut ws).await;
     });
+}
+
+// ------------------------------------------------------------------------------------------
+// 10. Refusals
+// ------------------------------------------------------------------------------------------
+
+/// Connects, sends an upgrade request and reads everything until the server's close. A reset
+/// after the answer also ends it: the server may close before the request has arrived, and
+/// then the request meets a closed socket.
+fn upgrade_and_read_to_close(addr: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, RAW_IO_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(RAW_IO_TIMEOUT)).unwrap();
+    stream.write_all(upgrade_request("/").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && !got.is_empty() => break,
+            Err(e) => panic!("after {:?}: {e}", String::from_utf8_lossy(&got)),
+        }
+        // An upgraded connection stays open: its head is all there is to read.
+        if got.starts_with(b"HTTP/1.1 101 ") && got.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    String::from_utf8(got).unwrap()
+}
+
+/// Past `max_connections` a client is told why (a 503 with Retry-After) instead of finding a
+/// bare close; once a connection ends, a new one is served again.
+fn connections_over_max_connections_get_503(kind: BackendKind) {
+    let server = start(
+        kind,
+        Setup {
+            limits: Limits {
+                max_connections: 2,
+                ..Limits::default()
+            },
+            ..Setup::default()
+        },
+        Echo,
+    );
+    let addr = server.local_addrs()[0];
+    let first = Raw::upgraded(addr, "/");
+    let _second = Raw::upgraded(addr, "/");
+    let answer = upgrade_and_read_to_close(addr);
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer:?}"
+    );
+    assert!(answer.contains("\r\nRetry-After: "), "{answer:?}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer:?}");
+    assert!(
+        answer.ends_with("out of connections; try again in a moment.\n"),
+        "{answer:?}"
+    );
+
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = upgrade_and_read_to_close(addr);
+        if answer.starts_with("HTTP/1.1 101 ") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no room after a connection ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

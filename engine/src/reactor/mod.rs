@@ -28,6 +28,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+#[cfg(test)]
+mod accept_tests;
 pub mod epoll;
 mod pool_mem;
 #[cfg(test)]
@@ -68,7 +70,9 @@ pub enum Completion {
         /// The new socket.
         fd: RawFd,
     },
-    /// Accepting failed (e.g. EMFILE). The backend keeps (or re-arms) the accept itself.
+    /// Accepting failed (e.g. EMFILE). The backend keeps (or re-arms) the accept itself; after a
+    /// resource error ([`is_resource_error`]) it first rests the listener for [`ACCEPT_RETRY`]
+    /// or until a `close`, so this comes at most once per rest, never in a hot loop.
     AcceptFailed(io::Error),
     /// Bytes arrived for `token`: `len` bytes at the start of buffer `buf`.
     Received {
@@ -302,6 +306,25 @@ fn release_runs(lent: &[bool], size: usize, mut release: impl FnMut(usize, usize
             _ => {}
         }
     }
+}
+
+/// How long a listener rests after an accept failed for lack of a resource
+/// ([`is_resource_error`]) before either backend tries again, unless a `close` frees a
+/// descriptor sooner. Long enough that a process at its fd limit sleeps (ten failed accepts a
+/// second, not a hot loop), short enough that a backlog is served promptly once descriptors
+/// are available.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Whether an accept failed because the process or the system ran out of something (file
+/// descriptors: EMFILE, ENFILE; kernel memory: ENOBUFS, ENOMEM) rather than because of one
+/// connection or a broken listener. Retrying at once would fail the same way, so both backends
+/// report it once ([`Completion::AcceptFailed`]) and rest the listener for [`ACCEPT_RETRY`], or
+/// until a `close` frees a descriptor.
+pub fn is_resource_error(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// The most chunks one gathered send takes (Linux's IOV_MAX is 1024; fewer keeps the msghdr

@@ -1,8 +1,15 @@
 //! The io_uring backend: one ring per shard, completion-driven end to end.
 //!
-//! - **Accept**: one multishot accept per listener. A CQE without `MORE` (EMFILE, CQ overflow)
-//!   ends it; it is re-armed at the start of the next [`Backend::wait`], so a persistent EMFILE
-//!   costs one failed accept per loop turn instead of a hot loop inside one wait.
+//! - **Accept**: one multishot accept per listener. A CQE without `MORE` (an error, a CQ
+//!   overflow) ends it. After a resource error (EMFILE, ENFILE, ENOBUFS, ENOMEM:
+//!   [`is_resource_error`], the rule epoll shares) the listener rests: reported once as
+//!   [`Completion::AcceptFailed`], re-armed only after [`ACCEPT_RETRY`] or as soon as the shard
+//!   closes a connection (which frees a descriptor). This matters because io_uring's accept
+//!   takes a descriptor *before* looking at the backlog: at the fd limit a re-armed accept fails
+//!   at once even with nobody waiting, and re-arming it every wait kept a shard at 100% of a core
+//!   for as long as the limit lasted. `wait` wakes by itself at the retry instant, never later.
+//!   Any other ending is re-armed at the start of the next [`Backend::wait`]: once per loop turn
+//!   at most, never inside one wait.
 //! - **Receive**: one multishot recv per connection, selecting buffers from a provided buffer
 //!   ring (one contiguous, page-aligned pool per backend). An idle connection holds no buffer.
 //!   `-ENOBUFS` (pool empty) ends the multishot: the connection is parked and its recv re-armed,
@@ -89,8 +96,8 @@ use bytes::Bytes;
 use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
 use super::{
-    release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker, MAX_IOVECS, PROBE_LEN,
-    SKIP_CHUNK,
+    is_resource_error, release_runs, Backend, BufId, Completion, PoolConfig, Token, Waker,
+    ACCEPT_RETRY, MAX_IOVECS, PROBE_LEN, SKIP_CHUNK,
 };
 
 /// Submission queue entries. A shard submits once per loop turn; 4096 covers a burst of that many
@@ -411,6 +418,8 @@ struct Listener {
     armed: bool,
     /// Accepting is wanted (cleared by `stop_accepting`).
     active: bool,
+    /// After a resource error: not re-armed before this instant, unless a `close` ends the rest.
+    retry_at: Option<Instant>,
 }
 
 /// The io_uring backend: a ring, a provided-buffer receive pool and per-connection op tracking.
@@ -564,6 +573,35 @@ impl UringBackend {
             .build()
             .user_data(plain_ud(Op::Accept, index));
         self.push(sqe);
+    }
+
+    /// Arms the accept of every listener that wants one and is not resting (a rest that has
+    /// passed ends here). Returns when the first listener still resting is due, so `wait` wakes
+    /// for it.
+    fn arm_due_accepts(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for index in 0..self.listeners.len() {
+            let listener = &mut self.listeners[index];
+            if !listener.active || listener.armed {
+                continue;
+            }
+            match listener.retry_at {
+                Some(at) if now < at => next = Some(next.map_or(at, |n| n.min(at))),
+                _ => {
+                    listener.retry_at = None;
+                    self.arm_accept(index);
+                }
+            }
+        }
+        next
+    }
+
+    /// A descriptor was just freed: listeners resting after a resource error may try now (at
+    /// the next wait, whose submission carries the close before the accept).
+    fn end_accept_rests(&mut self) {
+        for listener in &mut self.listeners {
+            listener.retry_at = None;
+        }
     }
 
     /// Moves the receive side of the connection in slot `index` to `state` and submits the op
@@ -868,7 +906,11 @@ impl UringBackend {
             out.push(Completion::Accepted { fd: res });
         } else if res != -libc::ECANCELED || listener.active {
             // (A cancelled accept after `stop_accepting` is expected and not reported.)
-            out.push(Completion::AcceptFailed(io::Error::from_raw_os_error(-res)));
+            let error = io::Error::from_raw_os_error(-res);
+            if is_resource_error(&error) {
+                listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+            }
+            out.push(Completion::AcceptFailed(error));
         }
     }
 
@@ -1201,6 +1243,7 @@ impl Backend for UringBackend {
             fd: listener,
             armed: false,
             active: true,
+            retry_at: None,
         });
         self.arm_accept(self.listeners.len() - 1);
         Ok(())
@@ -1387,6 +1430,7 @@ impl Backend for UringBackend {
             // SAFETY: the shard hands `fd` over to be closed; no op of this backend uses it.
             unsafe { libc::close(fd) };
             self.ready.push(Completion::Closed { token });
+            self.end_accept_rests();
             return;
         };
         let Some(conn) = self.conns[index].as_mut() else {
@@ -1441,33 +1485,37 @@ impl Backend for UringBackend {
             .build()
             .user_data(conn_ud(Op::Close, token));
         self.push(sqe);
+        self.end_accept_rests();
     }
 
     fn wait(&mut self, timeout: Option<Duration>, out: &mut Vec<Completion>) -> io::Result<()> {
         let before = out.len();
         out.append(&mut self.ready);
-        // Re-arms that wait for a new loop turn, so that a persistent error (EMFILE) costs one
-        // failed op per turn rather than a spin inside this wait.
+        // Re-arms that wait for a new loop turn, so that a persistent error costs one failed op
+        // per turn rather than a spin inside this wait.
         if !self.waker_armed {
             self.arm_waker();
-        }
-        for index in 0..self.listeners.len() {
-            let listener = &self.listeners[index];
-            if listener.active && !listener.armed {
-                self.arm_accept(index);
-            }
         }
         // `None` when there is no timeout or it is too far to represent: wait without limit.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
+            let now = Instant::now();
+            // Every ending of an accept is reported, and a report ends this wait, so inside it
+            // only a rest that has run out re-arms anything here: one attempt per rest.
+            let retry = self.arm_due_accepts(now);
             self.pool.publish();
             self.rearm_paused();
             self.rearm_starved();
             self.flush_backlog();
-            // Capped so the timespec stays representable; the loop carries on to the deadline.
-            let remaining =
-                deadline.map(|d| d.saturating_duration_since(Instant::now()).min(MAX_SLICE));
-            let expired = remaining == Some(Duration::ZERO);
+            let now = Instant::now();
+            let expired = deadline.is_some_and(|d| d <= now);
+            // The kernel wait ends at the caller's deadline or a listener's retry, whichever
+            // is first; capped so the timespec stays representable (the loop carries on).
+            let wake = match (deadline, retry) {
+                (Some(d), Some(r)) => Some(d.min(r)),
+                (d, r) => d.or(r),
+            };
+            let remaining = wake.map(|w| w.saturating_duration_since(now).min(MAX_SLICE));
             let block = !expired
                 && out.len() == before
                 && self.backlog.is_empty()
@@ -2060,8 +2108,9 @@ mod tests {
     #[test]
     fn failing_accept_is_rearmed_once_per_wait() {
         let mut b = backend(8, 4096);
-        // Bound but not listening: every accept fails at once with EINVAL, like a persistent
-        // EMFILE would.
+        // Bound but not listening: every accept fails at once with EINVAL. Not a resource
+        // error, so no rest: re-armed at the next wait, never inside one. (EMFILE rests:
+        // `accept_tests`.)
         let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
         s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
             .unwrap();

@@ -36,8 +36,17 @@ pub use service::{
 /// Limits every connection runs under.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Connections open at once, over all shards; past it new sockets are closed at once.
+    /// Connections open at once, over all shards (each shard takes its share); past it a new
+    /// connection is answered `503 Service Unavailable` and closed.
     pub max_connections: usize,
+    /// Keep one spare file descriptor per shard (on `/dev/null`), default true. When the
+    /// process runs out of descriptors (EMFILE, ENFILE) nothing can be accepted, and clients
+    /// waiting in the accept queue would hang until they gave up; with the reserve, the shard
+    /// lets it go, accepts the waiting connections one at a time, answers each
+    /// `503 Service Unavailable` (with `Retry-After`) and closes it, then takes the reserve back.
+    /// Costs one descriptor per shard. Off: waiting clients wait until a descriptor is free.
+    /// Either way accepting pauses without spinning and resumes as soon as a connection closes.
+    pub reserve_fd: bool,
     /// Request head limits (past `max_head_bytes`: 431).
     pub head: HeadLimits,
     /// Largest WebSocket message in bytes (past it: close 1009).
@@ -111,6 +120,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_connections: 1_000_000,
+            reserve_fd: true,
             head: HeadLimits::default(),
             max_message: (1 << 26) - 1,
             handshake_timeout: Duration::from_secs(10),

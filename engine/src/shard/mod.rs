@@ -10,6 +10,7 @@ pub(crate) mod conn;
 pub mod cx;
 pub mod dial;
 mod reclaim;
+mod refuse;
 #[cfg(test)]
 mod tests;
 pub mod timers;
@@ -37,6 +38,7 @@ use crate::ws::{
 use conn::{Conn, Lifecycle, Phase};
 use cx::{Conns, Cx, Open};
 use dial::{DialError, Dialing};
+use refuse::Refusals;
 use timers::Timers;
 
 /// Control messages the server handle sends a shard (apart from the service's posts).
@@ -207,6 +209,8 @@ pub(crate) struct Shard<S: Service> {
     pool_used: Option<Instant>,
     /// Freed memory owed back to the kernel.
     reclaim: reclaim::Reclaim,
+    /// The reserve descriptor and the accept-failure episode (answers 503 out of descriptors).
+    refusals: Refusals,
 }
 
 /// How a shard is made: everything but its reactor.
@@ -223,6 +227,8 @@ pub(crate) struct ShardParts<S: Service> {
 impl<S: Service> Shard<S> {
     pub fn new(backend: Box<dyn Backend>, parts: ShardParts<S>) -> Self {
         let local = parts.service.local(parts.index, &parts.remote);
+        // A client-only shard accepts nothing: it needs no reserve.
+        let reserve = parts.settings.limits.reserve_fd && !parts.listeners.is_empty();
         Self {
             backend,
             plain: Vec::new(),
@@ -246,6 +252,7 @@ impl<S: Service> Shard<S> {
             report: Report::default(),
             pool_used: None,
             reclaim: reclaim::Reclaim::new(Instant::now()),
+            refusals: Refusals::new(reserve),
         }
     }
 
@@ -255,6 +262,7 @@ impl<S: Service> Shard<S> {
             self.backend.listen(l.as_raw_fd())?;
         }
         let shard = self.world.index;
+        self.refusals.start(shard);
         let mut completions = Vec::with_capacity(256);
         let mut posts_left = false;
         loop {
@@ -339,7 +347,12 @@ impl<S: Service> Shard<S> {
     fn on_completion(&mut self, completion: Completion, now: Instant) {
         match completion {
             Completion::Accepted { fd } => self.on_accepted(fd, now),
-            Completion::AcceptFailed(_) => {}
+            Completion::AcceptFailed(error) => self.refusals.accept_failed(
+                self.world.index,
+                &error,
+                &self.listeners,
+                self.shutdown.is_some(),
+            ),
             Completion::Received { token, buf, len } => {
                 self.pool_used = Some(now);
                 self.reclaim.released(len);
@@ -377,9 +390,15 @@ impl<S: Service> Shard<S> {
     }
 
     fn on_accepted(&mut self, fd: RawFd, now: Instant) {
-        if self.shutdown.is_some() || self.world.conns.len() >= self.max_connections {
+        self.refusals.accepted(self.world.index);
+        if self.shutdown.is_some() {
             // SAFETY: the backend handed us ownership of this freshly accepted socket.
             unsafe { libc::close(fd) };
+            return;
+        }
+        if self.world.conns.len() >= self.max_connections {
+            // Told, not left to guess from a bare close (the backend handed the socket over).
+            refuse::refuse(fd);
             return;
         }
         set_nodelay(fd);

@@ -459,3 +459,104 @@ fn the_rest_of_a_discarded_payload_is_skipped_once_and_accounted_for() {
         .position(|w| w == &expected[..]);
     assert!(echoes.is_some(), "the echoes are not in what was sent");
 }
+
+/// Runs a shard of [`Echo`] over `listeners` (the scripted backend never accepts on them; the
+/// shard may, to refuse) until the script asks for shutdown.
+fn run_with_listeners(
+    limits: Limits,
+    listeners: Vec<std::os::fd::OwnedFd>,
+    script: impl FnMut(&mut Log, &ArrayQueue<ShardMsg>) + 'static,
+) {
+    let inbox = Arc::new(ArrayQueue::new(4));
+    let backend = Scripted {
+        log: Rc::new(RefCell::new(Log::default())),
+        script: Box::new(script),
+        inbox: inbox.clone(),
+        waker: Waker::new().unwrap(),
+        buffers: Vec::new(),
+    };
+    let parts = super::ShardParts {
+        index: 0,
+        listeners,
+        inbox,
+        remote: crate::server::Remote::new(1, 4),
+        settings: Arc::new(ShardSettings::new(
+            limits,
+            ServerOptions::default(),
+            Vec::new(),
+        )),
+        service: Arc::new(Echo),
+        max_connections: 16,
+    };
+    Shard::new(Box::new(backend), parts).run().unwrap();
+}
+
+/// Three clients in the accept queue of a listener the shard owns, each having sent its
+/// request; the scripted backend reports `error` once, then the shard shuts down. Returns what
+/// each client read (nothing, if the shard left it waiting).
+fn clients_after_accept_failed(reserve_fd: bool, error: i32) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut clients: Vec<_> = (0..3)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.write_all(&upgrade_request()).unwrap();
+            c
+        })
+        .collect();
+    let mut step = 0;
+    let limits = Limits {
+        reserve_fd,
+        ..Limits::default()
+    };
+    run_with_listeners(limits, vec![listener.into()], move |log, inbox| {
+        match step {
+            0 => log
+                .ready
+                .push_back(Completion::AcceptFailed(std::io::Error::from_raw_os_error(
+                    error,
+                ))),
+            3 => {
+                let _ = inbox.push(ShardMsg::Shutdown {
+                    deadline: Instant::now(),
+                });
+                log.ready.push_back(Completion::Woken);
+            }
+            _ => {}
+        }
+        step += 1;
+    });
+    clients
+        .iter_mut()
+        .map(|c| {
+            c.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let mut got = Vec::new();
+            // A refused client reads the answer, then EOF; a waiting one times out.
+            let _ = c.read_to_end(&mut got);
+            got
+        })
+        .collect()
+}
+
+#[test]
+fn out_of_descriptors_waiting_connections_get_503_through_the_reserve() {
+    for got in clients_after_accept_failed(true, libc::EMFILE) {
+        assert_eq!(got, super::refuse::SERVICE_UNAVAILABLE);
+    }
+    for got in clients_after_accept_failed(true, libc::ENFILE) {
+        assert_eq!(got, super::refuse::SERVICE_UNAVAILABLE);
+    }
+}
+
+#[test]
+fn without_a_reserve_or_for_other_errors_waiting_connections_are_left_alone() {
+    for got in clients_after_accept_failed(false, libc::EMFILE) {
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    }
+    for got in clients_after_accept_failed(true, libc::ENOBUFS) {
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    }
+}
