@@ -148,6 +148,7 @@ fn rests_at_the_fd_limit_and_resumes(kind: BackendKind) {
         PoolConfig {
             buffers: 8,
             buffer_size: 4096,
+            ..PoolConfig::default()
         },
     )
     .unwrap();
