@@ -1,7 +1,10 @@
-//! Shared bits of ringsock's command-line tools, and the `/proc` readers the load generators
-//! (`ringsock-load`, and `ws-load` in the benches) use to watch a server's CPU time and memory.
+//! Shared bits of ringsock's command-line tools, the `/proc` readers the load generators
+//! (`ringsock-load`, and `ws-load` in the benches) use to watch a server's CPU time and memory,
+//! and the hostile-peer suite ([`hostile`]) behind `ringsock-hostile` and `tests/hostile.rs`.
 
 use std::time::Duration;
+
+pub mod hostile;
 
 /// Tunes glibc's malloc for a server that allocates and frees large messages at a high rate:
 /// by default it hands a freed 1 MiB message back to the kernel and faults it in again for the
