@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
+use super::tcp::{self, Drain};
+
 /// Continuation frame opcode.
 pub const OP_CONTINUATION: u8 = 0x0;
 /// Text frame opcode.
@@ -491,6 +493,18 @@ impl RawClient {
     /// What ended the connection, without waiting (`None` while open and quiet).
     pub fn poll_end(&mut self) -> Option<ReadEnd> {
         self.reader.poll_end()
+    }
+
+    /// Waits until the server has read everything written so far, stops reading (no progress
+    /// for `quiet`), or `bound` passes; see [`tcp::wait_until_read`].
+    pub fn wait_until_read(&self, quiet: Duration, bound: Duration) -> Drain {
+        match (
+            self.reader.stream.local_addr(),
+            self.reader.stream.peer_addr(),
+        ) {
+            (Ok(local), Ok(peer)) => tcp::wait_until_read(local, peer, quiet, bound),
+            _ => Drain::Unknown,
+        }
     }
 
     /// A reader on a clone of the socket, for another thread, taking any bytes already read.

@@ -7,6 +7,7 @@
 //! - [`client`]: a raw WebSocket client over std's `TcpStream`, for frames no library sends.
 //! - [`control`]: the control client, echoing small messages beside the attacker.
 //! - [`sampler`]: the server's peak RSS.
+//! - [`tcp`]: how much of what an attacker wrote the server has not read yet.
 //! - [`attacks`]: the attacks, each bounded in count and time.
 //! - [`runner`]: one case from start to end.
 //! - [`report`]: the table and the JSON lines.
@@ -20,6 +21,7 @@ pub mod report;
 pub mod runner;
 pub mod sampler;
 pub mod server;
+pub mod tcp;
 pub mod units;
 
 pub use attacks::{Case, Outcome};

@@ -8,6 +8,7 @@ use crate::hostile::client::{
     encode_frame, repeat_frame, Options, RawClient, WriteEnd, OP_BINARY, OP_CONTINUATION, OP_PING,
     OP_TEXT,
 };
+use crate::hostile::tcp::Drain;
 use crate::hostile::units::{mb, thousands};
 
 /// How long the attacker may take to connect and upgrade.
@@ -16,9 +17,13 @@ pub(super) const OPEN_BOUND: Duration = Duration::from_secs(2);
 /// A write that makes no progress for this long means the server stopped reading.
 const STALL: Duration = Duration::from_secs(2);
 
-/// How long a non-reading attacker stays connected after its last write: what the server
-/// holds for it is at its highest then, and the RSS sampler gets to see it.
-const HOLD: Duration = Duration::from_secs(1);
+/// How long a non-reading attacker stays connected once the server has read what it will: what
+/// the server holds for it is at its highest then, and the RSS sampler gets to see it.
+const HOLD: Duration = Duration::from_millis(500);
+
+/// How long the server may take to read what sits in the socket buffers once the attacker has
+/// written everything.
+const DRAIN_BOUND: Duration = Duration::from_secs(20);
 
 /// The non-reading sender's volume: 1 GiB of payload…
 pub const NON_READER_TOTAL: u64 = 1 << 30;
@@ -29,7 +34,17 @@ const NON_READER_BOUND: Duration = Duration::from_secs(30);
 
 /// Pings the non-reading ping flood sends at most, and its time bound.
 pub const PING_FLOOD_COUNT: u64 = 1_000_000;
+
+/// The ping flood's payload: 125 bytes, the most a control frame carries, so each ping owes
+/// the most pong. With a few bytes the owed pongs (6 MB for 1 M) mostly fit in the kernel's
+/// socket buffers and the attack shows little; with 125 they are 127 MB, which is what the
+/// issue measured (+157-200 MB) and what coalescing pongs must bound.
+pub const PING_FLOOD_PAYLOAD: [u8; 125] = [b'p'; 125];
 const PING_FLOOD_BOUND: Duration = Duration::from_secs(30);
+
+/// One ping per write: the server then reads them a few at a time and queues a pong per read,
+/// the costliest way for it (a batch of pings read at once is answered with one chunk).
+const PINGS_PER_WRITE: usize = 1;
 
 /// One-byte continuation frames the fragment flood sends at most, and its time bound.
 pub const FRAGMENTS: u64 = 1_000_000;
@@ -45,8 +60,6 @@ struct Pushed {
     bytes: u64,
     /// Why it stopped.
     end: WriteEnd,
-    /// How long it wrote.
-    took: Duration,
 }
 
 /// Writes `batch` over and over until `total` bytes are written, the server stops reading, the
@@ -56,17 +69,13 @@ fn push(
     batch: &[u8],
     total: u64,
     bound: Duration,
-    stop: impl Fn() -> bool,
+    stop: &dyn Fn() -> bool,
 ) -> Pushed {
-    let start = Instant::now();
-    let deadline = start + bound;
+    let deadline = Instant::now() + bound;
     let mut bytes = 0u64;
     // Bounded by `total` (every pass writes a whole batch or ends) and by `deadline`.
     let end = loop {
-        if bytes >= total {
-            break WriteEnd::Done;
-        }
-        if stop() {
+        if bytes >= total || stop() {
             break WriteEnd::Done;
         }
         let want = batch.len().min((total - bytes) as usize);
@@ -76,10 +85,86 @@ fn push(
             break end;
         }
     };
-    Pushed {
-        bytes,
-        end,
-        took: start.elapsed(),
+    Pushed { bytes, end }
+}
+
+/// A flood written, then waited on until the server had read it (or stopped reading).
+struct Flood {
+    pushed: Pushed,
+    drain: Drain,
+    /// From the first write to the end of the wait.
+    took: Duration,
+}
+
+impl Flood {
+    /// Floods `client` with `batch` (see [`push`]), then waits for the server to read what
+    /// sits in the socket buffers, unless the connection failed or `stop` says it is over.
+    fn run(
+        client: &mut RawClient,
+        batch: &[u8],
+        total: u64,
+        bound: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Self {
+        let start = Instant::now();
+        let pushed = push(client, batch, total, bound, stop);
+        let drain = match pushed.end {
+            WriteEnd::Failed(_) => Drain::Unknown,
+            _ if stop() => Drain::Unknown,
+            _ => client.wait_until_read(STALL, DRAIN_BOUND),
+        };
+        Self {
+            pushed,
+            drain,
+            took: start.elapsed(),
+        }
+    }
+
+    /// Bytes left unread when the wait ended.
+    fn unread(&self) -> Option<u64> {
+        match self.drain {
+            Drain::Read => Some(0),
+            Drain::Stopped(n) | Drain::TimeUp(n) => Some(n),
+            Drain::Unknown => None,
+        }
+    }
+
+    /// Bytes the server read.
+    fn read(&self) -> u64 {
+        self.pushed.bytes - self.unread().unwrap_or(0).min(self.pushed.bytes)
+    }
+
+    /// What the attacker saw, counting in `unit`s of `unit_len` bytes.
+    fn story(&self, unit: &str, unit_len: u64) -> String {
+        let (read, left) = (self.read(), self.unread().unwrap_or(0));
+        let n = thousands(read / unit_len);
+        match (&self.drain, &self.pushed.end) {
+            (Drain::Read, _) => format!(
+                "the server read all {n} {unit} ({}) in {:.1} s",
+                mb(read),
+                self.took.as_secs_f64()
+            ),
+            (Drain::Stopped(_), _) => format!(
+                "the server stopped reading after {n} {unit} ({}; {} left unread)",
+                mb(read),
+                mb(left)
+            ),
+            (Drain::TimeUp(_), _) => format!(
+                "the server had read {n} {unit} ({}) after {:.0} s, {} still unread",
+                mb(read),
+                self.took.as_secs_f64(),
+                mb(left)
+            ),
+            (Drain::Unknown, WriteEnd::Failed(e)) => format!(
+                "connection failed after {} {unit} written: {e}",
+                thousands(self.pushed.bytes / unit_len)
+            ),
+            (Drain::Unknown, _) => format!(
+                "{} {unit} written ({})",
+                thousands(self.pushed.bytes / unit_len),
+                mb(self.pushed.bytes)
+            ),
+        }
     }
 }
 
@@ -103,78 +188,48 @@ pub fn non_reading_sender(addr: SocketAddr) -> Outcome {
     // 16 messages per write: fewer system calls, the same bytes.
     let batch = frame.repeat(16);
     let total = NON_READER_TOTAL / NON_READER_MESSAGE as u64 * frame.len() as u64;
-    let pushed = push(&mut client, &batch, total, NON_READER_BOUND, || false);
-    let messages = pushed.bytes / frame.len() as u64;
-    let seen = match &pushed.end {
-        WriteEnd::Done => format!(
-            "wrote all {} ({} messages) in {:.1} s: the server read everything",
-            mb(pushed.bytes),
-            thousands(messages),
-            pushed.took.as_secs_f64()
-        ),
-        WriteEnd::Stalled => format!(
-            "server stopped reading after {} ({} messages)",
-            mb(pushed.bytes),
-            thousands(messages)
-        ),
-        WriteEnd::TimeUp => format!(
-            "{} written in {} s, still taken",
-            mb(pushed.bytes),
-            NON_READER_BOUND.as_secs()
-        ),
-        WriteEnd::Failed(e) => format!("connection failed after {}: {e}", mb(pushed.bytes)),
-    };
+    let flood = Flood::run(&mut client, &batch, total, NON_READER_BOUND, &|| false);
+    let messages = flood.read() / frame.len() as u64;
+    let seen = flood.story("messages", frame.len() as u64);
     std::thread::sleep(HOLD);
     client.reset();
     Outcome {
         seen,
         units: messages,
-        bytes: pushed.bytes,
-        stalled: pushed.end == WriteEnd::Stalled,
+        bytes: flood.pushed.bytes,
+        stalled: matches!(flood.drain, Drain::Stopped(_)),
+        unread: flood.unread(),
         ..Outcome::default()
     }
 }
 
-/// b. Sends up to 1,000,000 small pings and never reads the pongs.
+/// b. Sends up to 1,000,000 pings of 125 bytes and never reads the pongs.
 pub fn ping_flood(addr: SocketAddr) -> Outcome {
     let mut client = match RawClient::open(addr, &Options::small_recv_buffer(), OPEN_BOUND) {
         Ok(c) => c,
         Err(e) => return not_opened(e),
     };
-    let frame_len = encode_frame(OP_PING, true, b"ping").len() as u64;
-    let batch = repeat_frame(OP_PING, true, b"ping", 1000);
-    let pushed = push(
+    let frame_len = encode_frame(OP_PING, true, &PING_FLOOD_PAYLOAD).len() as u64;
+    let batch = repeat_frame(OP_PING, true, &PING_FLOOD_PAYLOAD, PINGS_PER_WRITE);
+    let flood = Flood::run(
         &mut client,
         &batch,
         PING_FLOOD_COUNT * frame_len,
         PING_FLOOD_BOUND,
-        || false,
+        &|| false,
     );
-    let pings = pushed.bytes / frame_len;
-    let seen = match &pushed.end {
-        WriteEnd::Done => format!(
-            "all {} pings written ({}) in {:.1} s, nothing read",
-            thousands(pings),
-            mb(pushed.bytes),
-            pushed.took.as_secs_f64()
-        ),
-        WriteEnd::Stalled => format!("server stopped reading after {} pings", thousands(pings)),
-        WriteEnd::TimeUp => format!(
-            "{} pings written in {} s",
-            thousands(pings),
-            PING_FLOOD_BOUND.as_secs()
-        ),
-        WriteEnd::Failed(e) => {
-            format!("connection failed after {} pings: {e}", thousands(pings))
-        }
-    };
+    let seen = format!(
+        "{}, never reading the pongs",
+        flood.story("pings", frame_len)
+    );
     std::thread::sleep(HOLD);
     client.reset();
     Outcome {
         seen,
-        units: pings,
-        bytes: pushed.bytes,
-        stalled: pushed.end == WriteEnd::Stalled,
+        units: flood.read() / frame_len,
+        bytes: flood.pushed.bytes,
+        stalled: matches!(flood.drain, Drain::Stopped(_)),
+        unread: flood.unread(),
         ..Outcome::default()
     }
 }
@@ -194,63 +249,45 @@ pub fn fragment_flood(addr: SocketAddr) -> Outcome {
     let frame_len = encode_frame(OP_CONTINUATION, false, b"a").len() as u64;
     let batch = repeat_frame(OP_CONTINUATION, false, b"a", 10_000);
     let (n, end) = client.write_bounded(&first, STALL, Instant::now() + STALL);
-    let pushed = if end == WriteEnd::Done {
-        push(
-            &mut client,
-            &batch,
-            FRAGMENTS * frame_len,
-            FRAGMENT_BOUND,
-            || watcher.ended(),
-        )
-    } else {
-        Pushed {
-            bytes: 0,
-            end,
-            took: Duration::ZERO,
-        }
-    };
+    if end != WriteEnd::Done {
+        let _ = watcher.finish();
+        return Outcome {
+            seen: format!("the first frame could not be written: {end:?}"),
+            ..Outcome::default()
+        };
+    }
+    let flood = Flood::run(
+        &mut client,
+        &batch,
+        FRAGMENTS * frame_len,
+        FRAGMENT_BOUND,
+        &|| watcher.ended(),
+    );
     // The message is still open: what the server keeps for it is at its highest now.
     std::thread::sleep(HOLD);
     let watched = watcher.finish();
     client.reset();
-    let fragments = pushed.bytes / frame_len;
+    let fragments = flood.read() / frame_len;
     let seen = if watched.closed {
         format!(
             "closed with {} after {} fragments",
             code(watched.close_code),
-            thousands(fragments)
+            thousands(flood.pushed.bytes / frame_len)
+        )
+    } else if let Some(end) = &watched.end {
+        format!(
+            "connection {end} after {} fragments",
+            thousands(flood.pushed.bytes / frame_len)
         )
     } else {
-        match (&pushed.end, &watched.end) {
-            (_, Some(end)) => format!("connection {end} after {} fragments", thousands(fragments)),
-            (WriteEnd::Done, None) => format!(
-                "all {} fragments written ({} of payload) in {:.1} s, no close",
-                thousands(fragments),
-                mb(fragments + 1),
-                pushed.took.as_secs_f64()
-            ),
-            (WriteEnd::Stalled, None) => format!(
-                "server stopped reading after {} fragments",
-                thousands(fragments)
-            ),
-            (WriteEnd::TimeUp, None) => format!(
-                "{} fragments written in {} s, no close",
-                thousands(fragments),
-                FRAGMENT_BOUND.as_secs()
-            ),
-            (WriteEnd::Failed(e), None) => {
-                format!(
-                    "connection failed after {} fragments: {e}",
-                    thousands(fragments)
-                )
-            }
-        }
+        format!("{}, no close", flood.story("fragments", frame_len))
     };
     Outcome {
         seen,
         units: fragments,
-        bytes: pushed.bytes + n as u64,
-        stalled: pushed.end == WriteEnd::Stalled,
+        bytes: flood.pushed.bytes + n as u64,
+        stalled: matches!(flood.drain, Drain::Stopped(_)),
+        unread: flood.unread(),
         close_code: watched.close_code,
         ..Outcome::default()
     }
@@ -270,16 +307,16 @@ pub fn control_flood(addr: SocketAddr) -> Outcome {
     let payload = b"flood!!!";
     let frame_len = encode_frame(OP_PING, true, payload).len() as u64;
     let batch = repeat_frame(OP_PING, true, payload, 100);
-    let pushed = push(
+    let flood = Flood::run(
         &mut client,
         &batch,
         CONTROL_FLOOD_MAX * frame_len,
         CONTROL_FLOOD_BOUND,
-        || watcher.ended(),
+        &|| watcher.ended(),
     );
     let watched = watcher.finish();
     client.reset();
-    let pings = pushed.bytes / frame_len;
+    let pings = flood.pushed.bytes / frame_len;
     let seen = if watched.closed {
         format!(
             "closed with {} after {} pings ({} pongs back)",
@@ -295,17 +332,17 @@ pub fn control_flood(addr: SocketAddr) -> Outcome {
         )
     } else {
         format!(
-            "no close after {} pings in {:.1} s ({} pongs back)",
-            thousands(pings),
-            pushed.took.as_secs_f64(),
+            "{}, no close ({} pongs back)",
+            flood.story("pings", frame_len),
             thousands(watched.pongs)
         )
     };
     Outcome {
         seen,
         units: pings,
-        bytes: pushed.bytes,
-        stalled: pushed.end == WriteEnd::Stalled,
+        bytes: flood.pushed.bytes,
+        stalled: matches!(flood.drain, Drain::Stopped(_)),
+        unread: flood.unread(),
         close_code: watched.close_code,
         replies: Some(watched.pongs),
         ..Outcome::default()

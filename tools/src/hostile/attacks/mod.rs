@@ -69,8 +69,11 @@ pub struct Outcome {
     pub units: u64,
     /// Bytes the kernel took from the attacker.
     pub bytes: u64,
-    /// The server stopped reading: a write made no progress for the stall bound.
+    /// The server stopped reading: what it was sent stayed unread for the stall bound.
     pub stalled: bool,
+    /// Bytes the attacker wrote that the server had not read when the attacker left (`None`
+    /// where not measured).
+    pub unread: Option<u64>,
     /// The close code the server sent, if the attacker read one.
     pub close_code: Option<u16>,
     /// Frames read back (pongs, for the control-frame flood).
@@ -95,7 +98,7 @@ pub struct Outcome {
 pub enum Case {
     /// a. 64 KiB binary messages, up to 1 GiB, echoes never read.
     NonReader,
-    /// b. Up to 1,000,000 pings, pongs never read.
+    /// b. Up to 1,000,000 pings (125-byte payloads), pongs never read.
     PingFlood,
     /// c. A text message that never ends: one-byte continuation frames.
     FragmentFlood,
@@ -147,7 +150,7 @@ impl Case {
     pub fn title(self) -> &'static str {
         match self {
             Self::NonReader => "non-reading sender, 1 GiB of 64 KiB messages",
-            Self::PingFlood => "1 M pings, pongs never read",
+            Self::PingFlood => "1 M pings of 125 B, pongs never read",
             Self::FragmentFlood => "one-byte continuation frames",
             Self::ControlFlood => "ping flood, pongs read",
             Self::FdExhaustion => "fd exhaustion (RLIMIT_NOFILE 128), 50 waiting",
