@@ -1,56 +1,173 @@
-//! How much of what an attacker wrote the server has not read yet, from `/proc/net/tcp`: the
-//! attacker's unacknowledged send queue plus the server socket's receive queue. Writing
-//! finishes long before a server has read it all (several MB sit in loopback socket buffers),
-//! so a flood's cost is only known once this is zero, and a server that stopped reading is one
-//! where it stays above zero.
+//! How much of what an attacker wrote the server has not read yet: the attacker's send queue
+//! (written, not yet acknowledged) plus the server socket's receive queue (arrived, not yet
+//! read), as `ss` shows them, asked of the kernel through `NETLINK_SOCK_DIAG` for exactly
+//! these two sockets. Writing finishes long before a server has read it all (several MB sit in
+//! loopback socket buffers), so a flood's cost is only known once this is zero, and a server
+//! that stopped reading is one where it stays above zero.
+//!
+//! Netlink rather than `/proc/net/tcp`: that file lists every socket of the machine, which on
+//! a box full of TIME_WAIT takes milliseconds of kernel time per read, taken from the server
+//! being measured; an exact lookup costs microseconds.
 
+use std::io;
+use std::mem::size_of;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-/// How often the queues are read while waiting.
+/// How often the queues are read while waiting, at most: the wait starts at a millisecond and
+/// doubles up to this, so a server that reads quickly is not made to look slow by the polling.
 const POLL: Duration = Duration::from_millis(50);
 
+/// `SOCK_DIAG_BY_FAMILY` (linux/sock_diag.h).
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+
+/// `struct inet_diag_sockid` (linux/inet_diag.h); ports and addresses in network order.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagSockId {
+    sport: [u8; 2],
+    dport: [u8; 2],
+    src: [[u8; 4]; 4],
+    dst: [[u8; 4]; 4],
+    interface: u32,
+    cookie: [u32; 2],
+}
+
+/// `struct inet_diag_req_v2`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagReqV2 {
+    family: u8,
+    protocol: u8,
+    ext: u8,
+    pad: u8,
+    states: u32,
+    id: InetDiagSockId,
+}
+
+/// `struct inet_diag_msg`, the answer's head.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct InetDiagMsg {
+    family: u8,
+    state: u8,
+    timer: u8,
+    retrans: u8,
+    id: InetDiagSockId,
+    expires: u32,
+    rqueue: u32,
+    wqueue: u32,
+    uid: u32,
+    inode: u32,
+}
+
+/// The request: a netlink header and the exact socket asked for.
+#[repr(C)]
+struct Request {
+    header: libc::nlmsghdr,
+    body: InetDiagReqV2,
+}
+
+/// `(receive queue, send queue)` of the TCP socket whose local end is `local` and remote end
+/// `remote`; `Ok(None)` if there is no such socket (closed).
+fn queues(local: SocketAddrV4, remote: SocketAddrV4) -> io::Result<Option<(u32, u32)>> {
+    let request = Request {
+        header: libc::nlmsghdr {
+            nlmsg_len: size_of::<Request>() as u32,
+            nlmsg_type: SOCK_DIAG_BY_FAMILY,
+            // No NLM_F_DUMP: an exact lookup by the four-tuple.
+            nlmsg_flags: libc::NLM_F_REQUEST as u16,
+            nlmsg_seq: 1,
+            nlmsg_pid: 0,
+        },
+        body: InetDiagReqV2 {
+            family: libc::AF_INET as u8,
+            protocol: libc::IPPROTO_TCP as u8,
+            states: !0,
+            id: InetDiagSockId {
+                sport: local.port().to_be_bytes(),
+                dport: remote.port().to_be_bytes(),
+                src: [local.ip().octets(), [0; 4], [0; 4], [0; 4]],
+                dst: [remote.ip().octets(), [0; 4], [0; 4], [0; 4]],
+                // INET_DIAG_NOCOOKIE: any socket with that four-tuple.
+                cookie: [!0, !0],
+                ..InetDiagSockId::default()
+            },
+            ..InetDiagReqV2::default()
+        },
+    };
+    // SAFETY: a plain socket call; the descriptor is closed below on every path.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_SOCK_DIAG,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut answer = [0u8; 1024];
+    // SAFETY: `request` is a live repr(C) value of exactly the length passed; `answer` is a
+    // buffer we own of the length passed; `fd` is ours and closed once, here.
+    let received = unsafe {
+        let sent = libc::send(
+            fd,
+            (&request as *const Request).cast(),
+            size_of::<Request>(),
+            0,
+        );
+        let received = if sent == size_of::<Request>() as isize {
+            libc::recv(fd, answer.as_mut_ptr().cast(), answer.len(), 0)
+        } else {
+            -1
+        };
+        let error = io::Error::last_os_error();
+        libc::close(fd);
+        if received < 0 {
+            return Err(error);
+        }
+        received as usize
+    };
+    let header_len = size_of::<libc::nlmsghdr>();
+    if received < header_len {
+        return Err(io::Error::other("short netlink answer"));
+    }
+    // SAFETY: at least a header's worth of bytes was received; read_unaligned copes with the
+    // byte buffer's alignment.
+    let header: libc::nlmsghdr = unsafe { std::ptr::read_unaligned(answer.as_ptr().cast()) };
+    if i32::from(header.nlmsg_type) == libc::NLMSG_ERROR {
+        // An nlmsgerr follows: a negative errno first. ENOENT: no such socket.
+        let errno = i32::from_ne_bytes(
+            answer[header_len..header_len + 4]
+                .try_into()
+                .unwrap_or([0; 4]),
+        );
+        return match -errno {
+            libc::ENOENT => Ok(None),
+            e => Err(io::Error::from_raw_os_error(e)),
+        };
+    }
+    if header.nlmsg_type != SOCK_DIAG_BY_FAMILY || received < header_len + size_of::<InetDiagMsg>()
+    {
+        return Err(io::Error::other("unexpected netlink answer"));
+    }
+    // SAFETY: the answer holds a whole inet_diag_msg after the header (checked above).
+    let msg: InetDiagMsg =
+        unsafe { std::ptr::read_unaligned(answer[header_len..].as_ptr().cast()) };
+    Ok(Some((msg.rqueue, msg.wqueue)))
+}
+
 /// Bytes written on the loopback connection `local` → `peer` that `peer`'s process has not
-/// read: `local`'s `tx_queue` plus `peer`'s `rx_queue`. `None` if the connection is not in
-/// `/proc/net/tcp` (IPv4 only) or the file cannot be read. A peer socket already closed counts
-/// as having nothing to read.
+/// read: `local`'s send queue plus `peer`'s receive queue. `None` if `local`'s socket cannot
+/// be found (IPv4 only). A peer socket already closed counts as having nothing to read.
 pub fn unread(local: SocketAddr, peer: SocketAddr) -> Option<u64> {
     let (SocketAddr::V4(local), SocketAddr::V4(peer)) = (local, peer) else {
         return None;
     };
-    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
-    let (ours, theirs) = (entry(&local), entry(&peer));
-    let mut sent = None;
-    let mut received = 0;
-    for line in table.lines().skip(1) {
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(_), Some(l), Some(r), Some(_), Some(queues)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        let (tx, rx) = queues.split_once(':')?;
-        if l == ours && r == theirs {
-            sent = Some(u64::from_str_radix(tx, 16).ok()?);
-        } else if l == theirs && r == ours {
-            received = u64::from_str_radix(rx, 16).ok()?;
-        }
-    }
-    Some(sent? + received)
-}
-
-/// An address as `/proc/net/tcp` prints it: the IPv4 address as the kernel's native-endian
-/// hex of its network-order bytes, then the port in hex.
-fn entry(addr: &SocketAddrV4) -> String {
-    format!(
-        "{:08X}:{:04X}",
-        u32::from_ne_bytes(addr.ip().octets()),
-        addr.port()
-    )
+    let (_, sent) = queues(local, peer).ok()??;
+    let received = queues(peer, local).ok()?.map_or(0, |(rx, _)| rx);
+    Some(u64::from(sent) + u64::from(received))
 }
 
 /// How waiting for a server to read what it was sent ended.
@@ -78,6 +195,7 @@ pub fn wait_until_read(
     let start = Instant::now();
     let mut least = u64::MAX;
     let mut progress_at = start;
+    let mut pause = Duration::from_millis(1);
     // Bounded by `bound`.
     loop {
         let Some(left) = unread(local, peer) else {
@@ -96,7 +214,8 @@ pub fn wait_until_read(
         if now - start >= bound {
             return Drain::TimeUp(left);
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(POLL);
     }
 }
 

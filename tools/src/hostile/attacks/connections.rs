@@ -9,6 +9,7 @@ use super::{ClosedByServer, Outcome};
 use crate::hostile::client::{
     frame_header, mask_in_place, Answer, Options, RawClient, WriteEnd, OP_BINARY,
 };
+use crate::hostile::tcp::Drain;
 use crate::hostile::units::{mb, thousands};
 
 /// The handshake timeout the slowloris case gives the server (`--handshake-timeout`).
@@ -148,6 +149,7 @@ pub fn reset_mid_message(addr: SocketAddr) -> Outcome {
     let start = Instant::now();
     let deadline = start + RESET_BOUND;
     let (mut done, mut bytes, mut failures, mut in_a_row) = (0u64, 0u64, 0u64, 0u64);
+    let mut unread_at_reset = 0u64;
     let mut note = String::new();
     // Bounded by RESETS, by the deadline, and by GIVE_UP_AFTER failures in a row.
     while done < RESETS && Instant::now() < deadline && in_a_row < GIVE_UP_AFTER {
@@ -166,11 +168,20 @@ pub fn reset_mid_message(addr: SocketAddr) -> Outcome {
         if end != WriteEnd::Done {
             note = format!(", a write ended {end:?}");
         }
+        // Reset only once the server has read the half message: before, the reset would
+        // discard it in the kernel and the server would never hold it.
+        if client.wait_until_read(Duration::from_secs(1), Duration::from_secs(2)) != Drain::Read {
+            unread_at_reset += 1;
+        }
         client.reset();
         done += 1;
     }
+    if unread_at_reset > 0 {
+        note =
+            format!(", {unread_at_reset} reset before the server had read the half message{note}");
+    }
     let seen = format!(
-        "{} connections reset after {} KiB of a {} KiB message ({} sent) in {:.1} s, {} failed to open{note}",
+        "{} connections reset after {} KiB of a {} KiB message ({} sent and read) in {:.1} s, {} failed to open{note}",
         thousands(done),
         RESET_MESSAGE / 2 / 1024,
         RESET_MESSAGE / 1024,
