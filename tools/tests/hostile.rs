@@ -15,7 +15,7 @@
 use std::sync::Mutex;
 
 use ringsock_tools::hostile::attacks::{connections, fd, floods};
-use ringsock_tools::hostile::units::{kib_to_mb, MB};
+use ringsock_tools::hostile::units::{kib_to_mb, thousands, MB};
 use ringsock_tools::hostile::{report, run_case, Backend, Case, CaseResult, RunConfig};
 
 /// One case at a time.
@@ -150,7 +150,7 @@ fn ping_flood(backend: Backend) {
         if peak_mb(r) > PING_FLOOD_PEAK_MB {
             broken.push(format!(
                 "{} pings never read back grew the server by {:+.1} MB at the peak (bound {PING_FLOOD_PEAK_MB} MB): {}",
-                r.outcome.units,
+                thousands(r.outcome.units),
                 peak_mb(r),
                 r.outcome.seen
             ));

@@ -47,7 +47,7 @@ const PING_FLOOD_BOUND: Duration = Duration::from_secs(30);
 const PINGS_PER_WRITE: usize = 1;
 
 /// One-byte continuation frames the fragment flood sends at most, and its time bound.
-pub const FRAGMENTS: u64 = 1_000_000;
+pub const FRAGMENTS: u64 = 4_000_000;
 const FRAGMENT_BOUND: Duration = Duration::from_secs(20);
 
 /// Pings the control-frame flood sends at most, and its time bound.

@@ -151,7 +151,7 @@ impl Case {
         match self {
             Self::NonReader => "non-reading sender, 1 GiB of 64 KiB messages",
             Self::PingFlood => "1 M pings of 125 B, pongs never read",
-            Self::FragmentFlood => "one-byte continuation frames",
+            Self::FragmentFlood => "4 M one-byte continuation frames",
             Self::ControlFlood => "ping flood, pongs read",
             Self::FdExhaustion => "fd exhaustion (RLIMIT_NOFILE 128), 50 waiting",
             Self::Slowloris => "slowloris, 200 heads a byte at a time",
