@@ -498,13 +498,7 @@ impl RawClient {
     /// Waits until the server has read everything written so far, stops reading (no progress
     /// for `quiet`), or `bound` passes; see [`tcp::wait_until_read`].
     pub fn wait_until_read(&self, quiet: Duration, bound: Duration) -> Drain {
-        match (
-            self.reader.stream.local_addr(),
-            self.reader.stream.peer_addr(),
-        ) {
-            (Ok(local), Ok(peer)) => tcp::wait_until_read(local, peer, quiet, bound),
-            _ => Drain::Unknown,
-        }
+        tcp::wait_until_read(&self.reader.stream, quiet, bound)
     }
 
     /// A reader on a clone of the socket, for another thread, taking any bytes already read.

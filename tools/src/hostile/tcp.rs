@@ -1,7 +1,6 @@
-//! How much of what an attacker wrote the server has not read yet: the attacker's send queue
-//! (written, not yet acknowledged) plus the server socket's receive queue (arrived, not yet
-//! read), as `ss` shows them, asked of the kernel through `NETLINK_SOCK_DIAG` for exactly
-//! these two sockets. Writing finishes long before a server has read it all (several MB sit in
+//! How much of what an attacker wrote the server has not read yet: what the attacker's socket
+//! has not sent (`TCP_INFO`) plus the server socket's receive queue (arrived, not yet read, as
+//! `ss` shows it), asked of the kernel through `NETLINK_SOCK_DIAG` for exactly that socket. Writing finishes long before a server has read it all (several MB sit in
 //! loopback socket buffers), so a flood's cost is only known once this is zero, and a server
 //! that stopped reading is one where it stays above zero.
 //!
@@ -11,7 +10,8 @@
 
 use std::io;
 use std::mem::size_of;
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// How often the queues are read while waiting, at most: the wait starts at a millisecond and
@@ -158,16 +158,38 @@ fn queues(local: SocketAddrV4, remote: SocketAddrV4) -> io::Result<Option<(u32, 
     Ok(Some((msg.rqueue, msg.wqueue)))
 }
 
-/// Bytes written on the loopback connection `local` → `peer` that `peer`'s process has not
-/// read: `local`'s send queue plus `peer`'s receive queue. `None` if `local`'s socket cannot
-/// be found (IPv4 only). A peer socket already closed counts as having nothing to read.
-pub fn unread(local: SocketAddr, peer: SocketAddr) -> Option<u64> {
-    let (SocketAddr::V4(local), SocketAddr::V4(peer)) = (local, peer) else {
+/// Bytes written on `stream` (a loopback connection) that the process at its other end has
+/// not read: what `stream` has not sent yet (`tcpi_notsent_bytes`) plus the peer socket's
+/// receive queue. Bytes sent but not yet acknowledged are not counted: on loopback a sent
+/// segment is in the peer's receive queue at once, and one already read may wait 40 ms for a
+/// delayed ACK, which says nothing about the reader. `None` if the queues cannot be read (IPv4
+/// only); a peer socket already closed counts as having nothing to read.
+pub fn unread(stream: &TcpStream) -> Option<u64> {
+    let (Ok(SocketAddr::V4(local)), Ok(SocketAddr::V4(peer))) =
+        (stream.local_addr(), stream.peer_addr())
+    else {
         return None;
     };
-    let (_, sent) = queues(local, peer).ok()??;
+    // SAFETY: getsockopt writes at most `len` bytes into a zeroed tcp_info we own.
+    let not_sent = unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+        let rc = libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        // Kernels before 4.6 fill less of the struct: the field must be in what was written.
+        let needed = std::mem::offset_of!(libc::tcp_info, tcpi_notsent_bytes) + 4;
+        if rc != 0 || (len as usize) < needed {
+            return None;
+        }
+        info.tcpi_notsent_bytes
+    };
     let received = queues(peer, local).ok()?.map_or(0, |(rx, _)| rx);
-    Some(u64::from(sent) + u64::from(received))
+    Some(u64::from(not_sent) + u64::from(received))
 }
 
 /// How waiting for a server to read what it was sent ended.
@@ -184,21 +206,16 @@ pub enum Drain {
     Unknown,
 }
 
-/// Waits until the server at `peer` has read everything `local` wrote, it stops reading (no
-/// progress for `quiet`), or `bound` passes.
-pub fn wait_until_read(
-    local: SocketAddr,
-    peer: SocketAddr,
-    quiet: Duration,
-    bound: Duration,
-) -> Drain {
+/// Waits until the process at the other end of `stream` has read everything written on it,
+/// stops reading (no progress for `quiet`), or `bound` passes.
+pub fn wait_until_read(stream: &TcpStream, quiet: Duration, bound: Duration) -> Drain {
     let start = Instant::now();
     let mut least = u64::MAX;
     let mut progress_at = start;
     let mut pause = Duration::from_millis(1);
     // Bounded by `bound`.
     loop {
-        let Some(left) = unread(local, peer) else {
+        let Some(left) = unread(stream) else {
             return Drain::Unknown;
         };
         if left == 0 {
@@ -230,27 +247,21 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (mut server, _) = listener.accept().unwrap();
-        let (local, peer) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
-        assert_eq!(unread(local, peer), Some(0));
+        assert_eq!(unread(&client), Some(0));
         client.write_all(&[7; 1000]).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while unread(local, peer) != Some(1000) && Instant::now() < deadline {
+        while unread(&client) != Some(1000) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert_eq!(unread(local, peer), Some(1000));
+        assert_eq!(unread(&client), Some(1000));
         assert_eq!(
-            wait_until_read(
-                local,
-                peer,
-                Duration::from_millis(200),
-                Duration::from_secs(5)
-            ),
+            wait_until_read(&client, Duration::from_millis(200), Duration::from_secs(5)),
             Drain::Stopped(1000)
         );
         let mut buf = [0; 1000];
         server.read_exact(&mut buf).unwrap();
         assert_eq!(
-            wait_until_read(local, peer, Duration::from_secs(1), Duration::from_secs(5)),
+            wait_until_read(&client, Duration::from_secs(1), Duration::from_secs(5)),
             Drain::Read
         );
     }
