@@ -19,6 +19,9 @@ const USAGE: &str =
   --backend  the server's reactor backend (default: both)
   --json     one JSON line per case on stdout instead of the markdown table
   --echo     the ringsock-echo to attack (default: the one next to this executable)
+  --server-arg ARG
+             pass ARG to every ringsock-echo (repeatable; e.g. --server-arg --buffers
+             --server-arg 64), after the case's own arguments
 Build with --release for figures: a debug server is several times slower.";
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn run() -> Result<(), String> {
     let mut backends: Vec<Backend> = Backend::BOTH.to_vec();
     let mut json = false;
     let mut echo: Option<PathBuf> = None;
+    let mut server_args: Vec<String> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -54,6 +58,7 @@ fn run() -> Result<(), String> {
             }
             "--json" => json = true,
             "--echo" => echo = Some(PathBuf::from(value("--echo")?)),
+            "--server-arg" => server_args.push(value("--server-arg")?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -68,7 +73,10 @@ fn run() -> Result<(), String> {
         Some(path) => path,
         None => echo_beside_current_exe().map_err(|e| e.to_string())?,
     };
-    let config = RunConfig::new(echo);
+    let config = RunConfig {
+        server_args,
+        ..RunConfig::new(echo)
+    };
     if !json {
         println!("{}", report::table_head());
     }

@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub warmup: Duration,
     /// How long after the attacker left the "after" RSS is read.
     pub settle: Duration,
+    /// More `ringsock-echo` arguments for every case (after the case's own), to try a server
+    /// setting against the attacks.
+    pub server_args: Vec<String>,
 }
 
 impl RunConfig {
@@ -33,6 +36,7 @@ impl RunConfig {
             echo,
             warmup: Duration::from_secs(1),
             settle: Duration::from_secs(5),
+            server_args: Vec::new(),
         }
     }
 }
@@ -80,7 +84,9 @@ impl CaseResult {
 
 /// Runs `case` against a fresh `ringsock-echo --shards 1` on `backend`.
 pub fn run_case(case: Case, backend: Backend, config: &RunConfig) -> io::Result<CaseResult> {
-    let mut server = EchoServer::start(&config.echo, backend, &case.server_args(), case.nofile())?;
+    let mut args = case.server_args();
+    args.extend(config.server_args.iter().cloned());
+    let mut server = EchoServer::start(&config.echo, backend, &args, case.nofile())?;
     let target = Target {
         addr: server.addr(),
         pid: server.pid(),
