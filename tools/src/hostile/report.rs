@@ -8,7 +8,7 @@ use super::units::kib_to_mb;
 /// The markdown table's head.
 pub fn table_head() -> String {
     concat!(
-        "| attack | backend | server RSS baseline | growth at peak | growth 5 s after | control p99 (max) | server CPU during | what the attacker saw |\n",
+        "| attack | backend | server RSS baseline | growth at peak | growth 5 s after | control p99 (max; echoes) | server CPU during | what the attacker saw |\n",
         "|---|---|---:|---:|---:|---:|---:|---|"
     )
     .to_owned()
@@ -29,7 +29,7 @@ pub fn table_row(r: &CaseResult) -> String {
         let _ = write!(seen, "; server exited: {exit}");
     }
     format!(
-        "| {} | {} | {:.1} MB | {:+.1} MB | {:+.1} MB | {} ({}) | {:.2} s | {} |",
+        "| {} | {} | {:.1} MB | {:+.1} MB | {:+.1} MB | {} ({}; {}) | {:.2} s | {} |",
         r.case.title(),
         r.backend.name(),
         kib_to_mb(r.rss_baseline_kib as i64),
@@ -37,6 +37,7 @@ pub fn table_row(r: &CaseResult) -> String {
         kib_to_mb(r.after_growth_kib()),
         ms(r.control.p99_us),
         ms(r.control.max_us),
+        r.control.count,
         r.server_cpu_seconds,
         seen
     )
