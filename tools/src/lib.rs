@@ -1,7 +1,10 @@
-//! Shared bits of ringsock's command-line tools, and the `/proc` readers the load generators
-//! (`ringsock-load`, and `ws-load` in the benches) use to watch a server's CPU time and memory.
+//! Shared bits of ringsock's command-line tools, the `/proc` readers the load generators
+//! (`ringsock-load`, and `ws-load` in the benches) use to watch a server's CPU time and memory,
+//! and the hostile-peer suite ([`hostile`]) behind `ringsock-hostile` and `tests/hostile.rs`.
 
 use std::time::Duration;
+
+pub mod hostile;
 
 /// Blocks SIGINT and SIGTERM on this thread (threads started later inherit the mask), so that
 /// [`wait_for_signal`] can take them synchronously instead of a handler interrupting a shard.

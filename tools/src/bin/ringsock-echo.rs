@@ -8,9 +8,10 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
-use ringsock_engine::server::{Echo, Server};
+use ringsock_engine::server::{Echo, Limits, Server};
 use ringsock_engine::ws::{DeflateOptions, ServerOptions};
 use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
 
@@ -22,7 +23,15 @@ const USAGE: &str =
   --buffers N --buffer-size BYTES
              receive pool per shard (default 512 x 65536)
   --no-deflate
-             refuse permessage-deflate (default: accepted when offered, with context takeover)";
+             refuse permessage-deflate (default: accepted when offered, with context takeover)
+  --idle-timeout SECS
+             close a WebSocket with 1001 after SECS without receiving anything (default 0: never)
+  --handshake-timeout SECS
+             time from accept to a complete request head (default 10)
+  --max-connections N
+             connections open at once over all shards; past it new sockets are closed at once
+             (default 1000000)
+  SECS may be fractional (0.5).";
 
 fn main() -> ExitCode {
     match run() {
@@ -38,6 +47,7 @@ fn run() -> Result<(), String> {
     let mut builder = Server::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut pool = PoolConfig::default();
+    let mut limits = Limits::default();
     let mut deflate = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -73,6 +83,19 @@ fn run() -> Result<(), String> {
                     .parse()
                     .map_err(|e| format!("--buffer-size: {e}"))?;
             }
+            "--idle-timeout" => {
+                let secs = seconds("--idle-timeout", &value("--idle-timeout")?)?;
+                limits.idle_timeout = (!secs.is_zero()).then_some(secs);
+            }
+            "--handshake-timeout" => {
+                limits.handshake_timeout =
+                    seconds("--handshake-timeout", &value("--handshake-timeout")?)?;
+            }
+            "--max-connections" => {
+                limits.max_connections = value("--max-connections")?
+                    .parse()
+                    .map_err(|e| format!("--max-connections: {e}"))?;
+            }
             "--no-deflate" => deflate = false,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -87,7 +110,7 @@ fn run() -> Result<(), String> {
     for addr in addrs {
         builder = builder.bind(addr);
     }
-    builder = builder.pool(pool);
+    builder = builder.pool(pool).limits(limits);
     if deflate {
         builder = builder
             .handshake(ServerOptions::new().deflate(DeflateOptions::new().context_takeover(true)));
@@ -110,4 +133,10 @@ fn run() -> Result<(), String> {
         report.closed_cleanly, report.closing, report.cut
     );
     Ok(())
+}
+
+/// A duration given in (possibly fractional) seconds, as the timeout flags take it.
+fn seconds(flag: &str, text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|e| format!("{flag}: {e}"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{flag}: {text:?} is not a duration"))
 }
