@@ -19,6 +19,11 @@
 //!   (`buffer_size` bytes); the shard recycles every buffer within the loop turn that received
 //!   it, so one socket can hold the pool for one turn at most, and the sockets it starved are
 //!   re-armed in FIFO order.
+//! - **Ring depth**: the ring holds only as many buffers as the load needs (at least 16), the
+//!   rest wait in a stack and go back into the ring most recently used first; the depth doubles
+//!   on ENOBUFS and halves after a second of little use, when the spare buffers' memory is given
+//!   back. The kernel takes ring buffers in order, so a ring of all 512 had any steady stream
+//!   touch the whole pool (a flood of one socket left 32 MiB resident).
 //! - **Read budget**: where the kernel allows it (6.17+, probed at start), each multishot recv
 //!   is capped at [`PoolConfig::read_budget`] bytes in all (the SQE's `optlen`; checked after
 //!   each receive, so one buffer more at most); it then ends without `MORE` and is re-armed for
@@ -201,8 +206,20 @@ struct RingSlot {
 const _: () =
     assert!(std::mem::size_of::<RingSlot>() == std::mem::size_of::<types::BufRingEntry>());
 
+/// Buffers kept in the ring at least (see [`BufPool::depth`]).
+const MIN_DEPTH: u32 = 16;
+/// How often the ring's depth may halve, and surplus buffers go back to the kernel.
+const DEPTH_DECAY: Duration = Duration::from_secs(1);
+
 /// The receive pool: `entries` buffers of `size` bytes in one allocation, and the ring through
 /// which they are lent to the kernel.
+///
+/// The kernel takes buffers from the ring in order, so a ring holding every buffer would cycle
+/// through all of them under any steady load, and a flood of a single socket would leave the
+/// whole pool resident. So only `depth` buffers are in the ring; the rest wait in `spare`, a
+/// stack, and refill the ring most recently used first. The depth doubles whenever a receive
+/// finds the ring empty (ENOBUFS) and halves after a second in which at most a quarter of it was
+/// used, when the spare buffers' memory goes back to the kernel: the memory follows the load.
 struct BufPool {
     /// The ring (`entries` slots), page-aligned as the kernel requires.
     ring: *mut RingSlot,
@@ -220,6 +237,14 @@ struct BufPool {
     tail: u16,
     /// Buffers in the ring (published or about to be): what the kernel can still pick.
     in_ring: u32,
+    /// How many buffers the ring is kept filled to.
+    depth: u32,
+    /// Buffers neither lent nor in the ring, the most recently returned last.
+    spare: Vec<u16>,
+    /// The most buffers the kernel took between two refills since the last decay.
+    peak_used: u32,
+    /// When the depth may next halve.
+    next_decay: Instant,
     /// Buffers the shard holds (between `Received` and `recycle`).
     lent: Vec<bool>,
     /// Set when the kernel may still touch the memory (a `Drop` that timed out): never free it.
@@ -279,12 +304,15 @@ impl BufPool {
             size,
             tail: 0,
             in_ring: 0,
+            depth: MIN_DEPTH.min(u32::from(entries)),
+            // Reversed, so buffer 0 goes into the ring first: easier to follow in a trace.
+            spare: (0..entries).rev().collect(),
+            peak_used: 0,
+            next_decay: Instant::now() + DEPTH_DECAY,
             lent: vec![false; entries as usize],
             leak: false,
         };
-        for bid in 0..entries {
-            pool.put_back(bid);
-        }
+        pool.refill();
         Ok(pool)
     }
 
@@ -292,15 +320,31 @@ impl BufPool {
         self.ring as u64
     }
 
-    /// Writes buffer `bid` into the next ring slot (visible to the kernel after `publish`).
+    /// Returns buffer `bid` to the pool: to the spare stack, from where [`BufPool::refill`]
+    /// puts it back in the ring.
     fn put_back(&mut self, bid: u16) {
+        self.spare.push(bid);
+    }
+
+    /// Tops the ring up to `depth` from the spare stack, most recently returned first.
+    fn refill(&mut self) {
+        self.peak_used = self.peak_used.max(self.depth.saturating_sub(self.in_ring));
+        while self.in_ring < self.depth {
+            let Some(bid) = self.spare.pop() else { break };
+            self.push_slot(bid);
+        }
+    }
+
+    /// Writes buffer `bid` into the next ring slot (visible to the kernel after `publish`).
+    fn push_slot(&mut self, bid: u16) {
         let mask = self.entries - 1;
         let addr = self.data.as_ptr() as u64 + bid as u64 * self.size as u64;
         // SAFETY: `tail & mask < entries`, so the slot is inside the ring allocation. The kernel
         // only reads slots between its head and the published tail; every buffer is either lent,
-        // or in exactly one such slot, so at most `entries - 1` slots are live here and the one at
-        // our local tail is not among them. The fields are written through raw pointers so that
-        // slot 0's `resv` (the tail, read by the kernel) is never covered by a reference.
+        // spare, or in exactly one such slot, so at most `entries - 1` slots are live here and
+        // the one at our local tail is not among them. The fields are written through raw
+        // pointers so that slot 0's `resv` (the tail, read by the kernel) is never covered by a
+        // reference.
         unsafe {
             let slot = self.ring.add((self.tail & mask) as usize);
             ptr::addr_of_mut!((*slot).addr).write(addr);
@@ -311,8 +355,30 @@ impl BufPool {
         self.in_ring += 1;
     }
 
-    /// Makes every slot written so far visible to the kernel.
+    /// A receive found the ring empty: keep more buffers in it.
+    fn grow(&mut self) {
+        self.depth = (self.depth * 2).min(u32::from(self.entries));
+    }
+
+    /// Once a second: halves the depth if at most a quarter of it was used, and gives the
+    /// memory of the spare buffers (the surplus, once the ring is refilled) back to the kernel.
+    fn decay(&mut self, now: Instant) {
+        if now < self.next_decay {
+            return;
+        }
+        self.next_decay = now + DEPTH_DECAY;
+        if self.peak_used * 4 <= self.depth && self.depth > MIN_DEPTH {
+            self.depth = (self.depth / 2).max(MIN_DEPTH);
+        }
+        self.peak_used = 0;
+        for &bid in &self.spare {
+            self.data.release(usize::from(bid) * self.size, self.size);
+        }
+    }
+
+    /// Refills the ring and makes every slot written so far visible to the kernel.
     fn publish(&mut self) {
+        self.refill();
         // SAFETY: slot 0's `resv` is the ring tail: inside the ring allocation, 2-byte aligned
         // (the ring is page-aligned, the field at offset 14), and only ever accessed atomically
         // (by us here, by the kernel with acquire loads). The release store orders the slot
@@ -1015,6 +1081,7 @@ impl UringBackend {
             out.push(Completion::Eof { token });
         } else if res == -libc::ENOBUFS {
             self.enobufs += 1;
+            self.pool.grow();
             if !more && cancelling {
                 self.after_cancel(slot, true);
             } else if !more {
@@ -1504,6 +1571,7 @@ impl Backend for UringBackend {
             // only a rest that has run out re-arms anything here: one attempt per rest.
             let retry = self.arm_due_accepts(now);
             self.pool.publish();
+            self.pool.decay(now);
             self.rearm_paused();
             self.rearm_starved();
             self.flush_backlog();
@@ -1545,10 +1613,16 @@ impl Backend for UringBackend {
     }
 
     fn trim(&mut self) {
-        // Only with DEFER_TASKRUN is it safe: the kernel then fills buffers only inside `wait`,
-        // so once `wait` left the completion queue empty, every buffer the shard does not hold
-        // sits untouched in the ring. Otherwise a receive may have filled one whose completion
-        // is not reaped yet, and releasing it would lose those bytes.
+        // Spare buffers are the kernel's to fill only once back in the ring: always safe.
+        for &bid in &self.pool.spare {
+            self.pool
+                .data
+                .release(usize::from(bid) * self.pool.size, self.pool.size);
+        }
+        // Those in the ring only with DEFER_TASKRUN: the kernel then fills buffers only inside
+        // `wait`, so once `wait` left the completion queue empty, every buffer the shard does
+        // not hold sits untouched. Otherwise a receive may have filled one whose completion is
+        // not reaped yet, and releasing it would lose those bytes.
         if self.setup != DEFER_SETUP || !self.ring.completion().is_empty() {
             return;
         }
@@ -1686,6 +1760,90 @@ mod tests {
         let fd = fd.unwrap();
         b.register(token, fd).unwrap();
         (l, client, fd)
+    }
+
+    /// A steady stream through a pool of 512 buffers cycles through a few of them, not all:
+    /// the ring holds only what the load needs, refilled most recently used first.
+    #[test]
+    fn a_steady_stream_reuses_a_few_buffers() {
+        // A read budget of four buffers a turn.
+        let mut b = UringBackend::new(PoolConfig {
+            buffers: 512,
+            buffer_size: 16 << 10,
+            read_budget: 64 << 10,
+        })
+        .unwrap();
+        let token = Token::new(0, 1);
+        let (_l, mut client, fd) = connected(&mut b, token);
+        let writer = thread::spawn(move || {
+            let chunk = vec![7u8; 64 << 10];
+            for _ in 0..64 {
+                client.write_all(&chunk).unwrap();
+            }
+            client
+        });
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0;
+        pump(&mut b, |b, c| match c {
+            Completion::Received { buf, len, .. } => {
+                seen.insert(buf.0);
+                total += len;
+                b.recycle(buf);
+                total == 64 * (64 << 10)
+            }
+            other => panic!("unexpected {other:?}"),
+        });
+        assert!(
+            seen.len() <= 32,
+            "{} of 512 buffers used for one socket",
+            seen.len()
+        );
+        let _client = writer.join().unwrap();
+        b.close(token, fd);
+        pump(&mut b, |_, c| matches!(c, Completion::Closed { .. }));
+    }
+
+    #[test]
+    fn the_ring_deepens_on_enobufs_and_shallows_when_idle() {
+        let mut pool = BufPool::new(PoolConfig {
+            buffers: 64,
+            buffer_size: 4096,
+            ..PoolConfig::default()
+        })
+        .unwrap();
+        assert_eq!((pool.in_ring, pool.spare.len()), (16, 48));
+        // The kernel takes ten; the refill puts back the most recently returned first.
+        for _ in 0..10 {
+            pool.taken();
+        }
+        pool.put_back(5);
+        pool.refill();
+        assert_eq!(pool.in_ring, 16);
+        assert!(
+            !pool.spare.contains(&5),
+            "the hot buffer went back in first"
+        );
+        pool.grow();
+        pool.refill();
+        assert_eq!(pool.in_ring, 32);
+        pool.grow();
+        pool.grow();
+        assert_eq!(pool.depth, 64, "never past the pool");
+        // A second with little use: the depth halves, down to the floor over time.
+        let mut now = Instant::now() + DEPTH_DECAY;
+        for expect in [32, 16, 16] {
+            pool.decay(now);
+            assert_eq!(pool.depth, expect);
+            now += DEPTH_DECAY;
+        }
+        // A second in which most of it was used keeps it.
+        pool.grow();
+        for _ in 0..20 {
+            pool.taken();
+        }
+        pool.refill();
+        pool.decay(now);
+        assert_eq!(pool.depth, 32);
     }
 
     #[test]
