@@ -24,14 +24,28 @@ const USAGE: &str =
              receive pool per shard (default 512 x 65536)
   --no-deflate
              refuse permessage-deflate (default: accepted when offered, with context takeover)
+  --ping SECS
+             after SECS without receiving anything, ping; after as long again, still silent,
+             cut the connection (default 30; 0: never)
   --idle-timeout SECS
-             close a WebSocket with 1001 after SECS without receiving anything (default 0: never)
+             close a WebSocket with 1001 after SECS without receiving anything, pongs included
+             (default 120; 0: never)
   --handshake-timeout SECS
              time from accept to a complete request head (default 10)
   --max-connections N
-             connections open at once over all shards; past it new sockets are closed at once
+             connections open at once over all shards; past it new ones are answered 503
              (default 1000000)
-  SECS may be fractional (0.5).";
+  --control-rate N
+             pings and pongs a peer may send per second; past it: close 1008 (default 256;
+             0: no limit)
+  SECS may be fractional (0.5). The defaults suit a public server: a peer that is gone, or
+  never sends, does not hold its connection for long.";
+
+/// Silence after which a peer is pinged (and twice this, cut), unless `--ping` says otherwise.
+const DEFAULT_PING: Duration = Duration::from_secs(30);
+
+/// Silence after which a connection is closed with 1001, unless `--idle-timeout` says otherwise.
+const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
 fn main() -> ExitCode {
     match run() {
@@ -47,7 +61,11 @@ fn run() -> Result<(), String> {
     let mut builder = Server::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut pool = PoolConfig::default();
-    let mut limits = Limits::default();
+    let mut limits = Limits {
+        keepalive: Some(DEFAULT_PING),
+        idle_timeout: Some(DEFAULT_IDLE),
+        ..Limits::default()
+    };
     let mut deflate = true;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -86,6 +104,15 @@ fn run() -> Result<(), String> {
             "--idle-timeout" => {
                 let secs = seconds("--idle-timeout", &value("--idle-timeout")?)?;
                 limits.idle_timeout = (!secs.is_zero()).then_some(secs);
+            }
+            "--ping" => {
+                let secs = seconds("--ping", &value("--ping")?)?;
+                limits.keepalive = (!secs.is_zero()).then_some(secs);
+            }
+            "--control-rate" => {
+                limits.max_control_per_second = value("--control-rate")?
+                    .parse()
+                    .map_err(|e| format!("--control-rate: {e}"))?;
             }
             "--handshake-timeout" => {
                 limits.handshake_timeout =

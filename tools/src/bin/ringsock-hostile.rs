@@ -15,13 +15,16 @@ const USAGE: &str =
     "usage: ringsock-hostile [--case NAME]... [--backend io_uring|epoll|both] [--json]
   --case     run only this attack (repeatable; default: all): non-reader, ping-flood,
              fragment-flood, control-flood, fd-exhaustion, slowloris, reset-mid-message,
-             connect-reset
+             connect-reset, reading-flood
   --backend  the server's reactor backend (default: both)
   --json     one JSON line per case on stdout instead of the markdown table
   --echo     the ringsock-echo to attack (default: the one next to this executable)
   --server-arg ARG
              pass ARG to every ringsock-echo (repeatable; e.g. --server-arg --buffers
              --server-arg 64), after the case's own arguments
+  --ceiling  also run each case with the attack aimed at a second server: the control
+             client's round trips then show what the attack costs through the machine alone
+             (its cores), the ceiling for the shard's own figure
 Build with --release for figures: a debug server is several times slower.";
 
 fn main() -> ExitCode {
@@ -40,6 +43,7 @@ fn run() -> Result<(), String> {
     let mut json = false;
     let mut echo: Option<PathBuf> = None;
     let mut server_args: Vec<String> = Vec::new();
+    let mut ceiling = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -59,6 +63,7 @@ fn run() -> Result<(), String> {
             "--json" => json = true,
             "--echo" => echo = Some(PathBuf::from(value("--echo")?)),
             "--server-arg" => server_args.push(value("--server-arg")?),
+            "--ceiling" => ceiling = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -80,15 +85,22 @@ fn run() -> Result<(), String> {
     if !json {
         println!("{}", report::table_head());
     }
+    let placements: &[bool] = if ceiling { &[false, true] } else { &[false] };
     for case in &cases {
         for backend in &backends {
-            eprintln!("ringsock-hostile: {} on {}…", case.name(), backend.name());
-            let result = run_case(*case, *backend, &config)
-                .map_err(|e| format!("{} on {}: {e}", case.name(), backend.name()))?;
-            if json {
-                println!("{}", report::json_line(&result));
-            } else {
-                println!("{}", report::table_row(&result));
+            for &elsewhere in placements {
+                eprintln!("ringsock-hostile: {} on {}…", case.name(), backend.name());
+                let config = RunConfig {
+                    attack_elsewhere: elsewhere,
+                    ..config.clone()
+                };
+                let result = run_case(*case, *backend, &config)
+                    .map_err(|e| format!("{} on {}: {e}", case.name(), backend.name()))?;
+                if json {
+                    println!("{}", report::json_line(&result));
+                } else {
+                    println!("{}", report::table_row(&result));
+                }
             }
         }
     }

@@ -28,10 +28,14 @@ pub fn table_row(r: &CaseResult) -> String {
     if let Some(exit) = &r.server_exit {
         let _ = write!(seen, "; server exited: {exit}");
     }
+    let backend = match r.elsewhere {
+        true => format!("{}, attack on another server", r.backend.name()),
+        false => r.backend.name().to_owned(),
+    };
     format!(
         "| {} | {} | {:.1} MB | {:+.1} MB | {:+.1} MB | {} ({}; {}) | {:.2} s | {} |",
         r.case.title(),
-        r.backend.name(),
+        backend,
         kib_to_mb(r.rss_baseline_kib as i64),
         kib_to_mb(r.peak_growth_kib()),
         kib_to_mb(r.after_growth_kib()),
@@ -55,6 +59,7 @@ pub fn json_line(r: &CaseResult) -> String {
     let mut fields: Vec<(&str, String)> = vec![
         ("case", string(r.case.name())),
         ("backend", string(r.backend.name())),
+        ("attack_elsewhere", r.elsewhere.to_string()),
         ("rss_baseline_kib", r.rss_baseline_kib.to_string()),
         ("rss_peak_kib", r.rss_peak_kib.to_string()),
         ("rss_after_kib", r.rss_after_kib.to_string()),

@@ -27,6 +27,10 @@ pub struct RunConfig {
     /// More `ringsock-echo` arguments for every case (after the case's own), to try a server
     /// setting against the attacks.
     pub server_args: Vec<String>,
+    /// Aim the attack at a second server instead, while the control client talks to the
+    /// first: what the attack costs the control client through the machine alone (the cores
+    /// the attacker and its server take), the ceiling the shard is measured against.
+    pub attack_elsewhere: bool,
 }
 
 impl RunConfig {
@@ -37,6 +41,7 @@ impl RunConfig {
             warmup: Duration::from_secs(1),
             settle: Duration::from_secs(5),
             server_args: Vec::new(),
+            attack_elsewhere: false,
         }
     }
 }
@@ -48,6 +53,8 @@ pub struct CaseResult {
     pub case: Case,
     /// The server's backend.
     pub backend: Backend,
+    /// The attack went to a second server ([`RunConfig::attack_elsewhere`]).
+    pub elsewhere: bool,
     /// Server RSS after the warm-up, before the attack, in KiB.
     pub rss_baseline_kib: u64,
     /// Highest server RSS during the attack, in KiB.
@@ -87,9 +94,19 @@ pub fn run_case(case: Case, backend: Backend, config: &RunConfig) -> io::Result<
     let mut args = case.server_args();
     args.extend(config.server_args.iter().cloned());
     let mut server = EchoServer::start(&config.echo, backend, &args, case.nofile())?;
+    let other = match config.attack_elsewhere {
+        true => Some(EchoServer::start(
+            &config.echo,
+            backend,
+            &args,
+            case.nofile(),
+        )?),
+        false => None,
+    };
+    let attacked = other.as_ref().unwrap_or(&server);
     let target = Target {
-        addr: server.addr(),
-        pid: server.pid(),
+        addr: attacked.addr(),
+        pid: attacked.pid(),
     };
     let rss = |server: &EchoServer| {
         server
@@ -102,17 +119,18 @@ pub fn run_case(case: Case, backend: Backend, config: &RunConfig) -> io::Result<
             .ok_or_else(|| io::Error::other("cannot read the server's CPU time"))
     };
 
-    let control = ControlClient::start(target.addr, HELPER_LIFETIME);
+    let control = ControlClient::start(server.addr(), HELPER_LIFETIME);
     std::thread::sleep(config.warmup);
     control.take_window();
     let baseline = rss(&server)?;
 
-    let sampler = RssSampler::start(target.pid, HELPER_LIFETIME);
-    let cpu_before = cpu(&server)?;
+    let sampler = RssSampler::start(server.pid(), HELPER_LIFETIME);
+    let cpu_before = cpu(attacked)?;
     let started = Instant::now();
     let outcome = case.run(&target);
     let attack_seconds = started.elapsed().as_secs_f64();
-    let server_cpu_seconds = server.cpu_seconds().map_or(f64::NAN, |c| c - cpu_before);
+    let server_cpu_seconds = attacked.cpu_seconds().map_or(f64::NAN, |c| c - cpu_before);
+    drop(other);
     let during = control.take_window();
     let peak = sampler.stop().max(baseline);
 
@@ -125,6 +143,7 @@ pub fn run_case(case: Case, backend: Backend, config: &RunConfig) -> io::Result<
     Ok(CaseResult {
         case,
         backend,
+        elsewhere: config.attack_elsewhere,
         rss_baseline_kib: baseline,
         rss_peak_kib: peak,
         rss_after_kib: after,

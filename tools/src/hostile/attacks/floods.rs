@@ -54,6 +54,11 @@ const FRAGMENT_BOUND: Duration = Duration::from_secs(20);
 pub const CONTROL_FLOOD_MAX: u64 = 1_000_000;
 const CONTROL_FLOOD_BOUND: Duration = Duration::from_secs(10);
 
+/// The reading flood: 64 KiB messages for 5 s at most, 8 GiB at most.
+pub const READING_FLOOD_MESSAGE: usize = 64 << 10;
+const READING_FLOOD_TOTAL: u64 = 8 << 30;
+const READING_FLOOD_BOUND: Duration = Duration::from_secs(5);
+
 /// How a flood's writing went.
 struct Pushed {
     /// Bytes the kernel took.
@@ -345,6 +350,57 @@ pub fn control_flood(addr: SocketAddr) -> Outcome {
         unread: flood.unread(),
         close_code: watched.close_code,
         replies: Some(watched.pongs),
+        ..Outcome::default()
+    }
+}
+
+/// i. Sends 64 KiB binary messages as fast as it can for 5 s and reads every echo back: no
+/// abuse of the protocol, only of the shard's time, which the read budget shares out; the
+/// control client beside it measures that share.
+pub fn reading_flood(addr: SocketAddr) -> Outcome {
+    let mut client = match RawClient::open(addr, &Options::default(), OPEN_BOUND) {
+        Ok(c) => c,
+        Err(e) => return not_opened(e),
+    };
+    let watcher = match client.split_reader() {
+        Ok(reader) => Watcher::start(reader, READING_FLOOD_BOUND + DRAIN_BOUND),
+        Err(e) => return not_opened(e),
+    };
+    let frame = encode_frame(OP_BINARY, true, &vec![0x5a; READING_FLOOD_MESSAGE]);
+    let batch = frame.repeat(16);
+    let flood = Flood::run(
+        &mut client,
+        &batch,
+        READING_FLOOD_TOTAL,
+        READING_FLOOD_BOUND,
+        &|| watcher.ended(),
+    );
+    let watched = watcher.finish();
+    client.reset();
+    let sent = flood.pushed.bytes / frame.len() as u64;
+    let secs = flood.took.as_secs_f64();
+    let seen = match (&watched.end, watched.closed) {
+        (None, false) => format!(
+            "{} messages echoed of {} sent in {secs:.1} s ({}/s)",
+            thousands(watched.others),
+            thousands(sent),
+            mb((watched.others as f64 * frame.len() as f64 / secs) as u64)
+        ),
+        (Some(end), _) => format!("connection {end} after {} messages", thousands(sent)),
+        (None, true) => format!(
+            "closed with {} after {} messages",
+            code(watched.close_code),
+            thousands(sent)
+        ),
+    };
+    Outcome {
+        seen,
+        units: sent,
+        bytes: flood.pushed.bytes,
+        stalled: matches!(flood.drain, Drain::Stopped(_)),
+        unread: flood.unread(),
+        close_code: watched.close_code,
+        replies: Some(watched.others),
         ..Outcome::default()
     }
 }

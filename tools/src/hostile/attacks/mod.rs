@@ -3,7 +3,7 @@
 //!
 //! - [`floods`]: one connection sending what the server must not let it grow: 64 KiB messages
 //!   it never reads back, pings it never reads, endless one-byte fragments, a control-frame
-//!   flood.
+//!   flood, and messages as fast as it can with every echo read (a share of the shard's time).
 //! - [`connections`]: many connections: slowloris heads, resets in the middle of a message,
 //!   connect-and-reset cycles.
 //! - [`fd`]: a server out of file descriptors, and the clients waiting in its accept queue.
@@ -98,7 +98,8 @@ pub struct Outcome {
 pub enum Case {
     /// a. 64 KiB binary messages, up to 1 GiB, echoes never read.
     NonReader,
-    /// b. Up to 1,000,000 pings (125-byte payloads), pongs never read.
+    /// b. Up to 1,000,000 pings (125-byte payloads), pongs never read, against a server
+    /// without its control-frame rate limit.
     PingFlood,
     /// c. A text message that never ends: one-byte continuation frames.
     FragmentFlood,
@@ -112,11 +113,13 @@ pub enum Case {
     ResetMidMessage,
     /// h. 10,000 connect, upgrade, reset cycles.
     ConnectReset,
+    /// i. 64 KiB messages as fast as it can for 5 s, every echo read.
+    ReadingFlood,
 }
 
 impl Case {
     /// Every case, in the order.
-    pub const ALL: [Case; 8] = [
+    pub const ALL: [Case; 9] = [
         Case::NonReader,
         Case::PingFlood,
         Case::FragmentFlood,
@@ -125,6 +128,7 @@ impl Case {
         Case::Slowloris,
         Case::ResetMidMessage,
         Case::ConnectReset,
+        Case::ReadingFlood,
     ];
 
     /// The case's name on the command line and in reports.
@@ -138,6 +142,7 @@ impl Case {
             Self::Slowloris => "slowloris",
             Self::ResetMidMessage => "reset-mid-message",
             Self::ConnectReset => "connect-reset",
+            Self::ReadingFlood => "reading-flood",
         }
     }
 
@@ -150,13 +155,14 @@ impl Case {
     pub fn title(self) -> &'static str {
         match self {
             Self::NonReader => "non-reading sender, 1 GiB of 64 KiB messages",
-            Self::PingFlood => "1 M pings of 125 B, pongs never read",
+            Self::PingFlood => "1 M pings of 125 B, pongs never read (no control rate limit)",
             Self::FragmentFlood => "4 M one-byte continuation frames",
             Self::ControlFlood => "ping flood, pongs read",
             Self::FdExhaustion => "fd exhaustion (RLIMIT_NOFILE 128), 50 waiting",
             Self::Slowloris => "slowloris, 200 heads a byte at a time",
             Self::ResetMidMessage => "reset mid-message, 200 x 512 KiB of 1 MiB",
             Self::ConnectReset => "10,000 connect-upgrade-reset cycles",
+            Self::ReadingFlood => "64 KiB messages for 5 s, echoes read",
         }
     }
 
@@ -167,6 +173,9 @@ impl Case {
                 "--handshake-timeout".into(),
                 connections::SLOWLORIS_HANDSHAKE_TIMEOUT.into(),
             ],
+            // Without the control-frame rate, which would close it within a second: what bounds
+            // memory is then the pongs' coalescing and the output levels.
+            Self::PingFlood => vec!["--control-rate".into(), "0".into()],
             _ => Vec::new(),
         }
     }
@@ -188,6 +197,7 @@ impl Case {
             Self::Slowloris => connections::slowloris(target.addr),
             Self::ResetMidMessage => connections::reset_mid_message(target.addr),
             Self::ConnectReset => connections::connect_reset(target.addr),
+            Self::ReadingFlood => floods::reading_flood(target.addr),
         }
     }
 }
