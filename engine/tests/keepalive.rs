@@ -2,6 +2,7 @@
 //! answers stays, a peer that answers nothing is cut, and a peer that keeps sending is never
 //! pinged at all.
 
+#[macro_use]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -72,20 +73,6 @@ fn a_peer_that_keeps_sending_is_never_pinged(kind: BackendKind) {
         assert_eq!(echo.opcode, 1, "message {i}: got opcode {}", echo.opcode);
         std::thread::sleep(KEEPALIVE / 5);
     }
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
-        #[test]
-        fn $uring() {
-            $case(BackendKind::IoUring)
-        }
-
-        #[test]
-        fn $epoll() {
-            $case(BackendKind::Epoll)
-        }
-    )*};
 }
 
 on_both_backends! {

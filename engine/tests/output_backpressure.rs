@@ -3,6 +3,7 @@
 //! served in full, in order, once it reads again; a service that queues past the maximum gets
 //! its overflow policy.
 
+#[macro_use]
 mod support;
 
 use std::io::Read;
@@ -181,20 +182,6 @@ fn a_service_queueing_past_max_closes_the_connection_under_close(kind: BackendKi
     let close = raw.read_frame().unwrap();
     assert_eq!(close.close_code(), Some(1013));
     raw.expect_eof();
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
-        #[test]
-        fn $uring() {
-            $case(BackendKind::IoUring)
-        }
-
-        #[test]
-        fn $epoll() {
-            $case(BackendKind::Epoll)
-        }
-    )*};
 }
 
 on_both_backends! {

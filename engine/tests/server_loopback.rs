@@ -4,6 +4,7 @@
 //! Every case is a function taking the [`BackendKind`]; `on_both_backends!` turns each into an
 //! `…_io_uring` and an `…_epoll` test. Every wait is bounded.
 
+#[macro_use]
 mod support;
 
 use std::net::SocketAddr;
@@ -18,21 +19,6 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use support::*;
-
-/// `case: name_io_uring, name_epoll` — two tests running `case` on each backend.
-macro_rules! on_both_backends {
-    ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
-        #[test]
-        fn $uring() {
-            $case(BackendKind::IoUring)
-        }
-
-        #[test]
-        fn $epoll() {
-            $case(BackendKind::Epoll)
-        }
-    )*};
-}
 
 on_both_backends! {
     echoes_text_and_binary_at_length_boundaries_up_to_16_mib:

@@ -6,6 +6,26 @@ use std::time::Duration;
 
 pub mod hostile;
 
+/// `s` as a JSON string literal, quoted and escaped: for the tools' `--json` lines, which are
+/// written by hand rather than through a serializer.
+pub fn json_string(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Blocks SIGINT and SIGTERM on this thread (threads started later inherit the mask), so that
 /// [`wait_for_signal`] can take them synchronously instead of a handler interrupting a shard.
 pub fn block_termination_signals() {
@@ -351,5 +371,13 @@ pub mod json {
             }
             assert_eq!(messages(3, 300, 1), messages(3, 300, 1));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(super::json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 }

@@ -20,6 +20,22 @@ use tokio::net::TcpStream as TokioTcp;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// `case: name_io_uring, name_epoll;` — two tests running `case` on each backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
+        #[test]
+        fn $uring() {
+            $case(ringsock_engine::reactor::BackendKind::IoUring)
+        }
+
+        #[test]
+        fn $epoll() {
+            $case(ringsock_engine::reactor::BackendKind::Epoll)
+        }
+    )*};
+}
+
 /// A tokio-tungstenite client connection.
 pub type Ws = WebSocketStream<MaybeTlsStream<TokioTcp>>;
 

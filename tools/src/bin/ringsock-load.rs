@@ -38,7 +38,6 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -53,7 +52,7 @@ use ringsock_actors::{
 };
 use ringsock_engine::reactor::PoolConfig;
 use ringsock_tools::{
-    json, process_cpu_seconds, process_rss_kib, process_tcp_bytes, raise_nofile_limit,
+    json, json_string, process_cpu_seconds, process_rss_kib, process_tcp_bytes, raise_nofile_limit,
     self_cpu_seconds, system_busy_seconds,
 };
 
@@ -1427,21 +1426,4 @@ fn opt_pct(prefix: &str, v: Option<f64>) -> String {
 
 fn opt_json(v: Option<f64>) -> String {
     v.map_or("null".into(), |v| format!("{v:.1}"))
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

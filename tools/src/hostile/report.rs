@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use super::runner::CaseResult;
 use super::units::kib_to_mb;
+use crate::json_string;
 
 /// The markdown table's head.
 pub fn table_head() -> String {
@@ -57,8 +58,8 @@ pub fn json_line(r: &CaseResult) -> String {
     let o = &r.outcome;
     let f = &r.control_failures;
     let mut fields: Vec<(&str, String)> = vec![
-        ("case", string(r.case.name())),
-        ("backend", string(r.backend.name())),
+        ("case", json_string(r.case.name())),
+        ("backend", json_string(r.backend.name())),
         ("attack_elsewhere", r.elsewhere.to_string()),
         ("rss_baseline_kib", r.rss_baseline_kib.to_string()),
         ("rss_peak_kib", r.rss_peak_kib.to_string()),
@@ -81,7 +82,7 @@ pub fn json_line(r: &CaseResult) -> String {
                 "[{}]",
                 f.notes
                     .iter()
-                    .map(|n| string(n))
+                    .map(|n| json_string(n))
                     .collect::<Vec<_>>()
                     .join(",")
             ),
@@ -110,10 +111,10 @@ pub fn json_line(r: &CaseResult) -> String {
         fields.push(("slow_closed", c.closed.to_string()));
         fields.push(("slow_last_s", num(c.last_s)));
     }
-    fields.push(("seen", string(&o.seen)));
+    fields.push(("seen", json_string(&o.seen)));
     fields.push((
         "server_exit",
-        r.server_exit.as_deref().map_or("null".into(), string),
+        r.server_exit.as_deref().map_or("null".into(), json_string),
     ));
     let body: Vec<String> = fields
         .into_iter()
@@ -135,31 +136,12 @@ fn num(v: f64) -> String {
     }
 }
 
-/// A JSON string literal.
-fn string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn strings_are_escaped() {
-        assert_eq!(string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    fn numbers_are_json() {
         assert_eq!(num(f64::NAN), "null");
         assert_eq!(num(1.23456), "1.235");
     }
