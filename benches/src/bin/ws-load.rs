@@ -48,6 +48,7 @@ use ringsock_benches::{
 };
 use ringsock_engine::ws::frame::MAX_HEADER_LEN;
 use ringsock_engine::ws::{ClientHandshake, ClientOptions, FrameHeader, OpCode};
+use ringsock_tools::json_string;
 use socket2::{Domain, Protocol, Socket, Type};
 
 const USAGE: &str = "usage:
@@ -1260,21 +1261,4 @@ fn set_bind_no_port(socket: &Socket) {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
