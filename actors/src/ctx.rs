@@ -362,7 +362,7 @@ impl PreparedMessage {
             Message::Binary(_) => OpCode::Binary,
         };
         let server = server_frame(opcode, message.as_bytes());
-        let client = client_frame(opcode, message.as_bytes());
+        let client = client_frame(opcode, message.as_bytes(), rand::random());
         Self {
             message,
             server,

@@ -56,7 +56,9 @@ pub use timer::TimerId;
 pub use topics::{Delivery, SlowPolicy};
 pub use upgrade::{Accepted, UpgradeRequest};
 
-pub use ringsock_engine::client::{Proxy, ProxyError, TlsConfig, TlsError, TlsOptions};
+pub use ringsock_engine::client::{
+    DialOptions, Proxy, ProxyError, TlsConfig, TlsError, TlsOptions,
+};
 pub use ringsock_engine::http::RequestHead;
 pub use ringsock_engine::http::ResponseHead;
 pub use ringsock_engine::reactor::BackendKind;

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ringsock_engine::client::DialOptions;
 use ringsock_engine::server::{DialError, ShutdownReport};
 use ringsock_engine::ws::{ClientHandshake, ClientOptions, CloseCode, ProtocolError};
 
@@ -133,6 +134,7 @@ pub struct ClientPoolBuilder {
     max_connecting: Option<usize>,
     reconnect: Option<Reconnect>,
     options: ClientOptions,
+    dial: DialOptions,
     local: Vec<IpAddr>,
 }
 
@@ -182,6 +184,12 @@ impl ClientPoolBuilder {
         self
     }
 
+    /// TLS, proxy and connect timeout of every connection.
+    pub fn dial(mut self, options: DialOptions) -> Self {
+        self.dial = options;
+        self
+    }
+
     /// Local addresses to connect from, round robin (connection `i` from `addrs[i % n]`), each
     /// with a port the kernel picks per destination: a way past the ~28,000 ephemeral ports
     /// one source address has towards one server (127.0.0.2, 127.0.0.3, ... on loopback).
@@ -200,7 +208,8 @@ impl ClientPoolBuilder {
         F: FnMut(PoolSlot) -> H + Send + 'static,
     {
         for url in &self.urls {
-            ClientHandshake::new(url, &self.options)?;
+            // Checks the URL and options; each dial makes its own, with a fresh key.
+            ClientHandshake::new(url, &self.options, [0; 16])?;
         }
         if self.urls.is_empty() && self.connections > 0 {
             return Err(ConnectError::Handshake(
@@ -308,6 +317,7 @@ impl ClientPool {
             max_connecting: None,
             reconnect: None,
             options: ClientOptions::new(),
+            dial: DialOptions::new(),
             local: Vec::new(),
         }
     }
@@ -676,9 +686,9 @@ where
             index,
             shared: self.shared.clone(),
         };
-        let result = self
-            .runtime
-            .connect_from(&c.urls[url_index], &c.options, local, handler);
+        let result =
+            self.runtime
+                .connect_from(&c.urls[url_index], &c.options, &c.dial, local, handler);
         match result {
             Ok(()) => {
                 self.in_flight += 1;

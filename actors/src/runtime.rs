@@ -202,6 +202,7 @@ pub(crate) struct DialPost {
     pub addr: SocketAddr,
     pub local: Option<SocketAddr>,
     pub handshake: ringsock_engine::ws::ClientHandshake,
+    pub options: ringsock_engine::client::DialOptions,
     pub config: ringsock_engine::ws::Config,
     pub info: ConnInfo,
     pub handler: Box<dyn ErasedHandler + Send>,
@@ -495,6 +496,7 @@ impl Service for Runtime {
                     addr,
                     local,
                     handshake,
+                    options,
                     config,
                     info,
                     handler,
@@ -503,6 +505,7 @@ impl Service for Runtime {
                     addr,
                     local,
                     handshake,
+                    options,
                     config,
                     session: Slot::new(handler, info),
                 };

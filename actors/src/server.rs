@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringsock_engine::client::DialOptions;
 use ringsock_engine::http::InvalidHeader;
 use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
@@ -343,20 +344,21 @@ impl Running {
     /// resolve, or a full mailbox. Resolving a host name blocks the calling thread, never a
     /// shard.
     pub fn connect<H: Handler + Send>(&self, url: &str, handler: H) -> Result<(), ConnectError> {
-        self.connect_with(url, &ClientOptions::new(), handler)
+        self.connect_with(url, &ClientOptions::new(), &DialOptions::new(), handler)
     }
 
-    /// [`Running::connect`] with [`ClientOptions`]: subprotocols, extensions, extra request
-    /// headers; TLS settings for `wss://` ([`ClientOptions::tls`]: private CAs, a client
-    /// certificate); an HTTP CONNECT proxy ([`ClientOptions::proxy`]), whose host is resolved
-    /// here instead of the server's; and the connect timeout.
+    /// [`Running::connect`] with [`ClientOptions`] (subprotocols, extensions, extra request
+    /// headers) and [`DialOptions`] (TLS settings for `wss://`: private CAs, a client
+    /// certificate; an HTTP CONNECT proxy, whose host is resolved here instead of the server's;
+    /// the connect timeout).
     pub fn connect_with<H: Handler + Send>(
         &self,
         url: &str,
         options: &ClientOptions,
+        dial: &DialOptions,
         handler: H,
     ) -> Result<(), ConnectError> {
-        self.connect_from(url, options, None, handler)
+        self.connect_from(url, options, dial, None, handler)
     }
 
     /// [`Running::connect_with`] from a chosen local address (`None`: the kernel's pick). With
@@ -367,15 +369,13 @@ impl Running {
         &self,
         url: &str,
         options: &ClientOptions,
+        dial: &DialOptions,
         local: Option<SocketAddr>,
         handler: H,
     ) -> Result<(), ConnectError> {
-        let handshake = ClientHandshake::new(url, options)?;
-        // Through a proxy only the proxy's name is resolved: the server's is the proxy's business.
-        let (host, port) = match handshake.proxy() {
-            Some(proxy) => (proxy.host(), proxy.port()),
-            None => (handshake.host(), handshake.port()),
-        };
+        // A fresh key per handshake, from the operating system's generator (RFC 6455 4.1).
+        let handshake = ClientHandshake::new(url, options, rand::random())?;
+        let (host, port) = dial.socket_target(&handshake);
         let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, "the host name has no address")
         })?;
@@ -389,6 +389,7 @@ impl Running {
             addr,
             local,
             handshake,
+            options: dial.clone(),
             config: Config {
                 max_length: self.max_message,
                 close_timeout: self.close_timeout,

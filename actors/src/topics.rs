@@ -276,7 +276,7 @@ mod tests {
     use ringsock_engine::ws::extension::{
         parse_extensions, Extension, ExtensionParams, Extensions,
     };
-    use ringsock_engine::ws::{Config, DeflateOptions, PerMessageDeflate, Role};
+    use ringsock_engine::ws::{Config, DeflateOptions, PerMessageDeflate};
 
     fn ids() -> (ConnId, ConnId) {
         (ConnId::from_u64(1), ConnId::from_u64(2))
@@ -325,11 +325,7 @@ mod tests {
         let offers = parse_extensions(offer).unwrap();
         let refs: Vec<&ExtensionParams> = offers.iter().collect();
         let (_, session) = ext.accept_offer(&refs).unwrap().unwrap();
-        Connection::new(
-            Role::Server,
-            Config::default(),
-            Extensions::new(vec![session]),
-        )
+        Connection::server(Config::default(), Extensions::new(vec![session]))
     }
 
     fn drain(ws: &mut Connection) -> Vec<u8> {
@@ -352,7 +348,7 @@ mod tests {
         let mut shared_a = deflate_conn(DeflateOptions::new(), "permessage-deflate");
         let mut shared_b = deflate_conn(DeflateOptions::new(), "permessage-deflate");
         let mut own = deflate_conn(takeover, "permessage-deflate");
-        let mut bare = Connection::new(Role::Server, Config::default(), Extensions::default());
+        let mut bare = Connection::server(Config::default(), Extensions::default());
         for ws in [&mut shared_a, &mut shared_b, &mut own, &mut bare] {
             assert!(out.queue(ws));
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dial_support::*;
 use ringsock_actors::{
-    Accepted, BackendKind, ClientOptions, Ctx, DialError, Handler, Message, Proxy,
+    Accepted, BackendKind, Ctx, DialError, DialOptions, Handler, Message, Proxy,
 };
 
 use support::{builder, start};
@@ -33,8 +33,7 @@ fn ws_through_the_proxy(kind: BackendKind) {
     let target = server.local_addrs()[0];
     let proxy = start_proxy(ProxyRules::default(), 1);
     let client = client_runtime(kind);
-    let options =
-        ClientOptions::new().proxy(Proxy::new(&format!("http://{}", proxy.addr)).unwrap());
+    let options = DialOptions::new().proxy(Proxy::new(&format!("http://{}", proxy.addr)).unwrap());
     let seen = exchange(
         &client,
         &format!("ws://{target}/echo"),
@@ -63,7 +62,7 @@ fn credentials_in_the_proxy_url_are_sent(kind: BackendKind) {
     let proxy = start_proxy(rules, 1);
     let client = client_runtime(kind);
     let url = format!("http://alice:s3cret%3Ax@{}", proxy.addr);
-    let options = ClientOptions::new().proxy(Proxy::new(&url).unwrap());
+    let options = DialOptions::new().proxy(Proxy::new(&url).unwrap());
     let seen = exchange(
         &client,
         &format!("ws://{target}/echo"),
@@ -90,8 +89,7 @@ fn a_407_is_a_typed_proxy_error(kind: BackendKind) {
     };
     let proxy = start_proxy(rules, 1);
     let client = client_runtime(kind);
-    let options =
-        ClientOptions::new().proxy(Proxy::new(&format!("http://{}", proxy.addr)).unwrap());
+    let options = DialOptions::new().proxy(Proxy::new(&format!("http://{}", proxy.addr)).unwrap());
     // The target is never reached: any port will do.
     let seen = exchange(&client, "ws://127.0.0.1:9/echo", &options, &["one"]);
     match seen.as_slice() {
@@ -118,7 +116,7 @@ fn wss_inside_the_tunnel(kind: BackendKind) {
     let (origin, server) = wss_echo_server(pki.server_config(false));
     let proxy = start_proxy(ProxyRules::default(), 1);
     let client = client_runtime(kind);
-    let options = ClientOptions::new()
+    let options = DialOptions::new()
         .tls(pki.trusting())
         .proxy(Proxy::new(&format!("http://{}", proxy.addr)).unwrap());
     let url = format!("wss://localhost:{}/", origin.port());
@@ -151,7 +149,7 @@ fn wss_through_an_https_proxy(kind: BackendKind) {
         .tls(proxy_pki.trusting())
         .header("X-Tenant", "blue")
         .unwrap();
-    let options = ClientOptions::new().tls(origin_pki.trusting()).proxy(via);
+    let options = DialOptions::new().tls(origin_pki.trusting()).proxy(via);
     let url = format!("wss://localhost:{}/", origin.port());
     let seen = exchange(&client, &url, &options, &["one", "two"]);
     assert_eq!(summary(&seen), ECHOED);
@@ -173,8 +171,7 @@ fn an_untrusted_https_proxy_is_a_tls_error_naming_the_proxy() {
     };
     let proxy = start_proxy(rules, 1);
     let client = client_runtime(BackendKind::Epoll);
-    let options =
-        ClientOptions::new().proxy(Proxy::new(&format!("https://{}", proxy.addr)).unwrap());
+    let options = DialOptions::new().proxy(Proxy::new(&format!("https://{}", proxy.addr)).unwrap());
     let seen = exchange(&client, "wss://localhost:9/", &options, &["one"]);
     match seen.as_slice() {
         [Seen::Failed(DialError::Tls(e))] => {

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dial_support::*;
-use ringsock_actors::{BackendKind, ClientOptions, DialError, Limits, Running, Server};
+use ringsock_actors::{BackendKind, DialError, DialOptions, Limits, Running, Server};
 use socket2::{Domain, Socket, Type};
 
 /// A listener with a backlog of 0 that never accepts, filled until connecting to it hangs;
@@ -51,12 +51,13 @@ fn runtime(kind: BackendKind, handshake_timeout: Duration) -> Running {
         .expect("a client runtime")
 }
 
-fn dial(client: &Running, url: &str, options: &ClientOptions) -> (Vec<Seen>, Duration) {
+fn dial(client: &Running, url: &str, options: &DialOptions) -> (Vec<Seen>, Duration) {
     let (tx, rx) = mpsc::channel();
     let started = Instant::now();
     client
         .connect_with(
             url,
+            &ringsock_actors::ClientOptions::new(),
             options,
             Client {
                 send: vec![],
@@ -76,7 +77,7 @@ fn a_server_that_never_connects_times_out_after_the_connect_timeout(kind: Backen
     };
     // A long handshake timeout: only the connect timeout can end this dial in time.
     let client = runtime(kind, Duration::from_secs(30));
-    let options = ClientOptions::new().connect_timeout(Duration::from_millis(300));
+    let options = DialOptions::new().connect_timeout(Duration::from_millis(300));
     let (seen, took) = dial(&client, &format!("ws://{addr}/"), &options);
     assert!(
         matches!(seen.as_slice(), [Seen::Failed(DialError::Timeout)]),
@@ -95,7 +96,7 @@ fn a_server_that_never_answers_times_out_after_the_handshake_timeout(kind: Backe
     let addr = listener.local_addr().unwrap();
     let client = runtime(kind, Duration::from_millis(600));
     // A short connect timeout does not cut a connection that is up.
-    let options = ClientOptions::new().connect_timeout(Duration::from_millis(100));
+    let options = DialOptions::new().connect_timeout(Duration::from_millis(100));
     let (seen, took) = dial(&client, &format!("ws://{addr}/"), &options);
     assert!(
         matches!(seen.as_slice(), [Seen::Failed(DialError::Timeout)]),

@@ -9,13 +9,13 @@ mod support;
 use std::time::Duration;
 
 use dial_support::*;
-use ringsock_actors::{BackendKind, ClientOptions, DialError, TlsOptions};
+use ringsock_actors::{BackendKind, DialError, DialOptions, TlsOptions};
 
 fn echo_with_the_test_ca(kind: BackendKind) {
     let pki = Pki::localhost();
     let (addr, server) = wss_echo_server(pki.server_config(false));
     let client = client_runtime(kind);
-    let options = ClientOptions::new().tls(pki.trusting());
+    let options = DialOptions::new().tls(pki.trusting());
     let seen = exchange(
         &client,
         &format!("wss://{addr}/"),
@@ -35,7 +35,7 @@ fn large_messages_cross_many_records(kind: BackendKind) {
     let pki = Pki::localhost();
     let (addr, server) = wss_echo_server(pki.server_config(false));
     let client = client_runtime(kind);
-    let options = ClientOptions::new().tls(pki.trusting());
+    let options = DialOptions::new().tls(pki.trusting());
     let big: String = (0..300_000)
         .map(|i| (b'a' + (i % 26) as u8) as char)
         .collect();
@@ -69,7 +69,7 @@ fn an_untrusted_certificate_is_a_tls_error(kind: BackendKind) {
     let seen = exchange(
         &client,
         &format!("wss://{addr}/"),
-        &ClientOptions::new(),
+        &DialOptions::new(),
         &["one"],
     );
     match seen.as_slice() {
@@ -98,7 +98,7 @@ fn a_certificate_for_another_name_is_a_tls_error() {
     let pki = Pki::new(&["elsewhere.test"]);
     let (addr, _server) = wss_echo_server(pki.server_config(false));
     let client = client_runtime(BackendKind::Epoll);
-    let options = ClientOptions::new().tls(pki.trusting());
+    let options = DialOptions::new().tls(pki.trusting());
     let seen = exchange(&client, &format!("wss://{addr}/"), &options, &["one"]);
     match seen.as_slice() {
         [Seen::Failed(DialError::Tls(e))] => assert!(
@@ -126,7 +126,7 @@ fn a_client_certificate_is_presented_when_asked(kind: BackendKind) {
         .unwrap()
         .build()
         .unwrap();
-    let options = ClientOptions::new().tls(tls);
+    let options = DialOptions::new().tls(tls);
     let seen = exchange(
         &client,
         &format!("wss://{addr}/"),
@@ -139,7 +139,7 @@ fn a_client_certificate_is_presented_when_asked(kind: BackendKind) {
 
     // Without one, the server refuses, and the handler hears why.
     let (addr, server) = wss_echo_server(pki.server_config(true));
-    let options = ClientOptions::new().tls(pki.trusting());
+    let options = DialOptions::new().tls(pki.trusting());
     let seen = exchange(&client, &format!("wss://{addr}/"), &options, &["one"]);
     match seen.as_slice() {
         [Seen::Failed(DialError::Tls(e))] => assert!(

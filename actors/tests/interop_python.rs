@@ -766,7 +766,12 @@ fn dial(client: &Running, addr: SocketAddr, case: &ClientCase) -> Outcome {
         done: false,
     };
     client
-        .connect_with(&format!("ws://{addr}/?{}", case.query), &options, probe)
+        .connect_with(
+            &format!("ws://{addr}/?{}", case.query),
+            &options,
+            &ringsock_actors::DialOptions::new(),
+            probe,
+        )
         .expect("the dial starts");
     recv_within(&rx, CASE, &case.name)
 }

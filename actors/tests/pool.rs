@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringsock_actors::{
-    Accepted, BackendKind, ClientOptions, ClientPool, Closed, ConnectError, Ctx, DialError,
-    Handler, HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
+    Accepted, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, DialOptions, Handler,
+    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
 };
 
 use dial_support::{wss_echo_server_for, Pki};
@@ -108,14 +108,14 @@ impl Handler for Numbered {
 /// Opens `n` connections to `url` with `options` over two client shards, each running a
 /// [`Numbered`] echo, and checks that every one got its own messages back in order, that the
 /// counters add up, and that every connection closes cleanly at shutdown.
-fn pool_echoes_its_own_messages(kind: BackendKind, url: String, n: usize, options: ClientOptions) {
+fn pool_echoes_its_own_messages(kind: BackendKind, url: String, n: usize, options: DialOptions) {
     let tally = Arc::new(Tally::default());
     let t = tally.clone();
     let pool = ClientPool::builder()
         .url(url)
         .connections(n)
         .max_connecting(256)
-        .options(options)
+        .dial(options)
         .start(client_runtime(kind), move |slot: PoolSlot| {
             assert_eq!(slot.attempt, 0);
             Numbered {
@@ -155,7 +155,7 @@ fn pool_echoes_its_own_messages(kind: BackendKind, url: String, n: usize, option
 fn two_thousand_connections_echo_their_own_messages(kind: BackendKind) {
     let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());
     let url = format!("ws://{}/echo", server.local_addrs()[0]);
-    pool_echoes_its_own_messages(kind, url, 2000, ClientOptions::new());
+    pool_echoes_its_own_messages(kind, url, 2000, DialOptions::new());
     server.shutdown(Duration::from_secs(1));
 }
 
@@ -165,7 +165,7 @@ fn wss_connections_echo_their_own_messages(kind: BackendKind) {
     const N: usize = 200;
     let pki = Pki::localhost();
     let (addr, server) = wss_echo_server_for(pki.server_config(false), N);
-    let options = ClientOptions::new().tls(pki.trusting());
+    let options = DialOptions::new().tls(pki.trusting());
     pool_echoes_its_own_messages(kind, format!("wss://{addr}/echo"), N, options);
     // Every connection ended as the server wants it: close handshake, then TLS close_notify.
     for _ in 0..N {

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ringsock_engine::ws::extension::Extensions;
-use ringsock_engine::ws::{Config, Connection, Event, Role};
+use ringsock_engine::ws::{Config, Connection, Event};
 
 /// `count` masked text frames of `len` bytes each, as a client would send them back to back.
 fn masked_text_frames(count: usize, len: usize) -> Vec<u8> {
-    let mut client = Connection::new(Role::Client, Config::default(), Extensions::default());
+    let mut client = Connection::client(Config::default(), Extensions::default(), [1; 32]);
     let text: String = "abcdefghijklmnopqrstuvwxyz0123456789"
         .chars()
         .cycle()
@@ -34,8 +34,7 @@ fn bench_frames(c: &mut Criterion) {
         // 64 KiB is the engine's receive-buffer size; feed in such pieces like a real socket.
         group.throughput(Throughput::Elements(FRAMES as u64));
         group.bench_function(format!("{len}B"), |b| {
-            let mut server =
-                Connection::new(Role::Server, Config::default(), Extensions::default());
+            let mut server = Connection::server(Config::default(), Extensions::default());
             let now = Instant::now();
             b.iter(|| {
                 let mut n = 0usize;

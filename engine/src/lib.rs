@@ -1,19 +1,17 @@
-//! ringsock-engine: the WebSocket protocol core, sans-io.
+//! ringsock-engine: the kernel side of ringsock, on top of the sans-io protocol core
+//! ([`ringsock_proto`], re-exported here as [`ws`] and [`http`]).
 //!
-//! Everything here turns bytes into events and messages into bytes; nothing touches a socket, a
-//! clock or a thread. Time is an argument ([`std::time::Instant`]), so every rule can be tested
-//! without a network. The io_uring reactor and the shards arrive in their own modules.
-//!
-//! - [`http`]: bounded HTTP/1.1 head parsing and header lookup.
+//! - [`reactor`]: one per shard, it owns the kernel side of I/O: io_uring, or epoll where
+//!   io_uring is missing, behind one completion-style contract.
+//! - [`server`]: the server builder and the [`server::Service`] hook; shards (one thread per
+//!   core) run the connections, feeding their bytes to the protocol and flushing their output.
 //! - [`client`]: how outgoing connections reach their server: TLS, an HTTP CONNECT proxy.
-//! - [`ws`]: the WebSocket protocol: handshake, frames, masking, UTF-8, extensions and the
-//!   [`ws::Connection`] state machine shared by the server and client roles.
 
 #![warn(missing_docs)]
 
 pub mod client;
-pub mod http;
 pub mod reactor;
 pub mod server;
 mod shard;
-pub mod ws;
+
+pub use ringsock_proto::{endpoint, http, ws};

@@ -108,17 +108,19 @@ pub fn events(rx: &mpsc::Receiver<Seen>) -> Vec<Seen> {
     }
 }
 
-/// Connects with `options`, sends `send`, expects as many echoes; returns what the client saw.
+/// Connects with `options` (TLS, proxy, timeouts), sends `send`, expects as many echoes;
+/// returns what the client saw.
 pub fn exchange(
     client: &Running,
     url: &str,
-    options: &ringsock_actors::ClientOptions,
+    options: &ringsock_actors::DialOptions,
     send: &[&str],
 ) -> Vec<Seen> {
     let (tx, rx) = mpsc::channel();
     client
         .connect_with(
             url,
+            &ringsock_actors::ClientOptions::new(),
             options,
             Client {
                 send: send.iter().map(|s| s.to_string()).collect(),

@@ -483,7 +483,7 @@ impl Run {
                     None
                 } else {
                     Some(Box::new(
-                        ClientHandshake::new(&url, &ClientOptions::new())
+                        ClientHandshake::new(&url, &ClientOptions::new(), rand::random())
                             .map_err(|e| format!("handshake for {url}: {e}"))?,
                     ))
                 };

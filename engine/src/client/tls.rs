@@ -13,7 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection, RootCertStore};
 
 /// What a TLS client trusts and how it identifies itself; [`TlsOptions::build`] turns it into a
-/// [`TlsConfig`] to hand to [`crate::ws::ClientOptions::tls`] or [`crate::client::Proxy::tls`].
+/// [`TlsConfig`] to hand to [`crate::client::DialOptions::tls`] or [`crate::client::Proxy::tls`].
 ///
 /// By default servers are checked against Mozilla's root certificates, compiled into the binary
 /// (`webpki-roots`): the same trust on every machine, with nothing read from disk, so a fresh

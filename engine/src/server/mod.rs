@@ -157,6 +157,9 @@ pub(crate) struct ShardSettings {
     pub handshake: ServerOptions,
     /// Paths that accept WebSocket upgrades; empty means every path does.
     pub ws_paths: Vec<String>,
+    /// Pins the shards' random generators ([`ServerBuilder::rng_seed`]); `None`: seeded from
+    /// the operating system.
+    pub rng_seed: Option<u64>,
 }
 
 impl ShardSettings {
@@ -166,6 +169,7 @@ impl ShardSettings {
             limits,
             handshake,
             ws_paths,
+            rng_seed: None,
         }
     }
 
@@ -211,6 +215,7 @@ pub struct ServerBuilder {
     ws_paths: Vec<String>,
     pin: bool,
     mailbox: usize,
+    rng_seed: Option<u64>,
 }
 
 /// The entry point: `Server::builder()`.
@@ -231,6 +236,7 @@ impl Server {
             ws_paths: Vec::new(),
             pin: true,
             mailbox: 65536,
+            rng_seed: None,
         }
     }
 }
@@ -292,6 +298,14 @@ impl ServerBuilder {
         self
     }
 
+    /// Seeds the shards' random generators (outgoing connections' masking keys) from `seed`
+    /// instead of the operating system, so a test can pin every byte a client writes. Never in
+    /// production: RFC 6455 wants masking keys an observer cannot predict.
+    pub fn rng_seed(mut self, seed: u64) -> Self {
+        self.rng_seed = Some(seed);
+        self
+    }
+
     /// Binds every address on every shard (`SO_REUSEPORT`) and starts the shards.
     pub fn start<S: Service>(self, service: S) -> io::Result<ServerHandle<S::Post>> {
         // No address is a client-only runtime: shards that only dial out.
@@ -310,11 +324,14 @@ impl ServerBuilder {
                 listeners.push(OwnedFd::from(socket));
             }
         }
-        let settings = Arc::new(ShardSettings::new(
-            self.limits.clone(),
-            self.handshake.unwrap_or_default(),
-            self.ws_paths,
-        ));
+        let settings = Arc::new(ShardSettings {
+            rng_seed: self.rng_seed,
+            ..ShardSettings::new(
+                self.limits.clone(),
+                self.handshake.unwrap_or_default(),
+                self.ws_paths,
+            )
+        });
         let service = Arc::new(service);
         let remote = Remote::new(self.shards, self.mailbox);
         let per_shard_max = self.limits.max_connections.div_ceil(self.shards);

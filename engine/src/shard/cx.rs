@@ -187,7 +187,7 @@ impl<'a, S: Service> Cx<'a, S> {
     /// gets the session back. Fails at once (with the session) only when no socket can be made
     /// or the TLS server name cannot be used.
     pub fn connect(&mut self, dial: Dial<S::Session>) -> Result<ConnId, (DialError, S::Session)> {
-        let opening = match super::tls::Opening::new(&dial.handshake) {
+        let opening = match super::tls::Opening::new(&dial.handshake, &dial.options) {
             Ok(opening) => opening,
             Err(e) => return Err((e, dial.session)),
         };
@@ -203,6 +203,7 @@ impl<'a, S: Service> Cx<'a, S> {
         let proxying = opening.apply(&mut conn);
         let dialing = Box::new(Dialing {
             handshake: dial.handshake,
+            options: dial.options,
             config: dial.config,
             session: dial.session,
             head: bytes::BytesMut::new(),

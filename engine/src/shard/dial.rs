@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::client::{ProxyError, TlsError};
+use crate::client::{DialOptions, ProxyError, TlsError};
 use crate::ws::{ClientHandshake, Config, HandshakeError};
 
-/// What an outgoing connection needs: where to, the prepared handshake (which also says how to
-/// reach the server: TLS for `wss://`, a proxy, the connect timeout; see
-/// [`crate::ws::ClientOptions`]), the protocol limits, and the service's state for it.
+/// What an outgoing connection needs: where to, the prepared handshake, how to reach the server
+/// (TLS for `wss://`, a proxy, the connect timeout), the protocol limits, and the service's
+/// state for it.
 pub struct Dial<T> {
     /// The address to connect to (resolved by the caller: the shard never blocks on DNS): the
-    /// server's, or the proxy's when the handshake names one ([`ClientHandshake::proxy`]).
+    /// server's, or the proxy's when `options` name one.
     pub addr: SocketAddr,
     /// The local address to connect from (`None`: the kernel's pick). With port 0 the port is
     /// chosen at connect time for the whole 4-tuple (`IP_BIND_ADDRESS_NO_PORT`), so spreading
@@ -30,6 +30,8 @@ pub struct Dial<T> {
     pub local: Option<SocketAddr>,
     /// The request to send and what the answer must hold.
     pub handshake: ClientHandshake,
+    /// TLS, proxy and connect timeout.
+    pub options: DialOptions,
     /// Limits of the WebSocket once open.
     pub config: Config,
     /// The service's state for the connection, handed back if it fails.
@@ -72,6 +74,7 @@ pub enum DialError {
 /// An outgoing connection waiting for its 101.
 pub(crate) struct Dialing<T> {
     pub handshake: ClientHandshake,
+    pub options: DialOptions,
     pub config: Config,
     pub session: T,
     /// The answer so far (bounded by the handshake's head limits): the proxy's while
@@ -87,7 +90,7 @@ impl<T> Dialing<T> {
     /// connection is up, then the handshake timeout from that moment.
     pub fn deadline(&self, started: Instant, handshake_timeout: Duration) -> Instant {
         match self.connected_at {
-            None => started + self.handshake.connect_timeout(),
+            None => started + self.options.connect_timeout,
             Some(at) => at + handshake_timeout,
         }
     }

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use crossbeam_queue::ArrayQueue;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use slab::Slab;
 
 use crate::client::TlsError;
@@ -33,7 +35,7 @@ use crate::server::{
 use crate::ws::extension::Extensions;
 use crate::ws::{
     is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Connection, Decision, Event,
-    Refusal, Role, State,
+    Refusal, State,
 };
 use conn::{Conn, Lifecycle, Phase};
 use cx::{Conns, Cx, Open};
@@ -70,6 +72,8 @@ struct World<S: Service> {
     index: usize,
     /// The output limits every connection's sends are held to.
     output: OutputLimits,
+    /// Where outgoing connections' masking keys come from (a seed each).
+    rng: StdRng,
 }
 
 impl<S: Service> World<S> {
@@ -242,6 +246,13 @@ impl<S: Service> Shard<S> {
                 remote: parts.remote,
                 index: parts.index,
                 output: parts.settings.limits.output,
+                rng: match parts.settings.rng_seed {
+                    // Each shard its own stream, all pinned by the one seed.
+                    Some(seed) => {
+                        StdRng::seed_from_u64(seed ^ (parts.index as u64).rotate_left(32))
+                    }
+                    None => StdRng::from_os_rng(),
+                },
             },
             inbox: parts.inbox,
             listeners: parts.listeners,
@@ -514,7 +525,7 @@ impl<S: Service> Shard<S> {
             Phase::Proxying(dialing) => {
                 dialing.head.extend_from_slice(data);
                 // A proxy is always set while proxying.
-                let answer = match dialing.handshake.proxy() {
+                let answer = match &dialing.options.proxy {
                     Some(proxy) => proxy.read_response(&dialing.head),
                     None => Ok(Some(0)),
                 };
@@ -561,7 +572,7 @@ impl<S: Service> Shard<S> {
         };
         let rest = dialing.head.split_off(used);
         dialing.head.clear();
-        let opened = tls::open_tunnel(conn, &dialing.handshake);
+        let opened = tls::open_tunnel(conn, &dialing.handshake, &dialing.options);
         conn.phase = Phase::Dialing(dialing);
         let inner = match opened {
             Ok(inner) => inner,
@@ -600,7 +611,11 @@ impl<S: Service> Shard<S> {
             ..
         } = *dialing;
         let rest = head.split_off(used).freeze();
-        let mut ws = Connection::new(Role::Client, config, Extensions::new(accepted.extensions));
+        let mut ws = Connection::client(
+            config,
+            Extensions::new(accepted.extensions),
+            self.world.rng.random(),
+        );
         // The server closes the TCP connection first (RFC 6455 section 7.1.1); the socket stays
         // open for it, and the close is reported when it has, or when this side gives up.
         ws.wait_for_server_close(Some(self.settings.limits.server_close_timeout));
@@ -719,8 +734,7 @@ impl<S: Service> Shard<S> {
             }
         };
         conn.push_out(Bytes::from(accepted.response));
-        let ws = Connection::new(
-            Role::Server,
+        let ws = Connection::server(
             settings.ws_config.clone(),
             Extensions::new(accepted.extensions),
         );

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::conn::Conn;
 use super::dial::DialError;
-use crate::client::{TlsConfig, TlsLayers};
+use crate::client::{DialOptions, TlsConfig, TlsLayers};
 use crate::ws::ClientHandshake;
 
 /// The start of an outgoing connection, prepared before its socket is made so that a TLS name
@@ -29,9 +29,13 @@ fn authority(host: &str, port: u16) -> String {
     }
 }
 
-/// Starts TLS to the server named by `handshake` inside `layers`.
-fn push_origin(layers: &mut TlsLayers, handshake: &ClientHandshake) -> Result<(), DialError> {
-    let config = handshake.tls().cloned().unwrap_or_default();
+/// Starts TLS to the server named by `handshake` inside `layers`, as `options` say.
+fn push_origin(
+    layers: &mut TlsLayers,
+    handshake: &ClientHandshake,
+    options: &DialOptions,
+) -> Result<(), DialError> {
+    let config = options.tls.clone().unwrap_or_default();
     let peer = authority(handshake.host(), handshake.port());
     layers.push(&config, handshake.host(), peer)?;
     Ok(())
@@ -40,8 +44,8 @@ fn push_origin(layers: &mut TlsLayers, handshake: &ClientHandshake) -> Result<()
 impl Opening {
     /// Through a proxy: (TLS to an `https://` proxy and) the CONNECT request. Direct: (TLS to
     /// a `wss://` server and) the handshake request.
-    pub fn new(handshake: &ClientHandshake) -> Result<Opening, DialError> {
-        if let Some(proxy) = handshake.proxy() {
+    pub fn new(handshake: &ClientHandshake, options: &DialOptions) -> Result<Opening, DialError> {
+        if let Some(proxy) = &options.proxy {
             let tls = if proxy.is_secure() {
                 let mut layers = TlsLayers::new();
                 let config = proxy
@@ -62,7 +66,7 @@ impl Opening {
         }
         let tls = if handshake.is_secure() {
             let mut layers = TlsLayers::new();
-            push_origin(&mut layers, handshake)?;
+            push_origin(&mut layers, handshake, options)?;
             Some(Box::new(layers))
         } else {
             None
@@ -92,11 +96,12 @@ impl Opening {
 pub(crate) fn open_tunnel<T>(
     conn: &mut Conn<T>,
     handshake: &ClientHandshake,
+    options: &DialOptions,
 ) -> Result<Option<usize>, DialError> {
     let mut inner = None;
     if handshake.is_secure() {
         let layers = conn.tls.get_or_insert_with(|| Box::new(TlsLayers::new()));
-        push_origin(layers, handshake)?;
+        push_origin(layers, handshake, options)?;
         inner = Some(layers.len() - 1);
     }
     conn.send_plain(handshake.request_bytes());

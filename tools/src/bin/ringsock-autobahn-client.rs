@@ -22,7 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ringsock_actors::{
-    ClientOptions, Closed, Ctx, DeflateOptions, DialError, Handler, Message, Running, Server,
+    ClientOptions, Closed, Ctx, DeflateOptions, DialError, DialOptions, Handler, Message, Running,
+    Server,
 };
 
 const USAGE: &str = "usage: ringsock-autobahn-client [--url ws://127.0.0.1:9001] [--agent NAME]
@@ -167,6 +168,7 @@ fn visit(
         .connect_with(
             url,
             options,
+            &DialOptions::new(),
             Testee {
                 last_text: None,
                 done,

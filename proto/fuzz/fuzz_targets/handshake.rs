@@ -6,15 +6,19 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use ringsock_engine::http::{parse_request, parse_response, HeadLimits};
-use ringsock_engine::ws::extension::parse_extensions;
-use ringsock_engine::ws::{ClientHandshake, ClientOptions, ServerOptions};
+use ringsock_proto::http::{parse_request, parse_response, HeadLimits};
+use ringsock_proto::ws::extension::parse_extensions;
+use ringsock_proto::ws::{ClientHandshake, ClientOptions, ServerOptions};
 
 fn client() -> &'static ClientHandshake {
     static CLIENT: OnceLock<ClientHandshake> = OnceLock::new();
     CLIENT.get_or_init(|| {
-        ClientHandshake::new("ws://example.test/chat", &ClientOptions::new().protocol("a"))
-            .expect("a valid URL")
+        ClientHandshake::new(
+            "ws://example.test/chat",
+            &ClientOptions::new().protocol("a"),
+            *b"the sample nonce",
+        )
+        .expect("a valid URL")
     })
 }
 

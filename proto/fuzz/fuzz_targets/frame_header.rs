@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringsock_engine::ws::frame::{FrameHeader, MAX_HEADER_LEN, RSV_MASK};
+use ringsock_proto::ws::frame::{FrameHeader, MAX_HEADER_LEN, RSV_MASK};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(Some((header, used))) = FrameHeader::parse(data) else {

@@ -2,12 +2,9 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
-
-use rand::Rng;
 
 use super::{accept_key, extension_elements, HandshakeError};
-use crate::client::{Endpoint, Proxy, Schemes, TlsConfig, DEFAULT_CONNECT_TIMEOUT};
+use crate::endpoint::{Endpoint, Schemes};
 use crate::http::headers::trim_ows;
 use crate::http::{
     is_token, parse_response, validate_header, HeadLimits, HeadWriter, InvalidHeader,
@@ -39,32 +36,15 @@ fn check_user_header(name: &str, value: &str) -> Result<(), InvalidHeader> {
     Ok(())
 }
 
-/// A client's settings: subprotocols to offer, extensions, extra request headers and the
-/// response head limits; and how the connection reaches the server: TLS for `wss://`, a proxy,
-/// the connect timeout. [`ClientHandshake::new`] carries all of them to the dial.
-#[derive(Clone)]
+/// A client's protocol settings: subprotocols to offer, extensions, extra request headers and
+/// the response head limits. (How the connection reaches the server, TLS, a proxy, the connect
+/// timeout, is the transport's business: `ringsock_engine::client::ConnectOptions`.)
+#[derive(Clone, Default)]
 pub struct ClientOptions {
     protocols: Vec<String>,
     extensions: Vec<Arc<dyn Extension>>,
     headers: Vec<(String, String)>,
     limits: HeadLimits,
-    tls: Option<TlsConfig>,
-    proxy: Option<Proxy>,
-    connect_timeout: Duration,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self {
-            protocols: Vec::new(),
-            extensions: Vec::new(),
-            headers: Vec::new(),
-            limits: HeadLimits::default(),
-            tls: None,
-            proxy: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        }
-    }
 }
 
 impl fmt::Debug for ClientOptions {
@@ -77,16 +57,12 @@ impl fmt::Debug for ClientOptions {
             )
             .field("headers", &self.headers)
             .field("limits", &self.limits)
-            .field("tls", &self.tls)
-            .field("proxy", &self.proxy)
-            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
 
 impl ClientOptions {
-    /// No subprotocols, no extensions, no extra headers, default head limits; `wss://` checked
-    /// against Mozilla's roots, no proxy, a 10 s connect timeout.
+    /// No subprotocols, no extensions, no extra headers, default head limits.
     pub fn new() -> Self {
         Self::default()
     }
@@ -130,30 +106,6 @@ impl ClientOptions {
         self.limits = limits;
         self
     }
-
-    /// How a `wss://` server's certificate is checked and whether the client presents one
-    /// ([`crate::client::TlsOptions`]: extra CAs, a client certificate). Without it, `wss://`
-    /// uses [`TlsConfig::default`] (Mozilla's roots). Unused for `ws://`.
-    pub fn tls(mut self, config: TlsConfig) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// Tunnels the connection through an HTTP CONNECT proxy: the socket goes to the proxy, the
-    /// proxy's 200 opens a tunnel to the server, and TLS (for `wss://`) and the handshake run
-    /// inside it.
-    pub fn proxy(mut self, proxy: Proxy) -> Self {
-        self.proxy = Some(proxy);
-        self
-    }
-
-    /// How long the TCP connection (to the server, or to the proxy) may take to come up
-    /// (default 10 s); past it the dial fails with a timeout. Separate from the handshake
-    /// timeout, which then bounds the rest: proxy answer, TLS and the 101.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
 }
 
 /// One client handshake: the request to send and what the answer must contain.
@@ -168,9 +120,6 @@ pub struct ClientHandshake {
     protocols: Vec<String>,
     extensions: Vec<Arc<dyn Extension>>,
     limits: HeadLimits,
-    tls: Option<TlsConfig>,
-    proxy: Option<Proxy>,
-    connect_timeout: Duration,
 }
 
 impl fmt::Debug for ClientHandshake {
@@ -182,20 +131,16 @@ impl fmt::Debug for ClientHandshake {
             .field("secure", &self.secure)
             .field("key", &self.key)
             .field("protocols", &self.protocols)
-            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
 
 impl ClientHandshake {
-    /// Prepares the handshake for `url` (ws: or wss:) with a fresh random key. A fragment in the
-    /// URL is dropped: RFC 6455 3 gives it no meaning and it never goes on the wire.
-    pub fn new(url: &str, opts: &ClientOptions) -> Result<ClientHandshake, HandshakeError> {
-        Self::with_key(url, opts, rand::rng().random())
-    }
-
-    /// The deterministic part of [`ClientHandshake::new`]; tests pin the key with it.
-    fn with_key(
+    /// Prepares the handshake for `url` (ws: or wss:). `nonce` is the `Sec-WebSocket-Key`
+    /// before base64: RFC 6455 wants it random and fresh for each handshake, so the caller
+    /// draws it from its generator (a test can pin it). A fragment in the URL is dropped: RFC
+    /// 6455 3 gives it no meaning and it never goes on the wire.
+    pub fn new(
         url: &str,
         opts: &ClientOptions,
         nonce: [u8; 16],
@@ -263,9 +208,6 @@ impl ClientHandshake {
             protocols: opts.protocols.clone(),
             extensions: opts.extensions.clone(),
             limits: opts.limits,
-            tls: opts.tls.clone(),
-            proxy: opts.proxy.clone(),
-            connect_timeout: opts.connect_timeout,
         })
     }
 
@@ -288,22 +230,6 @@ impl ClientHandshake {
     /// Whether the URL is wss:, i.e. the connection needs TLS.
     pub fn is_secure(&self) -> bool {
         self.secure
-    }
-
-    /// The TLS configuration set for `wss://` ([`ClientOptions::tls`]), if any.
-    pub fn tls(&self) -> Option<&TlsConfig> {
-        self.tls.as_ref()
-    }
-
-    /// The proxy to tunnel through ([`ClientOptions::proxy`]), if any: the dial connects to it
-    /// rather than to [`ClientHandshake::host`].
-    pub fn proxy(&self) -> Option<&Proxy> {
-        self.proxy.as_ref()
-    }
-
-    /// How long the TCP connection may take to come up ([`ClientOptions::connect_timeout`]).
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
     }
 
     /// The `Sec-WebSocket-Key` sent.
@@ -454,7 +380,7 @@ mod tests {
     const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
     fn hs(url: &str, opts: &ClientOptions) -> ClientHandshake {
-        ClientHandshake::with_key(url, opts, NONCE).unwrap()
+        ClientHandshake::new(url, opts, NONCE).unwrap()
     }
 
     fn request(url: &str, opts: &ClientOptions) -> String {
@@ -495,9 +421,9 @@ mod tests {
     }
 
     #[test]
-    fn random_key_is_16_bytes_of_base64_and_differs_per_handshake() {
-        let a = ClientHandshake::new("ws://h/", &ClientOptions::new()).unwrap();
-        let b = ClientHandshake::new("ws://h/", &ClientOptions::new()).unwrap();
+    fn the_key_is_the_nonce_in_base64_and_differs_with_it() {
+        let a = ClientHandshake::new("ws://h/", &ClientOptions::new(), [1; 16]).unwrap();
+        let b = ClientHandshake::new("ws://h/", &ClientOptions::new(), [2; 16]).unwrap();
         assert_eq!(
             base64_simd::STANDARD.decode_to_vec(a.key()).unwrap().len(),
             16
@@ -560,7 +486,7 @@ mod tests {
             "ws://",
             "ws://user:secret@:80/",
         ] {
-            let err = ClientHandshake::new(url, &ClientOptions::new()).unwrap_err();
+            let err = ClientHandshake::new(url, &ClientOptions::new(), NONCE).unwrap_err();
             assert!(
                 matches!(err, HandshakeError::InvalidUrl(_)),
                 "{url}: {err:?}"
@@ -570,7 +496,7 @@ mod tests {
             assert_eq!(err.status(), None);
         }
         assert_eq!(
-            ClientHandshake::new("http://h/", &ClientOptions::new())
+            ClientHandshake::new("http://h/", &ClientOptions::new(), NONCE)
                 .unwrap_err()
                 .to_string(),
             "invalid URL: the scheme must be ws: or wss:, not http:"
@@ -629,7 +555,7 @@ mod tests {
     fn protocol_that_is_not_a_token_or_is_repeated_is_refused() {
         for bad in ["", "a b", "a,b", "x"] {
             let opts = ClientOptions::new().protocol("x").protocol(bad);
-            let err = ClientHandshake::new("ws://h/", &opts).unwrap_err();
+            let err = ClientHandshake::new("ws://h/", &opts, NONCE).unwrap_err();
             assert!(
                 matches!(&err, HandshakeError::InvalidProtocol(p) if p == bad),
                 "{bad:?}: {err:?}"

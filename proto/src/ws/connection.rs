@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use super::close::{CloseCode, CloseFrame, ClosePayloadError};
 use super::extension::{DataKind, ExtMessage, ExtensionError, Extensions, Rsv};
@@ -29,7 +31,8 @@ use super::utf8::Utf8Validator;
 pub enum Role {
     /// Accepted the connection: receives masked frames, sends unmasked ones.
     Server,
-    /// Opened the connection: masks every frame it sends with a fresh random key.
+    /// Opened the connection: masks every frame it sends with a fresh key from the generator
+    /// seeded by [`Connection::client`].
     Client,
 }
 
@@ -325,6 +328,9 @@ fn zeros(len: usize) -> Bytes {
 /// A WebSocket connection after the handshake: the protocol for one role, without I/O.
 pub struct Connection {
     role: Role,
+    /// The client role's masking keys: a ChaCha generator seeded by the caller (the server role
+    /// has none, so a server connection pays one pointer for it).
+    masks: Option<Box<StdRng>>,
     /// Shared by every connection made with the same settings (a shard's), so growing it costs
     /// no memory per connection.
     config: Arc<Config>,
@@ -396,11 +402,35 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// A connection whose handshake has completed, with the extensions it negotiated.
-    pub fn new(role: Role, config: impl Into<Arc<Config>>, extensions: Extensions) -> Self {
+    /// The server end of a connection whose handshake has completed, with the extensions it
+    /// negotiated.
+    pub fn server(config: impl Into<Arc<Config>>, extensions: Extensions) -> Self {
+        Self::with_role(Role::Server, None, config.into(), extensions)
+    }
+
+    /// The client end of a connection whose handshake has completed. Its masking keys come
+    /// from a cryptographic generator (ChaCha12) seeded with `rng_seed`: RFC 6455 wants them
+    /// unpredictable, so the caller draws the seed from a strong source; a test can pin it, and
+    /// with it every byte the connection writes.
+    pub fn client(
+        config: impl Into<Arc<Config>>,
+        extensions: Extensions,
+        rng_seed: [u8; 32],
+    ) -> Self {
+        let masks = Some(Box::new(StdRng::from_seed(rng_seed)));
+        Self::with_role(Role::Client, masks, config.into(), extensions)
+    }
+
+    fn with_role(
+        role: Role,
+        masks: Option<Box<StdRng>>,
+        config: Arc<Config>,
+        extensions: Extensions,
+    ) -> Self {
         Self {
             role,
-            config: config.into(),
+            masks,
+            config,
             state: State::Open,
             discard: false,
             close_held: false,
@@ -1285,11 +1315,8 @@ impl Connection {
         self.write_frame(OpCode::Close, Rsv::NONE, &payload[..2 + reason.len()]);
     }
 
-    fn mask_key(&self) -> Option<[u8; 4]> {
-        match self.role {
-            Role::Server => None,
-            Role::Client => Some(rand::random()),
-        }
+    fn mask_key(&mut self) -> Option<[u8; 4]> {
+        self.masks.as_mut().map(|rng| rng.random())
     }
 
     /// Makes room for `need` more bytes in the cork: at least [`CORK_CHUNK`] at a time. The cork

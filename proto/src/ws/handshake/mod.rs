@@ -134,7 +134,8 @@ mod tests {
             .extension(Arc::new(FakeExt("x-fake")))
             .header("Origin", "http://example.com")
             .unwrap();
-        let client = ClientHandshake::new("ws://example.com:9001/room?id=7", &client_opts).unwrap();
+        let client =
+            ClientHandshake::new("ws://example.com:9001/room?id=7", &client_opts, [9; 16]).unwrap();
 
         let (req, n) = parse_request(client.request_bytes(), &HeadLimits::default())
             .unwrap()
@@ -162,7 +163,7 @@ mod tests {
     #[test]
     fn round_trip_without_common_protocol_opens_without_one() {
         let client_opts = ClientOptions::new().protocol("a");
-        let client = ClientHandshake::new("wss://h/", &client_opts).unwrap();
+        let client = ClientHandshake::new("wss://h/", &client_opts, [9; 16]).unwrap();
         let (req, _) = parse_request(client.request_bytes(), &HeadLimits::default())
             .unwrap()
             .unwrap();

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use ringsock_engine::ws::extension::{
+use ringsock_proto::ws::extension::{
     DataKind, ExtMessage, ExtensionError, ExtensionSession, Extensions, Rsv,
 };
-use ringsock_engine::ws::frame::OpCode;
-use ringsock_engine::ws::{
+use ringsock_proto::ws::frame::OpCode;
+use ringsock_proto::ws::{
     CloseCode, Config, Connection, Event, ProtocolError, Role, SendError, State,
 };
 
@@ -187,7 +187,7 @@ fn text_ending_inside_a_code_point_closes_with_1007() {
 }
 
 fn small_limit(role: Role, max: usize) -> Connection {
-    Connection::new(
+    connection(
         role,
         Config {
             max_length: max,
@@ -249,7 +249,7 @@ impl ExtensionSession for Marker {
 }
 
 fn with_marker(role: Role) -> Connection {
-    Connection::new(
+    connection(
         role,
         Config::default(),
         Extensions::new(vec![Box::new(Marker)]),
@@ -355,8 +355,7 @@ fn our_close_is_finished_by_the_peers_close() {
 #[test]
 fn an_unanswered_close_times_out_with_1006_at_the_deadline() {
     let now = Instant::now();
-    let mut s = Connection::new(
-        Role::Server,
+    let mut s = Connection::server(
         Config {
             close_timeout: Duration::from_secs(5),
             ..Config::default()
@@ -643,13 +642,13 @@ fn discarded_payloads_arrive_as_zeros_of_their_length_and_keep_the_rules() {
 
 #[test]
 fn discarding_still_enforces_the_frame_rules_and_the_size_limit() {
-    let mut c = Connection::new(
-        Role::Client,
+    let mut c = Connection::client(
         Config {
             max_length: 10,
             ..Config::default()
         },
         Extensions::new(Vec::new()),
+        TEST_SEED,
     );
     c.discard_payloads(true);
     assert_failed_with(&feed(&mut c, &server_frame(true, 0, 2, &[0; 11])), 1009);
@@ -664,7 +663,7 @@ fn discarding_still_enforces_the_frame_rules_and_the_size_limit() {
 #[test]
 fn a_prepared_client_frame_is_one_masked_frame_a_server_reads_back() {
     let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-    let frame = ringsock_engine::ws::client_frame(OpCode::Binary, &payload);
+    let frame = ringsock_proto::ws::client_frame(OpCode::Binary, &payload, [3, 1, 4, 1]);
     let mut s = server();
     let mut twice = frame.to_vec();
     twice.extend_from_slice(&frame);
@@ -833,13 +832,13 @@ fn a_skip_ends_its_frame_and_message_exactly_and_the_next_header_is_read() {
 #[test]
 fn skipping_keeps_the_size_limit_and_the_frame_rules() {
     let now = Instant::now();
-    let mut c = Connection::new(
-        Role::Client,
+    let mut c = Connection::client(
         Config {
             max_length: 150,
             ..Config::default()
         },
         Extensions::new(Vec::new()),
+        TEST_SEED,
     );
     c.discard_payloads(true);
     let first = server_frame(false, 0, 2, &[0; 100]);

@@ -19,11 +19,11 @@ mod common;
 
 use std::time::Instant;
 
-use common::{close_payload, raw_frame};
-use ringsock_engine::ws::close::ClosePayloadError;
-use ringsock_engine::ws::extension::Extensions;
-use ringsock_engine::ws::frame::{FrameError, FrameHeader, OpCode};
-use ringsock_engine::ws::{mask, Config, Connection, Event, ProtocolError, Role, State};
+use common::{close_payload, connection, raw_frame};
+use ringsock_proto::ws::close::ClosePayloadError;
+use ringsock_proto::ws::extension::Extensions;
+use ringsock_proto::ws::frame::{FrameError, FrameHeader, OpCode};
+use ringsock_proto::ws::{mask, Config, Connection, Event, ProtocolError, Role, State};
 
 /// Cases with at most this many input bytes are fed at every piece size and cut at every byte.
 const EXHAUSTIVE_LIMIT: usize = 2048;
@@ -305,7 +305,7 @@ fn written_frames(role: Role, mut bytes: &[u8]) -> Vec<Out> {
 }
 
 fn run(case: &Case, role: Role, split: Split) -> Outcome {
-    let mut conn = Connection::new(role, Config::default(), Extensions::default());
+    let mut conn = connection(role, Config::default(), Extensions::default());
     let now = Instant::now();
     let mut events = Vec::new();
     let mut close_piece = None;
@@ -1072,7 +1072,7 @@ fn autobahn_6_4_fail_fast_closes_before_the_rest_of_the_message_is_sent() {
         .filter(|c| c.id.starts_with("6.4."))
     {
         assert_eq!(case.wire.steps.len(), 3, "{}", case.id);
-        let mut conn = Connection::new(Role::Server, Config::default(), Extensions::default());
+        let mut conn = Connection::server(Config::default(), Extensions::default());
         let now = Instant::now();
         let mut start = 0;
         let mut closed_in = None;
@@ -1327,7 +1327,7 @@ fn message_over_max_length_fails_with_1009_from_the_header() {
             span.header_last,
         );
         for n in [1, 2, 5, case.wire.bytes.len()] {
-            let mut conn = Connection::new(Role::Server, config.clone(), Extensions::default());
+            let mut conn = Connection::server(config.clone(), Extensions::default());
             let mut events = Vec::new();
             let mut close_piece = None;
             for (i, piece) in case.wire.bytes.chunks(n).enumerate() {

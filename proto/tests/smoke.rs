@@ -1,7 +1,7 @@
 mod common;
 use common::*;
-use ringsock_engine::ws::frame::OpCode;
-use ringsock_engine::ws::{CloseCode, Event};
+use ringsock_proto::ws::frame::OpCode;
+use ringsock_proto::ws::{CloseCode, Event};
 
 #[test]
 fn smoke_text_then_close() {

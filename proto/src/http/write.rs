@@ -45,8 +45,20 @@ pub struct InvalidHeader {
     pub reason: InvalidHeaderReason,
 }
 
+/// Appends `part` to a request line, percent-encoding white space and control bytes.
+fn push_request_part(buf: &mut Vec<u8>, part: &str) {
+    for &b in part.as_bytes() {
+        if b <= b' ' || b == 0x7f {
+            buf.extend_from_slice(format!("%{b:02X}").as_bytes());
+        } else {
+            buf.push(b);
+        }
+    }
+}
+
 impl InvalidHeader {
-    pub(crate) fn new(name: &str, reason: InvalidHeaderReason) -> Self {
+    /// A header `name` refused for `reason`.
+    pub fn new(name: &str, reason: InvalidHeaderReason) -> Self {
         Self {
             name: name.to_owned(),
             reason,
@@ -106,13 +118,14 @@ impl HeadWriter {
         Self { buf }
     }
 
-    /// Starts a request with `<method> <target> HTTP/1.1`. Callers pass a constant method and a
-    /// target from a parsed URL, which cannot hold white space or line breaks.
-    pub(crate) fn request(method: &str, target: &str) -> Self {
+    /// Starts a request with `<method> <target> HTTP/1.1`. White space and control bytes in
+    /// either (which a parsed URL never holds) are percent-encoded, so no argument can break
+    /// the request line or start a header.
+    pub fn request(method: &str, target: &str) -> Self {
         let mut buf = Vec::with_capacity(256);
-        buf.extend_from_slice(method.as_bytes());
+        push_request_part(&mut buf, method);
         buf.push(b' ');
-        buf.extend_from_slice(target.as_bytes());
+        push_request_part(&mut buf, target);
         buf.extend_from_slice(b" HTTP/1.1\r\n");
         Self { buf }
     }
@@ -148,6 +161,12 @@ impl HeadWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_line_cannot_be_broken_by_its_parts() {
+        let head = HeadWriter::request("GET", "/a b\r\nX-Evil: 1").finish();
+        assert_eq!(head, b"GET /a%20b%0D%0AX-Evil:%201 HTTP/1.1\r\n\r\n");
+    }
 
     #[test]
     fn header_value_with_cr_lf_or_nul_is_refused_and_never_written() {

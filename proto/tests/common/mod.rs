@@ -6,9 +6,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use ringsock_engine::ws::extension::Extensions;
-use ringsock_engine::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use ringsock_engine::ws::{mask, Config, Connection, Event, Role};
+use ringsock_proto::ws::extension::Extensions;
+use ringsock_proto::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
+use ringsock_proto::ws::{mask, Config, Connection, Event, Role};
 
 /// A frame as a client would send it (masked with a fixed key), with every bit settable.
 pub fn client_frame(fin: bool, rsv: u8, opcode: u8, payload: &[u8]) -> Vec<u8> {
@@ -48,14 +48,26 @@ pub fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The client role's masking-key seed in every test: pinned, so a test's output is the same on
+/// every run.
+pub const TEST_SEED: [u8; 32] = [0x5e; 32];
+
+/// A fresh connection in `role` (a client seeded with [`TEST_SEED`]).
+pub fn connection(role: Role, config: Config, extensions: Extensions) -> Connection {
+    match role {
+        Role::Server => Connection::server(config, extensions),
+        Role::Client => Connection::client(config, extensions, TEST_SEED),
+    }
+}
+
 /// A fresh server-role connection with default limits.
 pub fn server() -> Connection {
-    Connection::new(Role::Server, Config::default(), Extensions::default())
+    Connection::server(Config::default(), Extensions::default())
 }
 
 /// A fresh client-role connection with default limits.
 pub fn client() -> Connection {
-    Connection::new(Role::Client, Config::default(), Extensions::default())
+    Connection::client(Config::default(), Extensions::default(), TEST_SEED)
 }
 
 /// Feeds all of `input` in one piece and collects every event.

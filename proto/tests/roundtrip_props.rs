@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use ringsock_engine::ws::extension::Extensions;
-use ringsock_engine::ws::frame::{FrameHeader, OpCode};
-use ringsock_engine::ws::{
+use ringsock_proto::ws::extension::Extensions;
+use ringsock_proto::ws::frame::{FrameHeader, OpCode};
+use ringsock_proto::ws::{
     mask, CloseCode, Config, Connection, DataKind, Event, PingId, Role, State,
 };
 
@@ -83,7 +83,10 @@ fn close_code() -> impl Strategy<Value = u16> {
 }
 
 fn connection(role: Role) -> Connection {
-    Connection::new(role, Config::default(), Extensions::default())
+    match role {
+        Role::Server => Connection::server(Config::default(), Extensions::default()),
+        Role::Client => Connection::client(Config::default(), Extensions::default(), [7; 32]),
+    }
 }
 
 /// Everything the connection has queued, checking `pending_output` agrees with it.

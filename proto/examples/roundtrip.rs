@@ -6,10 +6,10 @@
 
 use std::time::Instant;
 
-use ringsock_engine::http::{parse_request, HeadLimits};
-use ringsock_engine::ws::extension::Extensions;
-use ringsock_engine::ws::{
-    ClientHandshake, ClientOptions, CloseCode, Config, Connection, Event, Role, ServerOptions,
+use ringsock_proto::http::{parse_request, HeadLimits};
+use ringsock_proto::ws::extension::Extensions;
+use ringsock_proto::ws::{
+    ClientHandshake, ClientOptions, CloseCode, Config, Connection, Event, ServerOptions,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handshake = ClientHandshake::new(
         "ws://alice:secret@chat.example:8080/rooms/lobby?nick=alice",
         &ClientOptions::new().protocol("chat.v2").protocol("chat.v1"),
+        // RFC 6455's sample nonce: the key is `dGhlIHNhbXBsZSBub25jZQ==`. A real client draws
+        // it from a strong random source for every handshake.
+        *b"the sample nonce",
     )?;
     println!(
         "client → server\n{}",
@@ -46,15 +49,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         client_side.protocol
     );
 
-    let mut server = Connection::new(
-        Role::Server,
-        Config::default(),
-        Extensions::new(accepted.extensions),
-    );
-    let mut client = Connection::new(
-        Role::Client,
+    let mut server = Connection::server(Config::default(), Extensions::new(accepted.extensions));
+    // The client's masking keys come from a generator seeded here (pinned, so this example
+    // prints the same bytes every run; a real client seeds it from a strong random source).
+    let mut client = Connection::client(
         Config::default(),
         Extensions::new(client_side.extensions),
+        [42; 32],
     );
 
     // Messages both ways.

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use common::*;
 use proptest::prelude::*;
-use ringsock_engine::ws::deflate::{DeflateOptions, PerMessageDeflate};
-use ringsock_engine::ws::extension::{Extension, ExtensionParams, Extensions};
-use ringsock_engine::ws::frame::OpCode;
-use ringsock_engine::ws::{Config, Connection, Event, Role};
+use ringsock_proto::ws::deflate::{DeflateOptions, PerMessageDeflate};
+use ringsock_proto::ws::extension::{Extension, ExtensionParams, Extensions};
+use ringsock_proto::ws::frame::OpCode;
+use ringsock_proto::ws::{Config, Connection, Event};
 
 /// A server and a client connection that negotiated permessage-deflate with these options.
 fn pair(server: DeflateOptions, client: DeflateOptions) -> (Connection, Connection) {
@@ -25,12 +25,8 @@ fn pair(server: DeflateOptions, client: DeflateOptions) -> (Connection, Connecti
         ..Config::default()
     };
     (
-        Connection::new(
-            Role::Server,
-            config.clone(),
-            Extensions::new(vec![server_session]),
-        ),
-        Connection::new(Role::Client, config, Extensions::new(vec![client_session])),
+        Connection::server(config.clone(), Extensions::new(vec![server_session])),
+        Connection::client(config, Extensions::new(vec![client_session]), TEST_SEED),
     )
 }
 

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringsock_engine::ws::deflate::{DeflateOptions, PerMessageDeflate};
-use ringsock_engine::ws::extension::{format_extensions, parse_extensions, Extension, ExtensionParams};
+use ringsock_proto::ws::deflate::{DeflateOptions, PerMessageDeflate};
+use ringsock_proto::ws::extension::{format_extensions, parse_extensions, Extension, ExtensionParams};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

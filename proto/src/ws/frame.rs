@@ -237,14 +237,13 @@ pub fn server_frame_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> bytes::Bytes
     out.into()
 }
 
-/// One whole masked frame (client to server) carrying `payload`, under one random masking key:
-/// a message framed once and queued many times with
+/// One whole masked frame (client to server) carrying `payload`, under masking key `key` (the
+/// caller draws it from its generator): a message framed once and queued many times with
 /// [`crate::ws::Connection::send_raw_frames`] by a client that sends the same message over and
 /// over (a load generator). Every copy shares the key, where RFC 6455 wants a fresh one per
 /// frame: masking keeps bytes a script chose from reaching intermediaries in the clear, which
 /// matters for browsers, not for a load test.
-pub fn client_frame(opcode: OpCode, payload: &[u8]) -> bytes::Bytes {
-    let key: [u8; 4] = rand::random();
+pub fn client_frame(opcode: OpCode, payload: &[u8], key: [u8; 4]) -> bytes::Bytes {
     let header = FrameHeader {
         fin: true,
         rsv: 0,

@@ -8,45 +8,45 @@ use url::{Host, ParseError, Url};
 
 /// The two schemes a kind of URL may have: the plain one and the one over TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Schemes {
+pub struct Schemes {
     plain: &'static str,
     secure: &'static str,
 }
 
 impl Schemes {
     /// `ws:` and `wss:`, for a WebSocket server.
-    pub(crate) const WEBSOCKET: Schemes = Schemes {
+    pub const WEBSOCKET: Schemes = Schemes {
         plain: "ws",
         secure: "wss",
     };
     /// `http:` and `https:`, for a CONNECT proxy.
-    pub(crate) const HTTP: Schemes = Schemes {
+    pub const HTTP: Schemes = Schemes {
         plain: "http",
         secure: "https",
     };
 }
 
 /// A URL checked and taken apart by [`Endpoint::parse`]. No `Debug`: it holds credentials.
-pub(crate) struct Endpoint {
+pub struct Endpoint {
     /// The parsed URL, for what a caller needs beyond the endpoint (path, query, the `Host`
     /// header's form).
-    pub(crate) url: Url,
+    pub url: Url,
     /// Whether the scheme is the TLS one of the pair.
-    pub(crate) secure: bool,
+    pub secure: bool,
     /// A domain in ASCII form or an IP address, IPv6 without brackets: what is resolved and
     /// named in SNI.
-    pub(crate) host: String,
+    pub host: String,
     /// The URL's port, else the scheme's default.
-    pub(crate) port: u16,
+    pub port: u16,
     /// The userinfo as a `Basic` credentials value (`Basic base64(user:password)`, both parts
     /// percent-decoded); `None` when the URL has no userinfo.
-    pub(crate) basic_auth: Option<String>,
+    pub basic_auth: Option<String>,
 }
 
 /// Why a URL cannot name an endpoint. The texts never quote the URL: its userinfo may hold a
 /// password.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum UrlError {
+pub enum UrlError {
     /// The text does not parse as a URL.
     #[error("{0}")]
     Parse(ParseError),
@@ -66,7 +66,7 @@ pub(crate) enum UrlError {
 
 impl Endpoint {
     /// Parses `text`, which must have one of `schemes` and a host.
-    pub(crate) fn parse(text: &str, schemes: Schemes) -> Result<Endpoint, UrlError> {
+    pub fn parse(text: &str, schemes: Schemes) -> Result<Endpoint, UrlError> {
         let url = Url::parse(text).map_err(|e| match e {
             // `url` refuses a missing host itself for these (special) schemes; it gets the same
             // variant as one missing after parsing, so callers have one case to look for.

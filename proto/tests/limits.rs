@@ -8,15 +8,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringsock_engine::ws::extension::Extensions;
-use ringsock_engine::ws::frame::OpCode;
-use ringsock_engine::ws::{
-    CloseCode, Config, Connection, Event, Overflow, ProtocolError, Role, SendError, State,
-    FRAGMENT_GRACE,
+use ringsock_proto::ws::extension::Extensions;
+use ringsock_proto::ws::frame::OpCode;
+use ringsock_proto::ws::{
+    CloseCode, Config, Connection, Event, Overflow, ProtocolError, SendError, State, FRAGMENT_GRACE,
 };
 
 fn server_with(config: Config) -> Connection {
-    Connection::new(Role::Server, config, Extensions::default())
+    Connection::server(config, Extensions::default())
 }
 
 /// Feeds `input` at `now` and collects every event.
