@@ -25,11 +25,11 @@ use io_uring::{cqueue, opcode, squeue, types, EnterFlags, IoUring};
 
 use super::buf_pool::{BufPool, BGID};
 use super::listener::{Due, Listener};
-use super::recv::RecvState;
+use super::recv::{Action, Actions, Failure, Input, List, RecvSide};
 use super::send_op::SendOp;
 use super::setup::{self, with_recv_limit, DEFER_SETUP};
 use super::user_data::{conn_ud, decode_ud, plain_ud, Op, GEN_MASK};
-use crate::reactor::{Backend, BufId, Completion, PoolConfig, Token, Waker, PROBE_LEN, SKIP_CHUNK};
+use crate::reactor::{Backend, BufId, Completion, PoolConfig, Token, Waker, PROBE_LEN};
 
 /// Recycled `SendOp` boxes kept for reuse; more than this are freed.
 const SEND_POOL_MAX: usize = 256;
@@ -46,19 +46,11 @@ struct Conn {
     fd: RawFd,
     /// Ops submitted whose final CQE has not arrived (the multishot recv counts once).
     inflight: u32,
-    recv: RecvState,
-    /// Bytes still to drop unread ([`Backend::skip`]).
-    skip: u64,
-    /// The next read is a probe ([`PROBE_LEN`] bytes): a skip just ended, or the last probe
-    /// came back short (it may have ended inside a frame header).
-    probe: bool,
-    /// The shard paused reading ([`Backend::pause`]): whatever is in flight ends, and nothing is
-    /// re-armed until [`Backend::resume`].
-    held: bool,
+    /// The receive side, which also knows whether `close` was called: report `Closed` when
+    /// `inflight` reaches zero after that.
+    rx: RecvSide,
     /// The send in flight, if any.
     send: Option<Box<SendOp>>,
-    /// `close` was called: report `Closed` when `inflight` reaches zero.
-    closing: bool,
 }
 
 /// The io_uring backend: a ring, a provided-buffer receive pool and per-connection op tracking.
@@ -218,74 +210,111 @@ impl UringBackend {
         }
     }
 
-    /// Moves the receive side of the connection in slot `index` to `state` and submits the op
-    /// `build` makes for it (given the socket and the connection's token).
-    fn submit_recv_op(
+    /// Moves the receive side of the connection in slot `index` on by `input` and carries out
+    /// what it decides. `bid` is the buffer the input's CQE carries: lent to the shard if the
+    /// step reports it received, else given back to the pool. Reports go to `out`.
+    fn step(&mut self, index: usize, input: Input, bid: Option<u16>, out: &mut Vec<Completion>) {
+        let actions = match self.conns[index].as_mut() {
+            Some(conn) => conn.rx.step(input),
+            None => Actions::default(),
+        };
+        self.execute(index, actions, bid, out);
+    }
+
+    /// Carries out what a step of the receive side of the connection in slot `index` decided;
+    /// `bid` as for [`UringBackend::step`].
+    fn execute(
         &mut self,
         index: usize,
-        state: RecvState,
-        build: impl FnOnce(types::Fd, Token) -> squeue::Entry,
+        actions: Actions,
+        bid: Option<u16>,
+        out: &mut Vec<Completion>,
     ) {
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        conn.recv = state;
-        conn.inflight += 1;
-        let sqe = build(types::Fd(conn.fd), conn.token);
-        self.push(sqe);
-    }
-
-    /// Starts (or restarts) the multishot recv of the connection in slot `index`.
-    fn arm_recv(&mut self, index: usize) {
-        let budget = self.read_budget;
-        self.submit_recv_op(index, RecvState::Armed, |fd, token| {
-            let sqe = opcode::RecvMulti::new(fd, BGID)
-                .build()
-                .user_data(conn_ud(Op::Recv, token));
-            match budget {
-                Some(limit) => with_recv_limit(sqe, limit),
-                None => sqe,
+        let Some(conn) = self.conns[index].as_ref() else {
+            if let Some(b) = bid {
+                self.pool.put_back(b);
             }
-        });
-    }
-
-    /// Cancels the receive in flight on the connection in slot `index` to make way for a skip
-    /// or a probe; [`UringBackend::after_cancel`] takes over once its last CQE is in.
-    fn cancel_recv(&mut self, index: usize) {
-        self.submit_recv_op(index, RecvState::Cancelling, |_, token| {
-            opcode::AsyncCancel::new(conn_ud(Op::Recv, token))
-                .build()
-                .user_data(conn_ud(Op::Cancel, token))
-        });
-    }
-
-    /// Receives again on the connection in slot `index`: a probe if it is due one, else the
-    /// multishot recv; nothing while the shard holds its reading paused. Every re-arm goes
-    /// through here, so a pause takes effect wherever the receive side stands when it comes.
-    fn arm_read(&mut self, index: usize) {
-        let Some(conn) = self.conns[index].as_mut() else {
             return;
         };
-        if conn.held {
-            conn.recv = RecvState::Held;
-        } else if conn.probe {
-            self.arm_probe(index);
-        } else {
-            self.arm_recv(index);
+        let (token, fd) = (conn.token, types::Fd(conn.fd));
+        let mut lent = false;
+        for action in actions {
+            match action {
+                Action::ArmRecv => {
+                    let sqe = opcode::RecvMulti::new(fd, BGID)
+                        .build()
+                        .user_data(conn_ud(Op::Recv, token));
+                    let sqe = match self.read_budget {
+                        Some(limit) => with_recv_limit(sqe, limit),
+                        None => sqe,
+                    };
+                    self.submit(index, sqe);
+                }
+                Action::ArmProbe => {
+                    // With a selected buffer the length caps the read below the buffer's size.
+                    let sqe = opcode::Recv::new(fd, ptr::null_mut(), PROBE_LEN as u32)
+                        .buf_group(BGID)
+                        .build()
+                        .flags(squeue::Flags::BUFFER_SELECT)
+                        .user_data(conn_ud(Op::Recv, token));
+                    self.submit(index, sqe);
+                }
+                Action::SubmitSkip(len) => {
+                    // Not MSG_WAITALL, which would save a CQE per piece the bytes arrive in:
+                    // io_uring's retry counts progress by the destination iterator, which
+                    // MSG_TRUNC never advances, so it dropped more than asked (kernel 6.18).
+                    let sqe = opcode::Recv::new(fd, self.pool.sink(), len)
+                        .flags(libc::MSG_TRUNC)
+                        .build()
+                        .user_data(conn_ud(Op::Skip, token));
+                    self.submit(index, sqe);
+                }
+                Action::CancelRecv => self.submit(index, cancel(Op::Recv, token)),
+                Action::CancelSkip => self.submit(index, cancel(Op::Skip, token)),
+                Action::Received(len) => match bid {
+                    Some(b) if !lent => {
+                        lent = true;
+                        self.pool.lend(b);
+                        out.push(Completion::Received {
+                            token,
+                            buf: BufId(b),
+                            len,
+                        });
+                    }
+                    // The step reports a receive only for a CQE with a buffer, once.
+                    _ => out.push(recv_failed(token, Failure::NoBuffer)),
+                },
+                Action::Skipped(len) => out.push(Completion::Skipped { token, len }),
+                Action::Eof => out.push(Completion::Eof { token }),
+                Action::Failed(why) => out.push(recv_failed(token, why)),
+                Action::Park(List::Starved) => self.starved.push_back(index as u32),
+                Action::Park(List::Paused) => self.paused.push(index as u32),
+                Action::RingEmpty => {
+                    self.enobufs += 1;
+                    self.pool.grow();
+                }
+            }
+        }
+        if let (Some(b), false) = (bid, lent) {
+            self.pool.put_back(b);
         }
     }
 
-    /// Submits a one-shot recv of at most [`PROBE_LEN`] bytes for the connection in slot
-    /// `index`: after a skip, it reads the next frame's header without the payload behind it.
-    fn arm_probe(&mut self, index: usize) {
-        self.submit_recv_op(index, RecvState::Probing, |fd, token| {
-            // With a selected buffer the length caps the read below the buffer's size.
-            opcode::Recv::new(fd, ptr::null_mut(), PROBE_LEN as u32)
-                .buf_group(BGID)
-                .build()
-                .flags(squeue::Flags::BUFFER_SELECT)
-                .user_data(conn_ud(Op::Recv, token))
-        });
+    /// [`UringBackend::step`] for an input of the shard's (a call) or of the wait's start,
+    /// which come with no CQE and report nothing; should one report, it waits in `ready` for
+    /// the next wait.
+    fn step_quietly(&mut self, index: usize, input: Input) {
+        let mut ready = std::mem::take(&mut self.ready);
+        self.step(index, input, None, &mut ready);
+        self.ready = ready;
+    }
+
+    /// Submits an op of the connection in slot `index`, counting it in flight.
+    fn submit(&mut self, index: usize, sqe: squeue::Entry) {
+        if let Some(conn) = self.conns[index].as_mut() {
+            conn.inflight += 1;
+        }
+        self.push(sqe);
     }
 
     /// Reads again on the connections whose probe delivered and that the shard did not ask to
@@ -294,54 +323,12 @@ impl UringBackend {
         let mut paused = std::mem::take(&mut self.paused);
         for index in paused.drain(..) {
             let index = index as usize;
-            let waiting = matches!(
-                self.conns.get(index),
-                Some(Some(conn)) if conn.recv == RecvState::Paused && !conn.closing
-            );
-            if waiting {
-                self.arm_read(index);
+            if index < self.conns.len() {
+                self.step_quietly(index, Input::Rearm(List::Paused));
             }
         }
         // Keep the allocation for the next turn.
         self.paused = paused;
-    }
-
-    /// Submits the truncating recv that drops the next bytes a skip wants (at most
-    /// [`SKIP_CHUNK`] of them at a time) for the connection in slot `index`.
-    fn submit_skip(&mut self, index: usize) {
-        let Some(conn) = self.conns[index].as_ref() else {
-            return;
-        };
-        let want = conn.skip.min(SKIP_CHUNK as u64) as u32;
-        let sink = self.pool.sink();
-        self.submit_recv_op(index, RecvState::Skipping, |fd, token| {
-            // Not MSG_WAITALL, which would save a CQE per piece the bytes arrive in: io_uring's
-            // retry counts progress by the destination iterator, which MSG_TRUNC never
-            // advances, so it dropped more than asked (kernel 6.18).
-            opcode::Recv::new(fd, sink, want)
-                .flags(libc::MSG_TRUNC)
-                .build()
-                .user_data(conn_ud(Op::Skip, token))
-        });
-    }
-
-    /// The multishot recv of slot `index` has ended while cancelled for a skip (`starved`: by
-    /// ENOBUFS): drop what is still to be dropped, else pause. The recv delivered all the skip
-    /// wanted, and likely the next frame's start with it: the shard, seeing those bytes in this
-    /// turn, may ask for a skip of that frame's rest, which then needs no cancel.
-    fn after_cancel(&mut self, index: usize, starved: bool) {
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        if conn.skip > 0 {
-            self.submit_skip(index);
-        } else if starved {
-            conn.recv = RecvState::Starved;
-            self.starved.push_back(index as u32);
-        } else {
-            conn.recv = RecvState::Paused;
-            self.paused.push(index as u32);
-        }
     }
 
     /// The slot holding exactly `token`, if any.
@@ -364,7 +351,7 @@ impl UringBackend {
     /// Emits `Closed` and frees the slot once a closing connection has nothing in flight.
     fn maybe_closed(&mut self, index: usize, out: &mut Vec<Completion>) {
         if let Some(conn) = &self.conns[index] {
-            if conn.closing && conn.inflight == 0 {
+            if conn.rx.closing() && conn.inflight == 0 {
                 out.push(Completion::Closed { token: conn.token });
                 self.conns[index] = None;
             }
@@ -381,10 +368,10 @@ impl UringBackend {
             let index = index as usize;
             let waiting = matches!(
                 self.conns.get(index),
-                Some(Some(conn)) if conn.recv == RecvState::Starved && !conn.closing
+                Some(Some(conn)) if conn.rx.waits_in(List::Starved)
             );
             if waiting {
-                self.arm_read(index);
+                self.step_quietly(index, Input::Rearm(List::Starved));
                 budget -= 1;
             }
         }
@@ -543,6 +530,7 @@ impl UringBackend {
         self.maybe_closed(slot, out);
     }
 
+    /// A CQE of a connection's recv (multishot or probe), carrying buffer `bid` if any.
     fn on_recv(
         &mut self,
         gen: u64,
@@ -558,119 +546,55 @@ impl UringBackend {
             }
             return;
         };
-        let dropping = self.dropping;
-        let Some(conn) = self.conns[slot].as_mut() else {
-            return;
-        };
-        let was = conn.recv;
-        let cancelling = was == RecvState::Cancelling;
-        if !more {
-            conn.inflight = conn.inflight.saturating_sub(1);
-            conn.recv = RecvState::Ended;
+        if let Some(conn) = self.conns[slot].as_mut() {
+            if !more {
+                conn.inflight = conn.inflight.saturating_sub(1);
+            }
         }
-        let token = conn.token;
-        if conn.closing || dropping {
-            // The shard is done with this connection: nothing more to report but `Closed`.
+        if self.dropping {
+            // Quiescing: nothing is reported or re-armed any more.
             if let Some(b) = bid {
                 self.pool.put_back(b);
             }
-            self.maybe_closed(slot, out);
-            return;
-        }
-        if res > 0 {
-            match bid {
-                Some(b) => {
-                    // Delivered bytes are bytes a skip asked for after them need not drop.
-                    conn.skip = conn.skip.saturating_sub(res as u64);
-                    self.pool.lend(b);
-                    out.push(Completion::Received {
-                        token,
-                        buf: BufId(b),
-                        len: res as usize,
-                    });
-                    if !more && cancelling {
-                        self.after_cancel(slot, false);
-                    } else if !more && was == RecvState::Probing {
-                        // A short probe may have ended inside a header: probe again. A full
-                        // one that no skip follows ends probing (`rearm_paused`).
-                        conn.probe = (res as usize) < PROBE_LEN;
-                        conn.recv = RecvState::Paused;
-                        self.paused.push(slot as u32);
-                    } else if !more {
-                        // Ended without error: the read budget is spent (or the CQ overflowed).
-                        // Re-armed now, it is submitted with the next wait: the next turn's.
-                        self.arm_read(slot);
-                    }
-                }
-                None => out.push(Completion::RecvFailed {
-                    token,
-                    error: io::Error::other("io_uring recv completed without a buffer"),
-                }),
-            }
-            return;
-        }
-        if let Some(b) = bid {
-            self.pool.put_back(b);
-        }
-        if res == 0 {
-            out.push(Completion::Eof { token });
-        } else if res == -libc::ENOBUFS {
-            self.enobufs += 1;
-            self.pool.grow();
-            if !more && cancelling {
-                self.after_cancel(slot, true);
-            } else if !more {
-                conn.recv = RecvState::Starved;
-                self.starved.push_back(slot as u32);
-            }
-        } else if res == -libc::ECANCELED && cancelling {
-            self.after_cancel(slot, false);
         } else {
-            out.push(Completion::RecvFailed {
-                token,
-                error: io::Error::from_raw_os_error(-res),
-            });
+            let buffer = bid.is_some();
+            self.step(slot, Input::RecvCqe { res, more, buffer }, bid, out);
         }
+        self.maybe_closed(slot, out);
     }
 
-    /// The end of a truncating recv: report what it dropped, then drop more or receive again.
+    /// The end of a truncating recv.
     fn on_skip(&mut self, gen: u64, index: usize, res: i32, out: &mut Vec<Completion>) {
         let Some(slot) = self.slot_of_cqe(gen, index) else {
             return;
         };
-        let dropping = self.dropping;
-        let Some(conn) = self.conns[slot].as_mut() else {
-            return;
-        };
-        conn.inflight = conn.inflight.saturating_sub(1);
-        conn.recv = RecvState::Ended;
-        let token = conn.token;
-        if conn.closing || dropping {
-            self.maybe_closed(slot, out);
-            return;
+        if let Some(conn) = self.conns[slot].as_mut() {
+            conn.inflight = conn.inflight.saturating_sub(1);
         }
-        if res > 0 {
-            conn.skip = conn.skip.saturating_sub(res as u64);
-            out.push(Completion::Skipped {
-                token,
-                len: res as usize,
-            });
-            if conn.skip > 0 {
-                self.submit_skip(slot);
-            } else {
-                conn.probe = true;
-                self.arm_read(slot);
-            }
-        } else if res == 0 {
-            out.push(Completion::Eof { token });
-        } else {
-            out.push(Completion::RecvFailed {
-                token,
-                error: io::Error::from_raw_os_error(-res),
-            });
+        if !self.dropping {
+            self.step(slot, Input::SkipCqe { res }, None, out);
         }
+        self.maybe_closed(slot, out);
     }
 }
+
+/// An SQE cancelling the op `op` of `token` (by its user_data), itself counted as the
+/// connection's.
+fn cancel(op: Op, token: Token) -> squeue::Entry {
+    opcode::AsyncCancel::new(conn_ud(op, token))
+        .build()
+        .user_data(conn_ud(Op::Cancel, token))
+}
+
+/// The `RecvFailed` completion for `why`.
+fn recv_failed(token: Token, why: Failure) -> Completion {
+    let error = match why {
+        Failure::Errno(errno) => io::Error::from_raw_os_error(errno),
+        Failure::NoBuffer => io::Error::other("io_uring recv completed without a buffer"),
+    };
+    Completion::RecvFailed { token, error }
+}
+
 impl Backend for UringBackend {
     fn name(&self) -> &'static str {
         "io_uring"
@@ -708,18 +632,18 @@ impl Backend for UringBackend {
                 "token slot still in use",
             ));
         }
+        let (rx, start) = RecvSide::start();
         self.conns[index] = Some(Conn {
             token,
             fd,
             inflight: 0,
-            recv: RecvState::Ended,
-            skip: 0,
-            probe: false,
-            held: false,
+            rx,
             send: None,
-            closing: false,
         });
-        self.arm_recv(index);
+        // Starting reports nothing.
+        let mut ready = std::mem::take(&mut self.ready);
+        self.execute(index, start, None, &mut ready);
+        self.ready = ready;
         Ok(())
     }
 
@@ -735,7 +659,7 @@ impl Backend for UringBackend {
         };
         let mut op = match &self.conns[index] {
             // The fd may already be closed (and its number reused): never send on it.
-            Some(conn) if conn.closing => {
+            Some(conn) if conn.rx.closing() => {
                 self.ready.push(refuse(libc::ENOTCONN, chunks));
                 return;
             }
@@ -761,73 +685,20 @@ impl Backend for UringBackend {
     }
 
     fn skip(&mut self, token: Token, _fd: RawFd, len: u64) {
-        let Some(index) = self.slot_of(token) else {
-            return;
-        };
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        if conn.closing {
-            return;
-        }
-        if len == 0 {
-            // Only the next read is to be short. A probe or paused receive reads that way
-            // already; a skip or cancel under way ends in one.
-            conn.probe = true;
-            if conn.recv == RecvState::Armed {
-                self.cancel_recv(index);
-            }
-            return;
-        }
-        match conn.recv {
-            // After EOF or an error nothing more is read, so there is nothing to drop either.
-            RecvState::Ended => {}
-            RecvState::Cancelling | RecvState::Skipping => conn.skip += len,
-            // Nothing in flight. No buffer is needed to drop bytes; the entry in `starved` or
-            // `paused` is passed over when its turn comes. (Held: the shard asked for the drop
-            // itself; reading stays paused after it.)
-            RecvState::Starved | RecvState::Paused | RecvState::Held => {
-                conn.skip += len;
-                self.submit_skip(index);
-            }
-            RecvState::Armed | RecvState::Probing => {
-                conn.skip += len;
-                self.cancel_recv(index);
-            }
+        if let Some(index) = self.slot_of(token) {
+            self.step_quietly(index, Input::Skip(len));
         }
     }
 
     fn pause(&mut self, token: Token) {
-        let Some(index) = self.slot_of(token) else {
-            return;
-        };
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        if conn.held || conn.closing {
-            return;
-        }
-        conn.held = true;
-        // A multishot recv would go on filling buffers: cancel it. Anything else in flight
-        // (a probe, a skip, a cancel) ends by itself, and its re-arm finds the hold.
-        if conn.recv == RecvState::Armed {
-            self.cancel_recv(index);
+        if let Some(index) = self.slot_of(token) {
+            self.step_quietly(index, Input::Pause);
         }
     }
 
     fn resume(&mut self, token: Token) {
-        let Some(index) = self.slot_of(token) else {
-            return;
-        };
-        let Some(conn) = self.conns[index].as_mut() else {
-            return;
-        };
-        if !conn.held {
-            return;
-        }
-        conn.held = false;
-        if conn.recv == RecvState::Held && !conn.closing {
-            self.arm_read(index);
+        if let Some(index) = self.slot_of(token) {
+            self.step_quietly(index, Input::Resume);
         }
     }
 
@@ -838,7 +709,7 @@ impl Backend for UringBackend {
         let Some(conn) = self.conns[index].as_mut() else {
             return;
         };
-        if conn.closing {
+        if conn.rx.closing() {
             return;
         }
         conn.inflight += 1;
@@ -857,58 +728,26 @@ impl Backend for UringBackend {
             self.end_accept_rests();
             return;
         };
-        let Some(conn) = self.conns[index].as_mut() else {
+        let Some(conn) = self.conns[index].as_ref() else {
             return;
         };
-        if conn.closing {
+        if conn.rx.closing() {
             return;
         }
-        conn.closing = true;
-        let mut sqes = [None, None];
-        match conn.recv {
-            RecvState::Armed | RecvState::Probing => {
-                conn.inflight += 1;
-                sqes[0] = Some(
-                    opcode::AsyncCancel::new(conn_ud(Op::Recv, token))
-                        .build()
-                        .user_data(conn_ud(Op::Cancel, token)),
-                );
-            }
-            RecvState::Skipping => {
-                conn.inflight += 1;
-                sqes[0] = Some(
-                    opcode::AsyncCancel::new(conn_ud(Op::Skip, token))
-                        .build()
-                        .user_data(conn_ud(Op::Cancel, token)),
-                );
-            }
-            // Its entry in `starved` or `paused` is passed over when its turn comes.
-            RecvState::Starved | RecvState::Paused | RecvState::Held => {
-                conn.recv = RecvState::Ended
-            }
-            // Cancelling already: the recv's last CQE is on its way.
-            RecvState::Cancelling | RecvState::Ended => {}
-        }
-        if conn.send.is_some() {
+        let sending = conn.send.is_some();
+        // Cancels go first (the receive side's, if it has an op in flight, then the send's);
+        // the close needs no ordering with them (in-flight ops hold their own file reference,
+        // and cancelling by user_data does not use the fd).
+        self.step_quietly(index, Input::Close);
+        if sending {
             // A send stuck on a peer that does not read would otherwise hold the socket (and
             // `Closed`) forever; the CQE still reports how much went out.
-            conn.inflight += 1;
-            sqes[1] = Some(
-                opcode::AsyncCancel::new(conn_ud(Op::Send, token))
-                    .build()
-                    .user_data(conn_ud(Op::Cancel, token)),
-            );
-        }
-        conn.inflight += 1;
-        // Cancels go first; the close needs no ordering with them (in-flight ops hold their own
-        // file reference, and cancelling by user_data does not use the fd).
-        for sqe in sqes.into_iter().flatten() {
-            self.push(sqe);
+            self.submit(index, cancel(Op::Send, token));
         }
         let sqe = opcode::Close::new(types::Fd(fd))
             .build()
             .user_data(conn_ud(Op::Close, token));
-        self.push(sqe);
+        self.submit(index, sqe);
         self.end_accept_rests();
     }
 

@@ -2,6 +2,7 @@
 //! receive side's skips and probes end to end (the transitions alone: `recv`'s tests).
 
 use super::*;
+use crate::reactor::uring::recv::RecvState;
 use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -554,7 +555,7 @@ fn a_connection_starved_of_buffers_skips_without_one() {
         b.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
         assert!(out.is_empty(), "{out:?}");
     }
-    assert_eq!(b.conns[0].as_ref().unwrap().recv, RecvState::Starved);
+    assert_eq!(b.conns[0].as_ref().unwrap().rx.state(), RecvState::Starved);
     b.skip(token, fd, 5_000);
     let mut skipped = 0;
     pump(&mut b, |_, c| match c {
@@ -623,11 +624,11 @@ fn after_a_skip_a_header_is_read_and_the_next_skip_needs_no_cancel() {
     );
     assert!(probe == data[11_000..11_000 + probe.len()]);
     let conn = b.conns[0].as_ref().unwrap();
-    assert_eq!((conn.recv, conn.inflight), (RecvState::Paused, 0));
+    assert_eq!((conn.rx.state(), conn.inflight), (RecvState::Paused, 0));
     // Asked in the turn the probe delivered: straight to dropping, nothing to cancel.
     b.skip(token, fd, 5_000);
     let conn = b.conns[0].as_ref().unwrap();
-    assert_eq!((conn.recv, conn.inflight), (RecvState::Skipping, 1));
+    assert_eq!((conn.rx.state(), conn.inflight), (RecvState::Skipping, 1));
     let mut at = 11_000 + probe.len() + 5_000;
     let mut skipped = 0;
     pump(&mut b, |b, c| match c {
@@ -645,7 +646,7 @@ fn after_a_skip_a_header_is_read_and_the_next_skip_needs_no_cancel() {
     });
     assert_eq!(skipped, 5_000);
     // Not asked again: the multishot recv took over and read the rest.
-    assert_eq!(b.conns[0].as_ref().unwrap().recv, RecvState::Armed);
+    assert_eq!(b.conns[0].as_ref().unwrap().rx.state(), RecvState::Armed);
     b.close(token, fd);
     pump(&mut b, |_, c| matches!(c, Completion::Closed { .. }));
 }
