@@ -1,5 +1,12 @@
 //! The backend itself: the ring, the connections' op accounting, and the [`Backend`] calls.
 //!
+//! It owns the ring and the memory the kernel uses, decodes each CQE and hands it to the part it
+//! belongs to. The parts decide; the backend builds and submits the SQEs they ask for:
+//!
+//! - **Receive**: a connection's receive side is a value with a transition function
+//!   ([`super::recv`]); [`UringBackend::execute`] carries out its actions (SQEs, completions,
+//!   the `starved` and `paused` lists) and counts every op submitted for the connection.
+//! - **Accept**: [`super::listener`] says when to arm a listener and what its CQEs report.
 //! - **Close**: cancels the connection's recv and in-flight send by user_data, then closes the
 //!   fd with `IORING_OP_CLOSE`. Every op of a connection is counted; `Closed` is emitted when the
 //!   count reaches zero, i.e. after the recv's final CQE, the send's CQE (still reported as
@@ -134,9 +141,9 @@ impl UringBackend {
     fn push(&mut self, sqe: squeue::Entry) {
         self.in_flight += 1;
         if self.backlog.is_empty() {
-            // SAFETY: every SQE built in this module points only at memory that outlives its CQE:
-            // pool buffers (freed after the ring), boxed `SendOp`s (kept in `Conn::send` until
-            // the CQE) or nothing at all.
+            // SAFETY: every SQE the backend builds points only at memory that outlives its CQE:
+            // the pool's buffers and skip sink (freed after the ring), boxed `SendOp`s (kept in
+            // `Conn::send` until the CQE) or nothing at all.
             if unsafe { self.ring.submission().push(&sqe) }.is_ok() {
                 return;
             }
@@ -168,6 +175,7 @@ impl UringBackend {
         }
     }
 
+    /// Submits the multishot poll that turns a [`Waker::wake`] into a CQE.
     fn arm_waker(&mut self) {
         self.waker_armed = true;
         let sqe = opcode::PollAdd::new(types::Fd(self.waker.fd()), libc::POLLIN as u32)
@@ -177,6 +185,7 @@ impl UringBackend {
         self.push(sqe);
     }
 
+    /// Submits the multishot accept of listener `index`.
     fn arm_accept(&mut self, index: usize) {
         let listener = &mut self.listeners[index];
         listener.armed();
@@ -301,11 +310,20 @@ impl UringBackend {
     }
 
     /// [`UringBackend::step`] for an input of the shard's (a call) or of the wait's start,
-    /// which come with no CQE and report nothing; should one report, it waits in `ready` for
-    /// the next wait.
+    /// which comes with no CQE.
     fn step_quietly(&mut self, index: usize, input: Input) {
+        let actions = match self.conns[index].as_mut() {
+            Some(conn) => conn.rx.step(input),
+            None => Actions::default(),
+        };
+        self.execute_quietly(index, actions);
+    }
+
+    /// [`UringBackend::execute`] for actions decided outside a CQE. They report nothing (only
+    /// CQEs bring news); should they, the report waits in `ready` for the next wait.
+    fn execute_quietly(&mut self, index: usize, actions: Actions) {
         let mut ready = std::mem::take(&mut self.ready);
-        self.step(index, input, None, &mut ready);
+        self.execute(index, actions, None, &mut ready);
         self.ready = ready;
     }
 
@@ -495,6 +513,7 @@ impl UringBackend {
         }
     }
 
+    /// A CQE of listener `index`'s accept.
     fn on_accept(&mut self, index: usize, res: i32, more: bool, out: &mut Vec<Completion>) {
         let Some(listener) = self.listeners.get_mut(index) else {
             return;
@@ -502,6 +521,7 @@ impl UringBackend {
         out.extend(listener.on_cqe(res, more, Instant::now()));
     }
 
+    /// The CQE of a connection's send: the chunks go back to the shard, the box to the pool.
     fn on_send(&mut self, gen: u64, index: usize, res: i32, out: &mut Vec<Completion>) {
         let Some(slot) = self.slot_of_cqe(gen, index) else {
             return;
@@ -640,10 +660,7 @@ impl Backend for UringBackend {
             rx,
             send: None,
         });
-        // Starting reports nothing.
-        let mut ready = std::mem::take(&mut self.ready);
-        self.execute(index, start, None, &mut ready);
-        self.ready = ready;
+        self.execute_quietly(index, start);
         Ok(())
     }
 
@@ -706,17 +723,16 @@ impl Backend for UringBackend {
         let Some(index) = self.slot_of(token) else {
             return;
         };
-        let Some(conn) = self.conns[index].as_mut() else {
+        let Some(conn) = self.conns[index].as_ref() else {
             return;
         };
         if conn.rx.closing() {
             return;
         }
-        conn.inflight += 1;
         let sqe = opcode::Shutdown::new(types::Fd(conn.fd), libc::SHUT_WR)
             .build()
             .user_data(conn_ud(Op::Shutdown, token));
-        self.push(sqe);
+        self.submit(index, sqe);
     }
 
     fn close(&mut self, token: Token, fd: RawFd) {

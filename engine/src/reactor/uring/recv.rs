@@ -31,7 +31,7 @@
 //!   frame's header, so re-armed after a skip it would copy the very payloads the next skip
 //!   was for: measured on loopback with 1 MiB messages, 78% of the bytes were still copied. So
 //!   a finished skip is followed by a one-shot buffer-selected recv of at most
-//!   [`PROBE_LEN`](crate::reactor::PROBE_LEN) bytes (a probe), and the connection then pauses:
+//!   [`PROBE_LEN`] bytes (a probe), and the connection then pauses:
 //!   if the shard asks for the next skip in that loop turn, it starts at once with nothing to
 //!   cancel; if not, the multishot recv is re-armed at the next wait.
 //! - **Pause**: [`Backend::pause`](crate::reactor::Backend::pause) cancels the multishot recv
