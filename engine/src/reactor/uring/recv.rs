@@ -184,6 +184,7 @@ pub(super) enum Action {
 pub(super) struct Actions([Option<Action>; 2]);
 
 impl Actions {
+    /// Appends `action`, to be carried out after those already there.
     fn push(&mut self, action: Action) {
         match self.0.iter_mut().find(|slot| slot.is_none()) {
             Some(slot) => *slot = Some(action),
@@ -206,6 +207,7 @@ impl IntoIterator for Actions {
 /// A connection's receive side: its [`RecvState`] and the fields the transitions need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct RecvSide {
+    /// Where the receive ops stand.
     state: RecvState,
     /// Bytes still to drop unread ([`Input::Skip`]), counted from the first byte not yet
     /// reported; bytes reported as received meanwhile count against it.
