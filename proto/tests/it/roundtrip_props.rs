@@ -6,10 +6,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use proptest::prelude::*;
 use ringsock_proto::ws::extension::Extensions;
-use ringsock_proto::ws::frame::{FrameHeader, OpCode};
-use ringsock_proto::ws::{
-    mask, CloseCode, Config, Connection, DataKind, Event, PingId, Role, State,
-};
+use ringsock_proto::ws::frame::OpCode;
+use ringsock_proto::ws::{CloseCode, Config, Connection, DataKind, Event, PingId, Role, State};
+use ringsock_testkit::frame::parse_frames;
 
 /// One thing the sending side does before closing.
 #[derive(Clone, Debug)]
@@ -121,22 +120,25 @@ fn feed(conn: &mut Connection, input: &[u8], sizes: &[usize]) -> Vec<Event> {
     events
 }
 
-/// The opcodes and unmasked payloads of `bytes`, masked exactly when `sender` is the client.
-fn frames(sender: Role, mut bytes: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let (h, n) = FrameHeader::parse(bytes).unwrap().expect("whole frame");
-        assert!(h.fin && h.rsv == 0);
-        assert_eq!(h.mask.is_some(), sender == Role::Client);
-        let len = h.payload_len as usize;
-        let mut payload = bytes[n..n + len].to_vec();
-        if let Some(key) = h.mask {
-            mask::apply_mask(&mut payload, key, 0);
-        }
-        out.push((h.opcode, payload));
-        bytes = &bytes[n + len..];
-    }
-    out
+/// The opcodes and unmasked payloads of `bytes`, masked exactly when `sender` is the client,
+/// read by hand (the testkit's parser, not ringsock's).
+fn frames(sender: Role, bytes: &[u8]) -> Vec<(OpCode, Vec<u8>)> {
+    parse_frames(bytes)
+        .into_iter()
+        .map(|f| {
+            assert!(f.fin && f.rsv == 0);
+            assert_eq!(f.mask.is_some(), sender == Role::Client);
+            let opcode = match f.opcode {
+                0x1 => OpCode::Text,
+                0x2 => OpCode::Binary,
+                0x8 => OpCode::Close,
+                0x9 => OpCode::Ping,
+                0xA => OpCode::Pong,
+                other => panic!("unexpected opcode {other:#x}"),
+            };
+            (opcode, f.payload)
+        })
+        .collect()
 }
 
 /// `sender` encodes `msgs` and a close; the other role decodes them, answers the pings and the

@@ -1,5 +1,4 @@
-mod common;
-use common::*;
+use crate::common::*;
 use ringsock_proto::ws::frame::OpCode;
 use ringsock_proto::ws::{CloseCode, Event};
 

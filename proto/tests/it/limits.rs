@@ -3,11 +3,9 @@
 //! on control frames, and a floor on fragment sizes. Each is the protocol core alone, time
 //! passed in.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ringsock_proto::ws::extension::Extensions;
 use ringsock_proto::ws::frame::OpCode;
 use ringsock_proto::ws::{

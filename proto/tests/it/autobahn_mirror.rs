@@ -15,15 +15,14 @@
 //! The whole table runs twice: against a server-role connection fed masked frames, and against
 //! a client-role connection fed unmasked ones; the role rules themselves have their own tests.
 
-mod common;
-
 use std::time::Instant;
 
-use common::{close_payload, connection, raw_frame};
+use crate::common::{close_payload, connection, opcode};
 use ringsock_proto::ws::close::ClosePayloadError;
 use ringsock_proto::ws::extension::Extensions;
-use ringsock_proto::ws::frame::{FrameError, FrameHeader, OpCode};
-use ringsock_proto::ws::{mask, Config, Connection, Event, ProtocolError, Role, State};
+use ringsock_proto::ws::frame::{FrameError, OpCode};
+use ringsock_proto::ws::{Config, Connection, Event, ProtocolError, Role, State};
+use ringsock_testkit::frame::{frame as raw_frame, parse_frames};
 
 /// Cases with at most this many input bytes are fed at every piece size and cut at every byte.
 const EXHAUSTIVE_LIMIT: usize = 2048;
@@ -278,30 +277,22 @@ fn comparable(event: Event) -> Ev {
     }
 }
 
-/// Parses what a connection of `role` wrote, checking every frame is FIN, without RSV bits and
-/// masked exactly when the role is the client.
-fn written_frames(role: Role, mut bytes: &[u8]) -> Vec<Out> {
-    let mut frames = Vec::new();
-    while !bytes.is_empty() {
-        let (h, n) = FrameHeader::parse(bytes)
-            .expect("valid header")
-            .expect("whole header");
-        assert!(h.fin, "every frame sent is a whole message");
-        assert_eq!(h.rsv, 0, "no extension, no RSV bits");
-        assert_eq!(
-            h.mask.is_some(),
-            role == Role::Client,
-            "masking follows the role"
-        );
-        let len = h.payload_len as usize;
-        let mut payload = bytes[n..n + len].to_vec();
-        if let Some(key) = h.mask {
-            mask::apply_mask(&mut payload, key, 0);
-        }
-        frames.push((h.opcode, payload));
-        bytes = &bytes[n + len..];
-    }
-    frames
+/// Reads what a connection of `role` wrote (by hand: the testkit's parser, not ringsock's),
+/// checking every frame is FIN, without RSV bits and masked exactly when the role is the client.
+fn written_frames(role: Role, bytes: &[u8]) -> Vec<Out> {
+    parse_frames(bytes)
+        .into_iter()
+        .map(|f| {
+            assert!(f.fin, "every frame sent is a whole message");
+            assert_eq!(f.rsv, 0, "no extension, no RSV bits");
+            assert_eq!(
+                f.mask.is_some(),
+                role == Role::Client,
+                "masking follows the role"
+            );
+            (opcode(f.opcode), f.payload)
+        })
+        .collect()
 }
 
 fn run(case: &Case, role: Role, split: Split) -> Outcome {

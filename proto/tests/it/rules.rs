@@ -1,11 +1,9 @@
 //! One test per protocol rule of the connection state machine, named after the rule.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use ringsock_proto::ws::extension::{
     DataKind, ExtMessage, ExtensionError, ExtensionSession, Extensions, Rsv,
 };

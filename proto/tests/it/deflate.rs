@@ -1,11 +1,9 @@
 //! permessage-deflate through the connection state machine: both roles negotiated by the real
 //! extension, messages across the wire bytes, and the rules of RFC 7692 on bad input.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use ringsock_proto::ws::deflate::{DeflateOptions, PerMessageDeflate};
 use ringsock_proto::ws::extension::{Extension, ExtensionParams, Extensions};
