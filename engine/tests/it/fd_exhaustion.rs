@@ -6,8 +6,6 @@
 //! test binary again, that test alone, which lowers its own limit) and plays the clients from
 //! the parent. Every wait is bounded; the child is killed at the end whatever happens.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +15,7 @@ use std::time::{Duration, Instant};
 use ringsock_engine::reactor::BackendKind;
 use ringsock_engine::server::Echo;
 
-use support::{raise_fd_limit, start, upgrade_request, Setup};
+use crate::support::{raise_fd_limit, start, upgrade_request, wait_until, Setup, STEP};
 
 /// In the child's environment: the backend its server runs on.
 const CHILD: &str = "RINGSOCK_FD_EXHAUSTION_CHILD";
@@ -90,12 +88,21 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-/// What a client has read by the time its head is complete, the server closed, or 5 s passed.
+/// Whether the server has answered `client` (101 or 503): bytes wait to be read.
+fn answered(client: &TcpStream) -> bool {
+    client.set_nonblocking(true).unwrap();
+    let peeked = client.peek(&mut [0u8; 1]);
+    client.set_nonblocking(false).unwrap();
+    matches!(peeked, Ok(1..))
+}
+
+/// What a client has read by the time its head is complete, the server closed, or [`STEP`]
+/// passed.
 fn answer(stream: &mut TcpStream) -> String {
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + STEP;
     let mut got = Vec::new();
     let mut chunk = [0u8; 1024];
     while Instant::now() < deadline && !got.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -109,13 +116,19 @@ fn answer(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&got).into_owned()
 }
 
+/// Runs the case: in the child (this test binary running test `name` of this module alone),
+/// the server; here, the clients.
 fn server_out_of_fds_idles_and_refuses(kind: BackendKind, name: &str) {
     if std::env::var_os(CHILD).is_some() {
         serve(kind);
         return;
     }
+    let module = module_path!()
+        .split_once("::")
+        .map_or(module_path!(), |(_, rest)| rest);
+    let test = format!("{module}::{name}");
     let child = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .args([&test, "--exact", "--test-threads=1", "--nocapture"])
         .env(CHILD, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -146,7 +159,12 @@ fn server_out_of_fds_idles_and_refuses(kind: BackendKind, name: &str) {
             c
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // The server upgrades as many clients as it has descriptors for and answers the rest 503,
+    // then rests: wait until every client has its answer, then watch the server's CPU while the
+    // clients stay connected and nothing more happens.
+    wait_until(STEP, "an answer for every client", || {
+        clients.iter().all(answered)
+    });
 
     let before = cpu_time(pid);
     std::thread::sleep(IDLE);

@@ -3,9 +3,6 @@
 //! served in full, in order, once it reads again; a service that queues past the maximum gets
 //! its overflow policy.
 
-#[macro_use]
-mod support;
-
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,7 +14,9 @@ use ringsock_engine::server::{
     Accept, ConnId, Cx, Echo, HttpResponse, Limits, OutputLimits, Service, Upgrade,
 };
 use ringsock_engine::ws::{CloseCode, Event, Overflow, SendError};
-use support::*;
+use ringsock_testkit::on_both_backends;
+
+use crate::support::*;
 
 /// Each message the writer sends.
 const FRAME: usize = 64 << 10;
@@ -26,10 +25,11 @@ const TOTAL_FRAMES: usize = 4096;
 /// How long the writer's progress may stand still before it counts as stopped by the server.
 const STALL: Duration = Duration::from_millis(500);
 
-fn frame(seq: usize) -> Vec<u8> {
+/// Message `seq`: its number in its first 8 bytes, then a pattern seeded with it.
+fn numbered(seq: usize) -> Vec<u8> {
     let mut payload = pattern(FRAME, seq as u64);
     payload[..8].copy_from_slice(&(seq as u64).to_be_bytes());
-    masked_frame(true, 2, [1, 2, 3, 4], &payload)
+    frame(true, 0, 2, Some([1, 2, 3, 4]), &payload)
 }
 
 fn a_client_that_does_not_read_is_not_read_either(kind: BackendKind) {
@@ -44,7 +44,7 @@ fn a_client_that_does_not_read_is_not_read_either(kind: BackendKind) {
     let writing = thread::spawn(move || {
         use std::io::Write;
         for seq in 0..TOTAL_FRAMES {
-            if writer.write_all(&frame(seq)).is_err() {
+            if writer.write_all(&numbered(seq)).is_err() {
                 return;
             }
             count.store(seq + 1, Ordering::Release);
@@ -184,10 +184,8 @@ fn a_service_queueing_past_max_closes_the_connection_under_close(kind: BackendKi
     raw.expect_eof();
 }
 
-on_both_backends! {
-    a_client_that_does_not_read_is_not_read_either: no_reading_io_uring, no_reading_epoll;
-    a_service_queueing_past_max_is_refused_and_keeps_the_connection_under_drop:
-        overflow_drop_io_uring, overflow_drop_epoll;
-    a_service_queueing_past_max_closes_the_connection_under_close:
-        overflow_close_io_uring, overflow_close_epoll;
-}
+on_both_backends!(
+    a_client_that_does_not_read_is_not_read_either,
+    a_service_queueing_past_max_is_refused_and_keeps_the_connection_under_drop,
+    a_service_queueing_past_max_closes_the_connection_under_close,
+);

@@ -4,9 +4,6 @@
 //! Every case is a function taking the [`BackendKind`]; `on_both_backends!` turns each into an
 //! `…_io_uring` and an `…_epoll` test. Every wait is bounded.
 
-#[macro_use]
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,70 +12,33 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{Echo, Limits, ShutdownReport};
+use ringsock_testkit::on_both_backends;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use support::*;
+use crate::support::*;
 
-on_both_backends! {
-    echoes_text_and_binary_at_length_boundaries_up_to_16_mib:
-        echoes_text_and_binary_at_length_boundaries_up_to_16_mib_io_uring,
-        echoes_text_and_binary_at_length_boundaries_up_to_16_mib_epoll;
-    echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first:
-        echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first_io_uring,
-        echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first_epoll;
-    thousand_connections_each_get_100_pipelined_echoes_in_order:
-        thousand_connections_each_get_100_pipelined_echoes_in_order_io_uring,
-        thousand_connections_each_get_100_pipelined_echoes_in_order_epoll;
-    version_8_handshake_gets_400_naming_version_13:
-        version_8_handshake_gets_400_naming_version_13_io_uring,
-        version_8_handshake_gets_400_naming_version_13_epoll;
-    refusal_reaches_a_client_that_half_closed_after_its_request:
-        refusal_reaches_a_client_that_half_closed_after_its_request_io_uring,
-        refusal_reaches_a_client_that_half_closed_after_its_request_epoll;
-    handshake_without_key_gets_400:
-        handshake_without_key_gets_400_io_uring,
-        handshake_without_key_gets_400_epoll;
-    post_with_upgrade_headers_gets_400_saying_get_is_required:
-        post_with_upgrade_headers_gets_400_saying_get_is_required_io_uring,
-        post_with_upgrade_headers_gets_400_saying_get_is_required_epoll;
-    request_head_over_8_kib_gets_431:
-        request_head_over_8_kib_gets_431_io_uring,
-        request_head_over_8_kib_gets_431_epoll;
-    malformed_request_head_gets_400:
-        malformed_request_head_gets_400_io_uring,
-        malformed_request_head_gets_400_epoll;
-    plain_get_to_a_websocket_path_gets_426_with_upgrade_header:
-        plain_get_to_a_websocket_path_gets_426_with_upgrade_header_io_uring,
-        plain_get_to_a_websocket_path_gets_426_with_upgrade_header_epoll;
-    plain_get_elsewhere_gets_the_services_http_answer:
-        plain_get_elsewhere_gets_the_services_http_answer_io_uring,
-        plain_get_elsewhere_gets_the_services_http_answer_epoll;
-    slow_handshake_is_cut_at_the_handshake_timeout:
-        slow_handshake_is_cut_at_the_handshake_timeout_io_uring,
-        slow_handshake_is_cut_at_the_handshake_timeout_epoll;
-    peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close:
-        peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close_io_uring,
-        peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close_epoll;
-    misbehaving_peers_are_closed_without_disturbing_100_good_ones:
-        misbehaving_peers_are_closed_without_disturbing_100_good_ones_io_uring,
-        misbehaving_peers_are_closed_without_disturbing_100_good_ones_epoll;
-    graceful_shutdown_closes_every_client_with_1001_and_reports_it:
-        graceful_shutdown_closes_every_client_with_1001_and_reports_it_io_uring,
-        graceful_shutdown_closes_every_client_with_1001_and_reports_it_epoll;
-    exhausted_receive_pool_loses_no_data:
-        exhausted_receive_pool_loses_no_data_io_uring,
-        exhausted_receive_pool_loses_no_data_epoll;
-    echoes_over_ipv6_loopback:
-        echoes_over_ipv6_loopback_io_uring,
-        echoes_over_ipv6_loopback_epoll;
-    idle_client_is_closed_with_1001_after_the_idle_timeout:
-        idle_client_is_closed_with_1001_after_the_idle_timeout_io_uring,
-        idle_client_is_closed_with_1001_after_the_idle_timeout_epoll;
-    connections_over_max_connections_get_503:
-        connections_over_max_connections_get_503_io_uring,
-        connections_over_max_connections_get_503_epoll;
-}
+on_both_backends!(
+    echoes_text_and_binary_at_length_boundaries_up_to_16_mib,
+    echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first,
+    thousand_connections_each_get_100_pipelined_echoes_in_order,
+    version_8_handshake_gets_400_naming_version_13,
+    refusal_reaches_a_client_that_half_closed_after_its_request,
+    handshake_without_key_gets_400,
+    post_with_upgrade_headers_gets_400_saying_get_is_required,
+    request_head_over_8_kib_gets_431,
+    malformed_request_head_gets_400,
+    plain_get_to_a_websocket_path_gets_426_with_upgrade_header,
+    plain_get_elsewhere_gets_the_services_http_answer,
+    slow_handshake_is_cut_at_the_handshake_timeout,
+    peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close,
+    misbehaving_peers_are_closed_without_disturbing_100_good_ones,
+    graceful_shutdown_closes_every_client_with_1001_and_reports_it,
+    exhausted_receive_pool_loses_no_data,
+    echoes_over_ipv6_loopback,
+    idle_client_is_closed_with_1001_after_the_idle_timeout,
+    connections_over_max_connections_get_503,
+);
 
 /// The next message, failing on end of stream, error or a wait over 20 s.
 async fn next<S>(rx: &mut S) -> Message
@@ -178,9 +138,9 @@ fn echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first(k
     // Text in three frames, the middle cut inside the two bytes of 'ö'.
     let text = "Hello, fragmented wörld".as_bytes();
     let cut = text.iter().position(|&b| b == 0xC3).unwrap() + 1;
-    raw.send(&masked_frame(false, TEXT, [1, 2, 3, 4], &text[..7]));
-    raw.send(&masked_frame(false, CONT, [5, 6, 7, 8], &text[7..cut]));
-    raw.send(&masked_frame(true, CONT, [9, 10, 11, 12], &text[cut..]));
+    raw.send(&frame(false, 0, TEXT, Some([1, 2, 3, 4]), &text[..7]));
+    raw.send(&frame(false, 0, CONT, Some([5, 6, 7, 8]), &text[7..cut]));
+    raw.send(&frame(true, 0, CONT, Some([9, 10, 11, 12]), &text[cut..]));
     let echo = raw.read_frame().unwrap();
     assert_eq!(
         (echo.fin, echo.opcode, echo.payload.as_slice()),
@@ -190,17 +150,25 @@ fn echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first(k
 
     // Binary in two frames (crossing the 16- and 64-bit length forms) with a ping between.
     let binary = pattern(71_000, 7);
-    let mut burst = masked_frame(false, BINARY, [0xA1, 0xB2, 0xC3, 0xD4], &binary[..1000]);
-    burst.extend(masked_frame(
+    let mut burst = frame(
+        false,
+        0,
+        BINARY,
+        Some([0xA1, 0xB2, 0xC3, 0xD4]),
+        &binary[..1000],
+    );
+    burst.extend(frame(
         true,
+        0,
         PING,
-        [0x11, 0x22, 0x33, 0x44],
+        Some([0x11, 0x22, 0x33, 0x44]),
         b"between",
     ));
-    burst.extend(masked_frame(
+    burst.extend(frame(
         true,
+        0,
         CONT,
-        [0xFE, 0xDC, 0xBA, 0x98],
+        Some([0xFE, 0xDC, 0xBA, 0x98]),
         &binary[1000..],
     ));
     raw.send(&burst);
@@ -215,10 +183,11 @@ fn echoes_fragmented_messages_whole_and_answers_a_ping_between_fragments_first(k
     assert_same(&echo.payload, &binary, "fragmented binary echo");
 
     // And the close handshake ends it.
-    raw.send(&masked_frame(
+    raw.send(&frame(
         true,
+        0,
         CLOSE,
-        [1, 1, 1, 1],
+        Some([1, 1, 1, 1]),
         &1000u16.to_be_bytes(),
     ));
     let close = raw.read_frame().unwrap();
@@ -407,21 +376,25 @@ fn plain_get_elsewhere_gets_the_services_http_answer(kind: BackendKind) {
     );
 }
 
+/// A request head dribbled a byte every 300 ms never completes within the handshake timeout
+/// (1 s): the server cuts it, not before the timeout (measured from before the connect, so the
+/// bound is strict) and within a generous bound after it.
 fn slow_handshake_is_cut_at_the_handshake_timeout(kind: BackendKind) {
     use std::io::{Read, Write};
+    const TIMEOUT: Duration = Duration::from_secs(1);
     let server = start(
         kind,
         Setup {
             limits: Limits {
-                handshake_timeout: Duration::from_secs(1),
+                handshake_timeout: TIMEOUT,
                 ..Limits::default()
             },
             ..Setup::default()
         },
         Echo,
     );
-    let raw = Raw::connect(server.local_addrs()[0]);
     let started = Instant::now();
+    let raw = Raw::connect(server.local_addrs()[0]);
     let stop = Arc::new(AtomicBool::new(false));
     let mut writer = raw.stream.try_clone().unwrap();
     let dribble = {
@@ -431,6 +404,7 @@ fn slow_handshake_is_cut_at_the_handshake_timeout(kind: BackendKind) {
                 if stop.load(Ordering::Relaxed) || writer.write_all(&[byte]).is_err() {
                     return;
                 }
+                // The situation under test: a client this slow.
                 std::thread::sleep(Duration::from_millis(300));
             }
         })
@@ -443,7 +417,7 @@ fn slow_handshake_is_cut_at_the_handshake_timeout(kind: BackendKind) {
             Ok(0) => break started.elapsed(),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                panic!("the server kept a slow handshake open for {RAW_IO_TIMEOUT:?}")
+                panic!("the server kept a slow handshake open for {IO_TIMEOUT:?}")
             }
             Err(_) => break started.elapsed(),
         }
@@ -451,8 +425,12 @@ fn slow_handshake_is_cut_at_the_handshake_timeout(kind: BackendKind) {
     stop.store(true, Ordering::Relaxed);
     dribble.join().unwrap();
     assert!(
-        closed_after >= Duration::from_millis(800) && closed_after <= Duration::from_secs(3),
-        "closed after {closed_after:?}, expected about 1 s"
+        closed_after >= TIMEOUT,
+        "closed after {closed_after:?}, before the handshake timeout ({TIMEOUT:?})"
+    );
+    assert!(
+        closed_after < TIMEOUT + STEP,
+        "closed only after {closed_after:?} (handshake timeout {TIMEOUT:?})"
     );
 }
 
@@ -475,7 +453,7 @@ fn expect_close_after(addr: SocketAddr, garbage: &[u8], code: u16, what: &str) {
 fn reset_mid_frame(addr: SocketAddr) {
     let mut raw = Raw::upgraded(addr, "/");
     let key = [9, 8, 7, 6];
-    let mut half = frame_head(true, BINARY, Some(key), 1000);
+    let mut half = header(true, 0, BINARY, Some(key), 1000);
     half.extend(std::iter::repeat_n(0x55, 500));
     raw.send(&half);
     socket2::SockRef::from(&raw.stream)
@@ -532,16 +510,16 @@ fn misbehaving_peers_are_closed_without_disturbing_100_good_ones(kind: BackendKi
         let bad = tokio::task::spawn_blocking(move || {
             let key = [0x12, 0x34, 0x56, 0x78];
             for _ in 0..4 {
-                expect_close_after(addr, &unmasked_frame(true, TEXT, b"hi"), 1002, "unmasked");
+                expect_close_after(addr, &server_frame(true, 0, TEXT, b"hi"), 1002, "unmasked");
                 expect_close_after(
                     addr,
-                    &masked_frame(true, 0x3, key, b"reserved"),
+                    &frame(true, 0, 0x3, Some(key), b"reserved"),
                     1002,
                     "reserved opcode",
                 );
                 expect_close_after(
                     addr,
-                    &frame_head(true, BINARY, Some(key), 1 << 27),
+                    &header(true, 0, BINARY, Some(key), 1 << 27),
                     1009,
                     "2^27-byte frame",
                 );
@@ -585,29 +563,45 @@ fn misbehaving_peers_are_closed_without_disturbing_100_good_ones(kind: BackendKi
 /// up on them and close the socket; the client then finds only part of the echo, then the end.
 fn peer_that_stops_reading_is_cut_at_the_handshake_timeout_after_its_close(kind: BackendKind) {
     const SIZE: usize = 16 << 20;
+    const TIMEOUT: Duration = Duration::from_secs(1);
     let server = start(
         kind,
         Setup {
             limits: Limits {
-                handshake_timeout: Duration::from_secs(1),
+                handshake_timeout: TIMEOUT,
                 ..Limits::default()
             },
             ..Setup::default()
         },
         Echo,
     );
-    let mut raw = Raw::connect_with_small_receive_buffer(server.local_addrs()[0]).upgrade("/");
-    let mut burst = masked_frame(true, BINARY, [3, 1, 4, 1], &vec![0x5A; SIZE]);
-    burst.extend(masked_frame(
+    let server_addr = server.local_addrs()[0];
+    let mut raw = Raw::connect_with_small_receive_buffer(server_addr).upgrade("/");
+    let client_addr = raw.stream.local_addr().unwrap();
+    let mut burst = frame(true, 0, BINARY, Some([3, 1, 4, 1]), &vec![0x5A; SIZE]);
+    burst.extend(frame(
         true,
+        0,
         CLOSE,
-        [5, 9, 2, 6],
+        Some([5, 9, 2, 6]),
         &1000u16.to_be_bytes(),
     ));
+    let started = Instant::now();
     raw.send(&burst);
     let sent = Instant::now();
-    // Stay deaf past the timeout, then read what the server got out before it gave up.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Stay deaf until the server has closed its socket (the kernel shows it leave ESTABLISHED;
+    // its FIN waits behind the echo this client does not read), then read what the server got
+    // out before it gave up.
+    wait_until(
+        TIMEOUT + STEP,
+        "the server closing the stalled connection",
+        || tcp_state(server_addr, client_addr) != Some(TCP_ESTABLISHED),
+    );
+    let gave_up = started.elapsed();
+    assert!(
+        gave_up >= TIMEOUT,
+        "the server gave up {gave_up:?} after the close was sent, before the timeout ({TIMEOUT:?})"
+    );
     let mut received = 0usize;
     let mut chunk = vec![0u8; 1 << 20];
     loop {
@@ -645,7 +639,10 @@ fn graceful_shutdown_closes_every_client_with_1001_and_reports_it(kind: BackendK
         Echo,
     );
     let addr = server.local_addrs()[0];
-    run(Duration::from_secs(30), async move {
+    // Far longer than 50 close handshakes take on any machine: a shutdown that returns before it
+    // ends did not wait it out.
+    const GRACE: Duration = Duration::from_secs(30);
+    run(GRACE * 3, async move {
         let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(CLIENTS);
         let mut clients = JoinSet::new();
         for c in 0..CLIENTS {
@@ -667,7 +664,7 @@ fn graceful_shutdown_closes_every_client_with_1001_and_reports_it(kind: BackendK
         }
         let shutting_down = std::thread::spawn(move || {
             let t = Instant::now();
-            (server.shutdown(Duration::from_secs(5)), t.elapsed())
+            (server.shutdown(GRACE), t.elapsed())
         });
         while let Some(joined) = clients.join_next().await {
             if let Err(e) = joined {
@@ -686,7 +683,7 @@ fn graceful_shutdown_closes_every_client_with_1001_and_reports_it(kind: BackendK
             }
         );
         assert!(
-            took < Duration::from_secs(5),
+            took < GRACE,
             "shutdown waited out its grace ({took:?}) though every client answered"
         );
     });
@@ -761,13 +758,10 @@ fn echoes_over_ipv6_loopback(kind: BackendKind) {
         addr: "[::1]:0".parse().unwrap(),
         ..Setup::default()
     };
-    let server = match try_start(kind, setup, Echo) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("skipped: cannot listen on [::1] ({e})");
-            return;
-        }
-    };
+    // No silent skip: a machine without IPv6 loopback fails here and says so (run with
+    // `--skip echoes_over_ipv6_loopback` there).
+    let server = try_start(kind, setup, Echo)
+        .unwrap_or_else(|e| panic!("cannot listen on [::1], so IPv6 is untested here: {e}"));
     let addr = server.local_addrs()[0];
     assert!(addr.is_ipv6());
     run(Duration::from_secs(20), async move {
@@ -784,11 +778,12 @@ fn echoes_over_ipv6_loopback(kind: BackendKind) {
 // ------------------------------------------------------------------------------------------
 
 fn idle_client_is_closed_with_1001_after_the_idle_timeout(kind: BackendKind) {
+    const IDLE: Duration = Duration::from_secs(1);
     let server = start(
         kind,
         Setup {
             limits: Limits {
-                idle_timeout: Some(Duration::from_secs(1)),
+                idle_timeout: Some(IDLE),
                 ..Limits::default()
             },
             ..Setup::default()
@@ -796,15 +791,21 @@ fn idle_client_is_closed_with_1001_after_the_idle_timeout(kind: BackendKind) {
         Echo,
     );
     let addr = server.local_addrs()[0];
-    run(Duration::from_secs(20), async move {
+    run(IDLE + STEP * 2, async move {
+        // From before the connect: the server's idle time starts later, at the request, so
+        // the lower bound is strict.
+        let started = Instant::now();
         let mut ws = connect(addr, "/").await;
-        let opened = Instant::now();
         let msg = next(&mut ws).await;
-        let after = opened.elapsed();
+        let after = started.elapsed();
         assert_eq!(close_code(&msg), Some(1001), "got {msg:?}");
         assert!(
-            after >= Duration::from_millis(800) && after <= Duration::from_secs(3),
-            "closed after {after:?}, expected about 1 s"
+            after >= IDLE,
+            "closed after {after:?}, before the idle timeout ({IDLE:?})"
+        );
+        assert!(
+            after < IDLE + STEP,
+            "closed only after {after:?} (idle timeout {IDLE:?})"
         );
         drain_to_end(&mut ws).await;
     });
@@ -819,8 +820,8 @@ fn idle_client_is_closed_with_1001_after_the_idle_timeout(kind: BackendKind) {
 /// then the request meets a closed socket.
 fn upgrade_and_read_to_close(addr: SocketAddr) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, RAW_IO_TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(RAW_IO_TIMEOUT)).unwrap();
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.write_all(upgrade_request("/").as_bytes()).unwrap();
     let mut got = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -869,7 +870,9 @@ fn connections_over_max_connections_get_503(kind: BackendKind) {
     );
 
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The server sees the close at its next turn: poll (each try a whole connection) until a
+    // new one is served, within a generous bound.
+    let deadline = Instant::now() + STEP;
     loop {
         let answer = upgrade_and_read_to_close(addr);
         if answer.starts_with("HTTP/1.1 101 ") {
