@@ -1,8 +1,6 @@
 //! `Addr::tell`: from a plain thread, from a handler on another shard, and to a connection that
 //! has closed (`TellError::Gone`, with the message given back).
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
@@ -12,9 +10,10 @@ use futures_util::SinkExt;
 use ringsock_actors::{
     Accepted, Addr, BackendKind, Closed, Ctx, Handler, Message, Running, TellError,
 };
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 type Registry = Arc<Mutex<HashMap<String, Addr<String>>>>;
 
@@ -206,16 +205,18 @@ fn tell_crosses_shards_between_handlers_and_reports_gone(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-/// Blocks its shard for 300 ms when told "block", after saying so on `blocked`.
+/// Blocks its shard when told "block", after saying so on `blocked`, until the test says so on
+/// `release` (or a step has passed, so a failing test still ends).
 struct Blocker {
     blocked: mpsc::Sender<Addr<String>>,
+    release: Arc<Mutex<mpsc::Receiver<()>>>,
 }
 
 impl Handler for Blocker {
     type Msg = String;
     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: ringsock_actors::Message) {
         let _ = self.blocked.send(ctx.addr());
-        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.release.lock().unwrap().recv_timeout(STEP);
     }
     fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: String) {
         ctx.send_text(&msg);
@@ -226,16 +227,19 @@ impl Handler for Blocker {
 /// message back, and `Running::publish` reports the full shard. The four that fit arrive.
 fn tell_to_a_full_mailbox_gives_the_message_back(kind: BackendKind) {
     let (tx, blocked) = mpsc::channel();
+    let (release, released) = mpsc::channel();
+    let released = Arc::new(Mutex::new(released));
     let server = start(
         kind,
         builder(kind, 1).mailbox(4).route("/block", move |_| {
             Ok(Accepted::new(Blocker {
                 blocked: tx.clone(),
+                release: released.clone(),
             }))
         }),
     );
     let addr = server.local_addrs()[0];
-    run(Duration::from_secs(20), async {
+    run(Duration::from_secs(30), async {
         let mut ws = connect(addr, "/block").await;
         ws.send(WsMessage::text("block")).await.unwrap();
         let target = recv_async(&blocked, STEP, "the shard blocking").await;
@@ -248,6 +252,7 @@ fn tell_to_a_full_mailbox_gives_the_message_back(kind: BackendKind) {
             });
         }
         let published = server.publish("nowhere", "x");
+        release.send(()).unwrap();
         assert_eq!(
             outcomes,
             [
@@ -271,14 +276,8 @@ fn tell_to_a_full_mailbox_gives_the_message_back(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    tell_to_a_full_mailbox_gives_the_message_back:
-        tell_to_a_full_mailbox_gives_the_message_back_io_uring,
-        tell_to_a_full_mailbox_gives_the_message_back_epoll;
-    tell_from_a_plain_thread_arrives_in_order_and_gone_after_close:
-        tell_from_a_plain_thread_arrives_in_order_and_gone_after_close_io_uring,
-        tell_from_a_plain_thread_arrives_in_order_and_gone_after_close_epoll;
-    tell_crosses_shards_between_handlers_and_reports_gone:
-        tell_crosses_shards_between_handlers_and_reports_gone_io_uring,
-        tell_crosses_shards_between_handlers_and_reports_gone_epoll;
-}
+on_both_backends!(
+    tell_to_a_full_mailbox_gives_the_message_back,
+    tell_from_a_plain_thread_arrives_in_order_and_gone_after_close,
+    tell_crosses_shards_between_handlers_and_reports_gone,
+);

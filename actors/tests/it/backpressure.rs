@@ -2,16 +2,15 @@
 //! the high-water mark, `on_drain` fires once (and only once) the client has read it down to the
 //! low-water mark, and past the hard limit a send is `Dropped` and the connection closed with 1008.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use ringsock_actors::{Accepted, BackendKind, Ctx, Handler, Message, SendStatus};
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 const SIZE: usize = 16 * 1024;
 /// A frame of `SIZE` bytes of payload: 2 header bytes and a 16-bit length.
@@ -203,11 +202,7 @@ fn a_send_past_the_hard_limit_is_dropped_and_closes_with_1008(kind: BackendKind)
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    sends_are_buffered_past_high_water_and_drain_fires_once_the_client_reads:
-        sends_are_buffered_past_high_water_and_drain_fires_once_the_client_reads_io_uring,
-        sends_are_buffered_past_high_water_and_drain_fires_once_the_client_reads_epoll;
-    a_send_past_the_hard_limit_is_dropped_and_closes_with_1008:
-        a_send_past_the_hard_limit_is_dropped_and_closes_with_1008_io_uring,
-        a_send_past_the_hard_limit_is_dropped_and_closes_with_1008_epoll;
-}
+on_both_backends!(
+    sends_are_buffered_past_high_water_and_drain_fires_once_the_client_reads,
+    a_send_past_the_hard_limit_is_dropped_and_closes_with_1008,
+);

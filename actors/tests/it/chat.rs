@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message, Server};
+use futures_util::SinkExt;
+use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message};
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::support::*;
 
 struct Member {
     nick: String,
@@ -27,54 +30,24 @@ impl Handler for Member {
     }
 }
 
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message within 5 s")
-            .expect("the stream is open")
-            .expect("a valid message");
-        if let WsMessage::Text(t) = msg {
-            return t.to_string();
-        }
-    }
-}
-
 fn chat_in_two_rooms(kind: BackendKind) {
-    let server = Server::builder()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .shards(2)
-        .backend(kind)
-        .pin_threads(false)
-        .route("/chat", |req| {
+    let server = start(
+        kind,
+        builder(kind, 2).route("/chat", |req| {
             Ok(Accepted::new(Member {
                 nick: req.query_param("nick").unwrap_or_default().into_owned(),
                 room: req.query_param("room").unwrap_or_default().into_owned(),
             }))
-        })
-        .start()
-        .unwrap();
+        }),
+    );
     let addr = server.local_addrs()[0];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let url = |nick: &str, room: &str| format!("ws://{addr}/chat?nick={nick}&room={room}");
-        let (mut ada, _) = tokio_tungstenite::connect_async(url("ada", "a"))
-            .await
-            .unwrap();
+    run(STEP * 3, async move {
+        let url = |nick: &str, room: &str| format!("/chat?nick={nick}&room={room}");
+        let mut ada = connect(addr, &url("ada", "a")).await;
         // Ada learns of Bob's arrival: she is subscribed before he joins.
-        let (mut bob, _) = tokio_tungstenite::connect_async(url("bob", "a"))
-            .await
-            .unwrap();
+        let mut bob = connect(addr, &url("bob", "a")).await;
         assert_eq!(next_text(&mut ada).await, "* bob joined");
-        let (mut cyd, _) = tokio_tungstenite::connect_async(url("cyd", "b"))
-            .await
-            .unwrap();
+        let mut cyd = connect(addr, &url("cyd", "b")).await;
 
         ada.send(WsMessage::text("hello a")).await.unwrap();
         assert_eq!(next_text(&mut ada).await, "ada: hello a");
@@ -91,12 +64,4 @@ fn chat_in_two_rooms(kind: BackendKind) {
     server.shutdown(Duration::from_secs(1));
 }
 
-#[test]
-fn chat_in_two_rooms_io_uring() {
-    chat_in_two_rooms(BackendKind::IoUring);
-}
-
-#[test]
-fn chat_in_two_rooms_epoll() {
-    chat_in_two_rooms(BackendKind::Epoll);
-}
+on_both_backends!(chat_in_two_rooms);

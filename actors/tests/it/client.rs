@@ -2,8 +2,6 @@
 //! against a tokio-tungstenite server; handshake failures reach the handler typed, with the
 //! status and headers of the answer.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
@@ -14,8 +12,9 @@ use ringsock_actors::{
     Accepted, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Limits,
     Message, Running, Server,
 };
+use ringsock_testkit::on_both_backends;
 
-use support::*;
+use crate::support::*;
 
 /// What a client handler saw.
 #[derive(Debug)]
@@ -212,11 +211,20 @@ fn a_refused_connection_is_an_io_error(kind: BackendKind) {
 /// A raw server that completes the handshake, sends close 1000, reads the client's close reply
 /// and then keeps the socket `hold` long before closing it (`None`: never; it waits for the
 /// client to close). Reports what it read after the reply: `Some(elapsed)` when the client
-/// closed the TCP connection (EOF after that long), `None` if it did not before the server did.
-fn closing_server(hold: Option<Duration>) -> (SocketAddr, mpsc::Receiver<Option<Duration>>) {
+/// closed the TCP connection (EOF that long after the server sent its close frame, before which
+/// the client cannot have started waiting), `None` if it did not before the server would have.
+/// Then it closes the socket, once the test says so on the returned sender (or a step later).
+fn closing_server(
+    hold: Option<Duration>,
+) -> (
+    SocketAddr,
+    mpsc::Receiver<Option<Duration>>,
+    mpsc::Sender<()>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
+    let (close, close_now) = mpsc::channel();
     std::thread::spawn(move || {
         let Ok((mut tcp, _)) = listener.accept() else {
             return;
@@ -246,28 +254,30 @@ fn closing_server(hold: Option<Duration>) -> (SocketAddr, mpsc::Receiver<Option<
              Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
         )
         .unwrap();
+        let closing = std::time::Instant::now();
         tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).unwrap();
         // The client's masked close reply: 2 + 4 + 2 bytes.
         let mut reply = [0u8; 8];
         tcp.read_exact(&mut reply).unwrap();
         assert_eq!(reply[0], 0x88, "a close frame");
-        let replied = std::time::Instant::now();
         tcp.set_read_timeout(Some(hold.unwrap_or(STEP))).unwrap();
         let seen = match tcp.read(&mut buf) {
-            Ok(0) => Some(replied.elapsed()),
+            Ok(0) => Some(closing.elapsed()),
             _ => None,
         };
         let _ = tx.send(seen);
+        let _ = close_now.recv_timeout(STEP);
     });
-    (addr, rx)
+    (addr, rx, close)
 }
 
 /// RFC 6455 section 7.1.1: after the close handshake the server closes the TCP connection
 /// first. The client keeps its socket open for it and reports the close once it has.
 fn the_client_waits_for_the_server_to_close_the_transport(kind: BackendKind) {
     let hold = Duration::from_millis(300);
-    let (addr, server_saw) = closing_server(Some(hold));
-    let client = client_runtime(kind);
+    let (addr, server_saw, close_transport) = closing_server(Some(hold));
+    // Far longer than the hold: only the server's close can end the wait.
+    let client = runtime_with_server_close_timeout(kind, STEP);
     let (tx, rx) = mpsc::channel();
     let handler = Client {
         send: vec![],
@@ -276,15 +286,18 @@ fn the_client_waits_for_the_server_to_close_the_transport(kind: BackendKind) {
     };
     client.connect(&format!("ws://{addr}/"), handler).unwrap();
     assert!(matches!(recv_within(&rx, STEP, "open"), Seen::Open(101)));
-    assert!(
-        rx.recv_timeout(hold / 2).is_err(),
-        "the close is reported only once the server has closed the transport"
-    );
+    // The server has held the socket open past its hold, and closes it only when told: until
+    // then nothing may have been reported.
     let eof = recv_within(&server_saw, STEP, "the server's read");
     assert_eq!(
         eof, None,
         "the client did not close the TCP connection first"
     );
+    assert!(
+        rx.try_recv().is_err(),
+        "the close is reported only once the server has closed the transport"
+    );
+    close_transport.send(()).unwrap();
     assert!(matches!(
         recv_within(&rx, STEP, "the close"),
         Seen::Closed(1000)
@@ -292,13 +305,11 @@ fn the_client_waits_for_the_server_to_close_the_transport(kind: BackendKind) {
     client.shutdown(Duration::from_secs(1));
 }
 
-/// A server that never closes: the client gives up after `Limits::server_close_timeout`,
-/// closes the socket itself and reports the close, still clean.
-fn the_client_stops_waiting_for_a_server_that_does_not_close(kind: BackendKind) {
-    let (addr, server_saw) = closing_server(None);
+/// A client-only runtime (one shard) whose outgoing connections wait `wait` for the server to
+/// close the transport after the close handshake.
+fn runtime_with_server_close_timeout(kind: BackendKind, wait: Duration) -> Running {
     raise_fd_limit();
-    let wait = Duration::from_millis(200);
-    let client = Server::builder()
+    Server::builder()
         .shards(1)
         .backend(kind)
         .pin_threads(false)
@@ -307,7 +318,15 @@ fn the_client_stops_waiting_for_a_server_that_does_not_close(kind: BackendKind) 
             ..Limits::default()
         })
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+/// A server that never closes: the client gives up after `Limits::server_close_timeout`,
+/// closes the socket itself and reports the close, still clean.
+fn the_client_stops_waiting_for_a_server_that_does_not_close(kind: BackendKind) {
+    let (addr, server_saw, _) = closing_server(None);
+    let wait = Duration::from_millis(200);
+    let client = runtime_with_server_close_timeout(kind, wait);
     let (tx, rx) = mpsc::channel();
     let handler = Client {
         send: vec![],
@@ -322,8 +341,8 @@ fn the_client_stops_waiting_for_a_server_that_does_not_close(kind: BackendKind) 
     ));
     let eof = recv_within(&server_saw, STEP, "the server's read").expect("the client closed");
     assert!(
-        eof >= wait - Duration::from_millis(20) && eof < STEP,
-        "the client closed after {eof:?}, not after waiting {wait:?}"
+        eof >= wait && eof < wait + STEP,
+        "the client closed {eof:?} after the server's close frame, not after waiting {wait:?}"
     );
     client.shutdown(Duration::from_secs(1));
 }
@@ -346,18 +365,11 @@ fn an_invalid_url_is_refused_at_once() {
     client.shutdown(Duration::from_secs(1));
 }
 
-on_both_backends! {
-    against_ringsock_server: against_ringsock_server_io_uring, against_ringsock_server_epoll;
-    against_tungstenite_server: against_tungstenite_server_io_uring, against_tungstenite_server_epoll;
-    a_refusal_is_a_typed_error_with_status_and_headers:
-        a_refusal_is_a_typed_error_with_status_and_headers_io_uring,
-        a_refusal_is_a_typed_error_with_status_and_headers_epoll;
-    a_refused_connection_is_an_io_error:
-        a_refused_connection_is_an_io_error_io_uring, a_refused_connection_is_an_io_error_epoll;
-    the_client_waits_for_the_server_to_close_the_transport:
-        the_client_waits_for_the_server_to_close_the_transport_io_uring,
-        the_client_waits_for_the_server_to_close_the_transport_epoll;
-    the_client_stops_waiting_for_a_server_that_does_not_close:
-        the_client_stops_waiting_for_a_server_that_does_not_close_io_uring,
-        the_client_stops_waiting_for_a_server_that_does_not_close_epoll;
-}
+on_both_backends!(
+    against_ringsock_server,
+    against_tungstenite_server,
+    a_refusal_is_a_typed_error_with_status_and_headers,
+    a_refused_connection_is_an_io_error,
+    the_client_waits_for_the_server_to_close_the_transport,
+    the_client_stops_waiting_for_a_server_that_does_not_close,
+);

@@ -2,17 +2,15 @@
 //! with credentials, a 407 that reaches the handler typed with its status and headers, `wss://`
 //! with TLS to the server inside the tunnel, and an `https://` proxy (TLS inside TLS).
 
-mod dial_support;
-mod support;
-
 use std::time::Duration;
 
-use dial_support::*;
+use crate::dial_support::*;
 use ringsock_actors::{
     Accepted, BackendKind, Ctx, DialError, DialOptions, Handler, Message, Proxy,
 };
+use ringsock_testkit::on_both_backends;
 
-use support::{builder, start};
+use crate::support::{builder, start};
 
 /// Echo for the server side.
 struct Echo;
@@ -125,7 +123,7 @@ fn wss_inside_the_tunnel(kind: BackendKind) {
     assert!(proxy
         .head()
         .starts_with(&format!("CONNECT localhost:{} HTTP/1.1\r\n", origin.port())));
-    let saw = support::recv_within(&server, support::STEP, "the server's report");
+    let saw = crate::support::recv_within(&server, crate::support::STEP, "the server's report");
     assert_eq!(saw.result, Ok(()));
     assert_eq!(saw.sni.as_deref(), Some("localhost"));
     client.shutdown(Duration::from_secs(1));
@@ -154,7 +152,7 @@ fn wss_through_an_https_proxy(kind: BackendKind) {
     let seen = exchange(&client, &url, &options, &["one", "two"]);
     assert_eq!(summary(&seen), ECHOED);
     assert!(proxy.head().contains("\r\nX-Tenant: blue\r\n"));
-    let saw = support::recv_within(&server, support::STEP, "the server's report");
+    let saw = crate::support::recv_within(&server, crate::support::STEP, "the server's report");
     assert_eq!(
         (saw.result, saw.sni.as_deref()),
         (Ok(()), Some("localhost"))
@@ -183,14 +181,10 @@ fn an_untrusted_https_proxy_is_a_tls_error_naming_the_proxy() {
     client.shutdown(Duration::from_secs(1));
 }
 
-on_both_backends! {
-    ws_through_the_proxy: ws_through_the_proxy_io_uring, ws_through_the_proxy_epoll;
-    credentials_in_the_proxy_url_are_sent:
-        credentials_in_the_proxy_url_are_sent_io_uring,
-        credentials_in_the_proxy_url_are_sent_epoll;
-    a_407_is_a_typed_proxy_error:
-        a_407_is_a_typed_proxy_error_io_uring, a_407_is_a_typed_proxy_error_epoll;
-    wss_inside_the_tunnel: wss_inside_the_tunnel_io_uring, wss_inside_the_tunnel_epoll;
-    wss_through_an_https_proxy:
-        wss_through_an_https_proxy_io_uring, wss_through_an_https_proxy_epoll;
-}
+on_both_backends!(
+    ws_through_the_proxy,
+    credentials_in_the_proxy_url_are_sent,
+    a_407_is_a_typed_proxy_error,
+    wss_inside_the_tunnel,
+    wss_through_an_https_proxy,
+);

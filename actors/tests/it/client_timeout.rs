@@ -3,19 +3,20 @@
 //! timeout; a server that accepts but never answers fails it after the handshake timeout,
 //! counted from when the connection came up.
 
-mod dial_support;
-mod support;
-
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dial_support::*;
 use ringsock_actors::{BackendKind, DialError, DialOptions, Limits, Running, Server};
+use ringsock_testkit::on_both_backends;
 use socket2::{Domain, Socket, Type};
 
+use crate::dial_support::*;
+use crate::support::STEP;
+
 /// A listener with a backlog of 0 that never accepts, filled until connecting to it hangs;
-/// returns it with the connections that filled it (both must live for the test).
+/// returns it with the connections that filled it (both must live for the test), or `None` if
+/// this kernel never stops completing connections to it.
 fn full_listener() -> Option<(Socket, Vec<TcpStream>, SocketAddr)> {
     let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     listener
@@ -38,7 +39,7 @@ fn full_listener() -> Option<(Socket, Vec<TcpStream>, SocketAddr)> {
 }
 
 fn runtime(kind: BackendKind, handshake_timeout: Duration) -> Running {
-    support::raise_fd_limit();
+    crate::support::raise_fd_limit();
     Server::builder()
         .shards(1)
         .backend(kind)
@@ -71,22 +72,21 @@ fn dial(client: &Running, url: &str, options: &DialOptions) -> (Vec<Seen>, Durat
 }
 
 fn a_server_that_never_connects_times_out_after_the_connect_timeout(kind: BackendKind) {
-    let Some((_listener, _fillers, addr)) = full_listener() else {
-        eprintln!("skipped: this kernel does not hold connections to a full accept queue");
-        return;
-    };
+    // No silent skip: without a kernel that drops SYNs to a full accept queue (Linux does)
+    // there is no server that never connects, and the test fails saying so.
+    let (_listener, _fillers, addr) = full_listener()
+        .expect("this kernel completes connections to a full accept queue: nothing to test with");
     // A long handshake timeout: only the connect timeout can end this dial in time.
+    const CONNECT: Duration = Duration::from_millis(300);
     let client = runtime(kind, Duration::from_secs(30));
-    let options = DialOptions::new().connect_timeout(Duration::from_millis(300));
+    let options = DialOptions::new().connect_timeout(CONNECT);
     let (seen, took) = dial(&client, &format!("ws://{addr}/"), &options);
     assert!(
         matches!(seen.as_slice(), [Seen::Failed(DialError::Timeout)]),
         "{seen:?}"
     );
-    assert!(
-        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    // Timed from before the dial: not before the timeout, and within a generous bound after.
+    assert!(took >= CONNECT && took < CONNECT + STEP, "{took:?}");
     client.shutdown(Duration::from_secs(1));
 }
 
@@ -94,7 +94,8 @@ fn a_server_that_never_answers_times_out_after_the_handshake_timeout(kind: Backe
     // Accepts (the kernel does) and never says a word.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let client = runtime(kind, Duration::from_millis(600));
+    const HANDSHAKE: Duration = Duration::from_millis(600);
+    let client = runtime(kind, HANDSHAKE);
     // A short connect timeout does not cut a connection that is up.
     let options = DialOptions::new().connect_timeout(Duration::from_millis(100));
     let (seen, took) = dial(&client, &format!("ws://{addr}/"), &options);
@@ -102,19 +103,13 @@ fn a_server_that_never_answers_times_out_after_the_handshake_timeout(kind: Backe
         matches!(seen.as_slice(), [Seen::Failed(DialError::Timeout)]),
         "{seen:?}"
     );
-    assert!(
-        took >= Duration::from_millis(550) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    // Timed from before the dial (the timeout runs from when the connection came up, later).
+    assert!(took >= HANDSHAKE && took < HANDSHAKE + STEP, "{took:?}");
     drop(listener);
     client.shutdown(Duration::from_secs(1));
 }
 
-on_both_backends! {
-    a_server_that_never_connects_times_out_after_the_connect_timeout:
-        a_server_that_never_connects_times_out_after_the_connect_timeout_io_uring,
-        a_server_that_never_connects_times_out_after_the_connect_timeout_epoll;
-    a_server_that_never_answers_times_out_after_the_handshake_timeout:
-        a_server_that_never_answers_times_out_after_the_handshake_timeout_io_uring,
-        a_server_that_never_answers_times_out_after_the_handshake_timeout_epoll;
-}
+on_both_backends!(
+    a_server_that_never_connects_times_out_after_the_connect_timeout,
+    a_server_that_never_answers_times_out_after_the_handshake_timeout,
+);

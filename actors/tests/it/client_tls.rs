@@ -3,13 +3,11 @@
 //! for another name, reaches the handler as `DialError::Tls` with a reason in words; a server
 //! that wants a client certificate gets one when it is configured.
 
-mod dial_support;
-mod support;
-
 use std::time::Duration;
 
-use dial_support::*;
+use crate::dial_support::*;
 use ringsock_actors::{BackendKind, DialError, DialOptions, TlsOptions};
+use ringsock_testkit::on_both_backends;
 
 fn echo_with_the_test_ca(kind: BackendKind) {
     let pki = Pki::localhost();
@@ -23,7 +21,7 @@ fn echo_with_the_test_ca(kind: BackendKind) {
         &["one", "two"],
     );
     assert_eq!(summary(&seen), ECHOED);
-    let saw = support::recv_within(&server, support::STEP, "the server's report");
+    let saw = crate::support::recv_within(&server, crate::support::STEP, "the server's report");
     assert_eq!(saw.result, Ok(()));
     // An IP address sends no SNI; the certificate's IP name is what matched.
     assert_eq!(saw.sni, None);
@@ -56,7 +54,7 @@ fn large_messages_cross_many_records(kind: BackendKind) {
         ]
     );
     assert!(matches!(&seen[1], Seen::Text(t) if *t == big));
-    let saw = support::recv_within(&server, support::STEP, "the server's report");
+    let saw = crate::support::recv_within(&server, crate::support::STEP, "the server's report");
     assert_eq!(saw.result, Ok(()));
     client.shutdown(Duration::from_secs(1));
 }
@@ -87,7 +85,7 @@ fn an_untrusted_certificate_is_a_tls_error(kind: BackendKind) {
         other => panic!("expected a TLS error, got {other:?}"),
     }
     // The client said why before it closed: the server's handshake fails on its alert.
-    let saw = support::recv_within(&server, support::STEP, "the server's report");
+    let saw = crate::support::recv_within(&server, crate::support::STEP, "the server's report");
     let result = saw.result.unwrap_err();
     assert!(result.contains("UnknownCA"), "{result}");
     client.shutdown(Duration::from_secs(1));
@@ -134,7 +132,7 @@ fn a_client_certificate_is_presented_when_asked(kind: BackendKind) {
         &["one", "two"],
     );
     assert_eq!(summary(&seen), ECHOED);
-    let saw = support::recv_within(&server, support::STEP, "the server's report");
+    let saw = crate::support::recv_within(&server, crate::support::STEP, "the server's report");
     assert_eq!(saw.result, Ok(()));
 
     // Without one, the server refuses, and the handler hears why.
@@ -152,21 +150,16 @@ fn a_client_certificate_is_presented_when_asked(kind: BackendKind) {
         other => panic!("expected a TLS error, got {other:?}"),
     }
     assert!(
-        support::recv_within(&server, support::STEP, "the server's report")
+        crate::support::recv_within(&server, crate::support::STEP, "the server's report")
             .result
             .is_err()
     );
     client.shutdown(Duration::from_secs(1));
 }
 
-on_both_backends! {
-    echo_with_the_test_ca: echo_with_the_test_ca_io_uring, echo_with_the_test_ca_epoll;
-    large_messages_cross_many_records:
-        large_messages_cross_many_records_io_uring, large_messages_cross_many_records_epoll;
-    an_untrusted_certificate_is_a_tls_error:
-        an_untrusted_certificate_is_a_tls_error_io_uring,
-        an_untrusted_certificate_is_a_tls_error_epoll;
-    a_client_certificate_is_presented_when_asked:
-        a_client_certificate_is_presented_when_asked_io_uring,
-        a_client_certificate_is_presented_when_asked_epoll;
-}
+on_both_backends!(
+    echo_with_the_test_ca,
+    large_messages_cross_many_records,
+    an_untrusted_certificate_is_a_tls_error,
+    a_client_certificate_is_presented_when_asked,
+);

@@ -5,11 +5,8 @@
 //!
 //! Every wait is bounded by [`STEP`]; the servers' threads end on their own.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rcgen::{
@@ -23,7 +20,7 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
-use super::support::{raise_fd_limit, recv_within, run, STEP};
+use crate::support::{raise_fd_limit, recv_within, run, STEP};
 
 // ------------------------------------------------------------------------------------------
 // The client side
@@ -476,6 +473,3 @@ pub fn basic(user: &str, password: &str) -> String {
     }
     out
 }
-
-/// How long a test waits to see that nothing more happens.
-pub const QUIET: Duration = Duration::from_millis(200);

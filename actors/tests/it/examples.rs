@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::support::{next_text, run, STEP};
 
 /// An example's process, killed when dropped.
 struct Example(Child);
@@ -46,8 +48,9 @@ fn start(name: &str) -> (Example, SocketAddr) {
     let example = Example(child);
     let started = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
+        // A bounded poll: the example listens once it has started, however long that takes.
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < Duration::from_secs(30),
             "{name} did not listen"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -55,32 +58,11 @@ fn start(name: &str) -> (Example, SocketAddr) {
     (example, addr)
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async { tokio::time::timeout(Duration::from_secs(20), f).await })
-        .expect("the test finished within 20 s")
-}
-
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match ws.next().await.expect("open").expect("valid") {
-            WsMessage::Text(t) => return t.to_string(),
-            _ => continue,
-        }
-    }
-}
-
 #[test]
 fn chat_example_serves_its_page_and_relays_within_a_room() {
     let (_chat, addr) = start("chat");
     let mut http = std::net::TcpStream::connect(addr).unwrap();
-    http.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    http.set_read_timeout(Some(STEP)).unwrap();
     http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut page = String::new();
@@ -90,7 +72,7 @@ fn chat_example_serves_its_page_and_relays_within_a_room() {
         page.contains("new WebSocket"),
         "the page has no client script"
     );
-    block_on(async move {
+    run(STEP * 3, async move {
         let url = |q: &str| format!("ws://{addr}/chat?{q}");
         let (mut ada, _) = tokio_tungstenite::connect_async(url("nick=ada&room=r1"))
             .await
@@ -113,7 +95,7 @@ fn chat_example_serves_its_page_and_relays_within_a_room() {
 #[test]
 fn game_example_ticks_and_moves_players_by_their_inputs() {
     let (_game, addr) = start("game");
-    block_on(async move {
+    run(STEP * 3, async move {
         // The match is spawned just after the server starts listening; until then the game
         // answers 503, as a client that comes too early should be told.
         let url = format!("ws://{addr}/play?name=ada");
@@ -122,7 +104,7 @@ fn game_example_ticks_and_moves_players_by_their_inputs() {
             match tokio_tungstenite::connect_async(url.as_str()).await {
                 Ok((ws, _)) => break ws,
                 Err(tokio_tungstenite::tungstenite::Error::Http(r))
-                    if r.status() == 503 && started.elapsed() < Duration::from_secs(10) =>
+                    if r.status() == 503 && started.elapsed() < Duration::from_secs(30) =>
                 {
                     tokio::time::sleep(Duration::from_millis(10)).await
                 }

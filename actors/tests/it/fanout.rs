@@ -2,8 +2,6 @@
 //! Every subscriber must get every message exactly once, in order per publisher, whichever shard
 //! the publisher and the subscriber live on.
 
-mod support;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,10 +9,11 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, SelectAll, StreamExt};
 use futures_util::SinkExt;
 use ringsock_actors::{Accepted, BackendKind, Ctx, Handler, Message, Running};
+use ringsock_testkit::on_both_backends;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 const TOPIC: &str = "fan";
 /// Subscribers of the client-driven case (the number).
@@ -185,7 +184,8 @@ fn client_publishers_reach_2000_subscribers_in_order(kind: BackendKind) {
     let (server, per_shard) = fanout_server(kind);
     let addr = server.local_addrs()[0];
     let started = Instant::now();
-    run(Duration::from_secs(60), async {
+    // Every step inside is bounded by STEP of no progress; this bounds a stuck test overall.
+    run(Duration::from_secs(300), async {
         let subs = subscribe_all(addr, SUBSCRIBERS).await;
         let connected = started.elapsed();
         let readers = spawn_readers(subs);
@@ -212,11 +212,14 @@ fn client_publishers_reach_2000_subscribers_in_order(kind: BackendKind) {
             connected_publishers.push(ws.expect("a publisher task panicked"));
         }
         // Every publisher's messages are queued or on their way; `end` follows them all on
-        // every shard (one mailbox per shard, in order).
-        wait_until_async(STEP, "the publishes", || {
-            server.stats().published.load(Ordering::Relaxed)
-                == PUBLISHERS as u64 * PER_PUBLISHER as u64
-        })
+        // every shard (one mailbox per shard, in order). Delivering 6 M messages takes as long
+        // as the machine makes it: the bound is on no progress for a step, not on the whole.
+        wait_progress_async(
+            STEP,
+            "the publishes",
+            PUBLISHERS as u64 * PER_PUBLISHER as u64,
+            || server.stats().published.load(Ordering::Relaxed),
+        )
         .await;
         server.publish(TOPIC, "end").unwrap();
         join_readers(readers, SUBSCRIBERS).await;
@@ -235,7 +238,7 @@ fn thread_publishers_reach_500_subscribers_in_order(kind: BackendKind) {
     let (server, per_shard) = fanout_server(kind);
     let addr = server.local_addrs()[0];
     let server = Arc::new(server);
-    run(Duration::from_secs(60), async {
+    run(Duration::from_secs(300), async {
         let subs = subscribe_all(addr, THREAD_CASE_SUBSCRIBERS).await;
         let readers = spawn_readers(subs);
         let threads: Vec<_> = (0..PUBLISHERS)
@@ -261,11 +264,7 @@ fn thread_publishers_reach_500_subscribers_in_order(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    client_publishers_reach_2000_subscribers_in_order:
-        client_publishers_reach_2000_subscribers_in_order_io_uring,
-        client_publishers_reach_2000_subscribers_in_order_epoll;
-    thread_publishers_reach_500_subscribers_in_order:
-        thread_publishers_reach_500_subscribers_in_order_io_uring,
-        thread_publishers_reach_500_subscribers_in_order_epoll;
-}
+on_both_backends!(
+    client_publishers_reach_2000_subscribers_in_order,
+    thread_publishers_reach_500_subscribers_in_order,
+);

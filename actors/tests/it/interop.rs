@@ -12,8 +12,6 @@
 //! A missing peer fails the test with what to run: CI installs them, so a skip would hide a
 //! broken setup.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -9,9 +9,6 @@
 //! every echo), and on the captured bytes that compression and context takeover happened in
 //! each direction as agreed.
 
-mod interop;
-mod support;
-
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -19,14 +16,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use interop::*;
+use crate::interop::*;
 use ringsock_actors::{
     Accepted, BackendKind, Ctx, DataKind, DeflateOptions, Handler, HttpResponse, Message, Running,
 };
 use serde_json::Value;
-use support::*;
 
-const PAGE: &str = include_str!("interop/deflate.html");
+use crate::support::*;
+
+const PAGE: &str = include_str!("../interop/deflate.html");
 
 /// The page's messages: (text?, bytes), as `MESSAGES` in deflate.html makes them.
 const SENT: &[(bool, usize)] = &[

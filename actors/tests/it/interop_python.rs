@@ -15,15 +15,14 @@
 //! One Python process per test runs all its cases. Window 8: websockets (zlib) cannot compress
 //! with it, so 8 is covered only where ringsock compresses and websockets inflates.
 
-mod interop;
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use interop::*;
+
+use crate::interop::*;
+use crate::support::*;
 use ringsock_actors::{
     Accepted, BackendKind, ClientOptions, Closed, Ctx, DataKind, DeflateOptions, DialError,
     Handler, HandshakeError, Message, Running, Server,
@@ -31,7 +30,6 @@ use ringsock_actors::{
 use ringsock_engine::server::{Echo as EngineEcho, Server as EngineServer, ServerHandle};
 use ringsock_engine::ws::ServerOptions;
 use serde_json::{json, Value};
-use support::*;
 
 /// The messages of every case, in order. The 200-byte text is sent twice: without context
 /// takeover the second compresses to the same size, with it to a few bytes (200 bytes, so that

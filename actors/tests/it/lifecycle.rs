@@ -2,8 +2,6 @@
 //! the limit (1009, `on_error` then `on_close`), a graceful shutdown (1001 to every client, every
 //! handler's `on_close`), and plain HTTP beside the WebSocket routes.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::mpsc;
@@ -13,10 +11,11 @@ use futures_util::SinkExt;
 use ringsock_actors::{
     Accepted, BackendKind, Closed, Ctx, CtxError, Handler, HttpResponse, Message, SendStatus,
 };
+use ringsock_testkit::on_both_backends;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 /// What a handler heard, in order.
 #[derive(Debug, PartialEq)]
@@ -193,17 +192,9 @@ fn plain_http_gets_the_responder_and_a_route_gets_426(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    a_handlers_close_reaches_the_client_with_its_code_and_reason:
-        a_handlers_close_reaches_the_client_with_its_code_and_reason_io_uring,
-        a_handlers_close_reaches_the_client_with_its_code_and_reason_epoll;
-    a_message_over_the_limit_closes_with_1009_after_on_error:
-        a_message_over_the_limit_closes_with_1009_after_on_error_io_uring,
-        a_message_over_the_limit_closes_with_1009_after_on_error_epoll;
-    shutdown_closes_every_client_with_1001_and_every_handler_hears_it:
-        shutdown_closes_every_client_with_1001_and_every_handler_hears_it_io_uring,
-        shutdown_closes_every_client_with_1001_and_every_handler_hears_it_epoll;
-    plain_http_gets_the_responder_and_a_route_gets_426:
-        plain_http_gets_the_responder_and_a_route_gets_426_io_uring,
-        plain_http_gets_the_responder_and_a_route_gets_426_epoll;
-}
+on_both_backends!(
+    a_handlers_close_reaches_the_client_with_its_code_and_reason,
+    a_message_over_the_limit_closes_with_1009_after_on_error,
+    shutdown_closes_every_client_with_1001_and_every_handler_hears_it,
+    plain_http_gets_the_responder_and_a_route_gets_426,
+);

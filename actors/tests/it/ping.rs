@@ -2,19 +2,18 @@
 //! answering is dropped after the pong deadline (its handler hears 1006, its socket ends) —
 //! whether the deadline is shorter than, equal to (the default) or longer than the interval.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use ringsock_actors::{
     Accepted, BackendKind, Closed, Ctx, Handler, Message, Running, ServerBuilder,
 };
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 /// What a connection's handler reports.
 #[derive(Debug)]
@@ -57,7 +56,11 @@ fn server(
 /// A raw client that answers every ping sees them keep coming, every ~100 ms, and stays open;
 /// its answers are not reported to `on_pong` (they answer automatic pings).
 fn pings_arrive_and_a_peer_that_answers_stays(kind: BackendKind) {
-    let (server, seen) = server(kind, |b| b.ping(Duration::from_millis(100)));
+    // A deadline far above the client's answer time (it answers as it reads).
+    let (server, seen) = server(kind, |b| {
+        b.ping(Duration::from_millis(100))
+            .pong_timeout(Duration::from_secs(2))
+    });
     let addr = server.local_addrs()[0];
     let mut raw = Raw::upgraded(addr, "/");
     let start = Instant::now();
@@ -74,7 +77,7 @@ fn pings_arrive_and_a_peer_that_answers_stays(kind: BackendKind) {
         elapsed >= Duration::from_millis(700),
         "8 pings in {elapsed:?}"
     );
-    assert!(elapsed < Duration::from_secs(5), "8 pings took {elapsed:?}");
+    assert!(elapsed < STEP, "8 pings took {elapsed:?}");
     assert!(
         seen.try_recv().is_err(),
         "the handler heard something: {:?}",
@@ -115,7 +118,7 @@ fn silent_peer_is_dropped(kind: BackendKind, interval: Duration, pong_timeout: O
     let addr = server.local_addrs()[0];
     let start = Instant::now();
     let mut raw = Raw::upgraded(addr, "/");
-    let (frames, end) = raw.read_until_end(Duration::from_secs(5));
+    let (frames, end) = raw.read_until_end(interval + deadline + STEP);
     let ended = start.elapsed();
     assert!(
         frames.iter().all(|f| f.opcode == PING),
@@ -136,7 +139,7 @@ fn silent_peer_is_dropped(kind: BackendKind, interval: Duration, pong_timeout: O
          timeout ({deadline:?})"
     );
     assert!(
-        closed_after < interval + deadline + Duration::from_secs(2),
+        closed_after < interval + deadline + STEP,
         "dropped only after {closed_after:?}"
     );
     eprintln!(
@@ -167,20 +170,21 @@ fn silent_peer_is_dropped_when_the_deadline_spans_several_intervals(kind: Backen
     );
 }
 
-/// A raw client that answers each ping 150 ms late — after the next tick, within the 350 ms
+/// A raw client that answers each ping 300 ms late — three ticks later, well within the 2 s
 /// deadline — stays open, and its late answers are not mistaken for pongs to the handler's own
 /// pings.
 fn a_peer_answering_late_within_the_deadline_stays(kind: BackendKind) {
     let (server, seen) = server(kind, |b| {
         b.ping(Duration::from_millis(100))
-            .pong_timeout(Duration::from_millis(350))
+            .pong_timeout(Duration::from_secs(2))
     });
     let addr = server.local_addrs()[0];
     let mut raw = Raw::upgraded(addr, "/");
     for _ in 0..5 {
         let frame = raw.read_frame().expect("a ping");
         assert_eq!(frame.opcode, PING, "unexpected frame {frame:?}");
-        std::thread::sleep(Duration::from_millis(150));
+        // The situation under test: a peer this slow to answer.
+        std::thread::sleep(Duration::from_millis(300));
         raw.send_frame(PONG, &frame.payload);
     }
     raw.send_frame(TEXT, b"still here");
@@ -206,23 +210,28 @@ fn a_peer_answering_late_within_the_deadline_stays(kind: BackendKind) {
 /// A tokio-tungstenite client answers pings while it is being read: it outlives many pong
 /// deadlines.
 fn a_reading_client_outlives_many_deadlines(kind: BackendKind) {
+    // The client answers as it reads, so only a stall of a whole deadline could make it late.
+    const DEADLINE: Duration = Duration::from_secs(1);
     let (server, seen) = server(kind, |b| {
-        b.ping(Duration::from_millis(50))
-            .pong_timeout(Duration::from_millis(150))
+        b.ping(Duration::from_millis(100)).pong_timeout(DEADLINE)
     });
     let addr = server.local_addrs()[0];
-    run(Duration::from_secs(20), async {
+    run(STEP * 2, async {
         let mut ws = connect(addr, "/").await;
+        // Forty pings a 100 ms interval apart: about four deadlines.
+        let started = Instant::now();
         let mut pings = 0;
-        let until = tokio::time::Instant::now() + Duration::from_millis(800);
-        while tokio::time::Instant::now() < until {
-            match tokio::time::timeout_at(until, ws.next()).await {
-                Err(_) => break,
-                Ok(Some(Ok(WsMessage::Ping(_)))) => pings += 1,
-                Ok(other) => panic!("unexpected {other:?}"),
+        while pings < 40 {
+            match next_raw(&mut ws).await {
+                Some(Ok(WsMessage::Ping(_))) => pings += 1,
+                other => panic!("after {pings} pings: unexpected {other:?}"),
             }
         }
-        assert!(pings >= 8, "only {pings} pings in 800 ms");
+        let lived = started.elapsed();
+        assert!(
+            lived >= DEADLINE * 3,
+            "40 pings at a 100 ms interval in {lived:?}"
+        );
         ws.send(WsMessage::text("alive")).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "alive");
         assert!(
@@ -263,6 +272,7 @@ fn own_pings_are_reported_and_automatic_ones_are_not(kind: BackendKind) {
         kind,
         builder(kind, 1)
             .ping(Duration::from_millis(50))
+            .pong_timeout(Duration::from_secs(2))
             .route("/", move |_| {
                 Ok(Accepted::new(Pinger { report: tx.clone() }))
             }),
@@ -286,9 +296,23 @@ fn own_pings_are_reported_and_automatic_ones_are_not(kind: BackendKind) {
             pongs.push(p);
         }
     }
-    std::thread::sleep(Duration::from_millis(100));
-    while let Ok(Seen::Pong(p)) = seen.try_recv() {
-        pongs.push(p);
+    // A last ping of the handler's own, answered like the rest: its report comes after that of
+    // every pong before it (one connection, in order), so nothing is still on its way.
+    raw.send_frame(TEXT, b"last");
+    loop {
+        let frame = raw.read_frame().expect("a frame");
+        assert_eq!(frame.opcode, PING, "unexpected frame {frame:?}");
+        raw.send_frame(PONG, &frame.payload);
+        if frame.payload == b"last" {
+            break;
+        }
+    }
+    loop {
+        match recv_within(&seen, STEP, "the report of the last pong") {
+            Seen::Pong(p) if p == "last" => break,
+            Seen::Pong(p) => pongs.push(p),
+            other => panic!("unexpected {other:?}"),
+        }
     }
     assert_eq!(pongs, [Bytes::from_static(b"mine")]);
     server.shutdown(Duration::from_secs(2));
@@ -312,13 +336,17 @@ impl Handler for Flooder {
     }
 }
 
+/// The pong deadline of the flood test: the client answers at once, so only a stall this long
+/// could make it late.
+const FLOOD_DEADLINE: Duration = Duration::from_secs(1);
+
 fn own_ping_flood_does_not_make_an_answering_peer_dead(kind: BackendKind) {
     let (tx, seen) = mpsc::channel();
     let server = start(
         kind,
         builder(kind, 1)
             .ping(Duration::from_millis(100))
-            .pong_timeout(Duration::from_millis(400))
+            .pong_timeout(FLOOD_DEADLINE)
             .route("/", move |_| {
                 Ok(Accepted::new(Flooder { report: tx.clone() }))
             }),
@@ -331,7 +359,7 @@ fn own_ping_flood_does_not_make_an_answering_peer_dead(kind: BackendKind) {
     // Answer everything, the held-back automatic ping last, for well past the deadline.
     let started = Instant::now();
     let mut answered_auto = false;
-    while started.elapsed() < Duration::from_millis(1200) {
+    while started.elapsed() < FLOOD_DEADLINE * 3 {
         let frame = raw.read_frame().expect("the connection stays open");
         assert_eq!(frame.opcode, PING, "unexpected frame {frame:?}");
         raw.send_frame(PONG, &frame.payload);
@@ -348,29 +376,13 @@ fn own_ping_flood_does_not_make_an_answering_peer_dead(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    pings_arrive_and_a_peer_that_answers_stays:
-        pings_arrive_and_a_peer_that_answers_stays_io_uring,
-        pings_arrive_and_a_peer_that_answers_stays_epoll;
-    silent_peer_is_dropped_when_the_deadline_is_shorter_than_the_interval:
-        silent_peer_is_dropped_when_the_deadline_is_shorter_than_the_interval_io_uring,
-        silent_peer_is_dropped_when_the_deadline_is_shorter_than_the_interval_epoll;
-    silent_peer_is_dropped_with_the_default_deadline:
-        silent_peer_is_dropped_with_the_default_deadline_io_uring,
-        silent_peer_is_dropped_with_the_default_deadline_epoll;
-    silent_peer_is_dropped_when_the_deadline_spans_several_intervals:
-        silent_peer_is_dropped_when_the_deadline_spans_several_intervals_io_uring,
-        silent_peer_is_dropped_when_the_deadline_spans_several_intervals_epoll;
-    a_peer_answering_late_within_the_deadline_stays:
-        a_peer_answering_late_within_the_deadline_stays_io_uring,
-        a_peer_answering_late_within_the_deadline_stays_epoll;
-    a_reading_client_outlives_many_deadlines:
-        a_reading_client_outlives_many_deadlines_io_uring,
-        a_reading_client_outlives_many_deadlines_epoll;
-    own_pings_are_reported_and_automatic_ones_are_not:
-        own_pings_are_reported_and_automatic_ones_are_not_io_uring,
-        own_pings_are_reported_and_automatic_ones_are_not_epoll;
-    own_ping_flood_does_not_make_an_answering_peer_dead:
-        own_ping_flood_does_not_make_an_answering_peer_dead_io_uring,
-        own_ping_flood_does_not_make_an_answering_peer_dead_epoll;
-}
+on_both_backends!(
+    pings_arrive_and_a_peer_that_answers_stays,
+    silent_peer_is_dropped_when_the_deadline_is_shorter_than_the_interval,
+    silent_peer_is_dropped_with_the_default_deadline,
+    silent_peer_is_dropped_when_the_deadline_spans_several_intervals,
+    a_peer_answering_late_within_the_deadline_stays,
+    a_reading_client_outlives_many_deadlines,
+    own_pings_are_reported_and_automatic_ones_are_not,
+    own_ping_flood_does_not_make_an_answering_peer_dead,
+);

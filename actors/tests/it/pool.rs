@@ -2,9 +2,6 @@
 //! (hundreds over `wss://` with a test CA, and TLS failures without it); redials with backoff
 //! after the server goes away and comes back; attempt limits; the dial rate as a ceiling.
 
-mod dial_support;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -15,9 +12,11 @@ use ringsock_actors::{
     Accepted, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, DialOptions, Handler,
     HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
 };
+use ringsock_testkit::on_both_backends;
 
-use dial_support::{wss_echo_server_for, Pki};
-use support::*;
+use crate::dial_support::{wss_echo_server_for, Pki};
+
+use crate::support::*;
 
 /// Echo for the server side.
 struct Echo;
@@ -644,35 +643,18 @@ fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length
     server.shutdown(Duration::from_secs(1));
 }
 
-on_both_backends! {
-    redials_with_backoff_after_the_server_drops_connections:
-        redials_with_backoff_after_the_server_drops_connections_io_uring,
-        redials_with_backoff_after_the_server_drops_connections_epoll;
-    connections_spread_over_local_addresses:
-        connections_spread_over_local_addresses_io_uring,
-        connections_spread_over_local_addresses_epoll;
-    prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length:
-        prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_io_uring,
-        prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length_epoll;
-    two_thousand_connections_echo_their_own_messages:
-        two_thousand_connections_echo_their_own_messages_io_uring,
-        two_thousand_connections_echo_their_own_messages_epoll;
-    wss_connections_echo_their_own_messages:
-        wss_connections_echo_their_own_messages_io_uring,
-        wss_connections_echo_their_own_messages_epoll;
-    wss_dials_without_the_test_ca_fail_on_tls:
-        wss_dials_without_the_test_ca_fail_on_tls_io_uring,
-        wss_dials_without_the_test_ca_fail_on_tls_epoll;
-    redials_with_backoff_when_the_server_goes_away_and_comes_back:
-        redials_with_backoff_when_the_server_goes_away_and_comes_back_io_uring,
-        redials_with_backoff_when_the_server_goes_away_and_comes_back_epoll;
-    gives_up_after_the_attempt_limit:
-        gives_up_after_the_attempt_limit_io_uring, gives_up_after_the_attempt_limit_epoll;
-    the_dial_rate_is_a_ceiling: the_dial_rate_is_a_ceiling_io_uring, the_dial_rate_is_a_ceiling_epoll;
-    clean_closes_are_dialled_again_when_asked:
-        clean_closes_are_dialled_again_when_asked_io_uring,
-        clean_closes_are_dialled_again_when_asked_epoll;
-}
+on_both_backends!(
+    redials_with_backoff_after_the_server_drops_connections,
+    connections_spread_over_local_addresses,
+    prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length,
+    two_thousand_connections_echo_their_own_messages,
+    wss_connections_echo_their_own_messages,
+    wss_dials_without_the_test_ca_fail_on_tls,
+    redials_with_backoff_when_the_server_goes_away_and_comes_back,
+    gives_up_after_the_attempt_limit,
+    the_dial_rate_is_a_ceiling,
+    clean_closes_are_dialled_again_when_asked,
+);
 
 #[test]
 fn an_invalid_url_is_refused_before_anything_is_dialled() {

@@ -6,9 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use ringsock_actors::{Accepted, Addr, BackendKind, Ctx, Handler, Server};
+use ringsock_actors::{Accepted, Addr, BackendKind, Ctx, Handler};
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::support::*;
 
 struct Sub {
     ready: mpsc::Sender<Addr<String>>,
@@ -28,60 +30,46 @@ impl Handler for Sub {
 
 fn burst_in_order(kind: BackendKind) {
     let (tx, rx) = mpsc::channel();
-    let server = Server::builder()
-        .bind("127.0.0.1:0".parse().unwrap())
-        .shards(1)
-        .backend(kind)
-        .pin_threads(false)
-        .route("/", move |_| Ok(Accepted::new(Sub { ready: tx.clone() })))
-        .start()
-        .unwrap();
+    let server = start(
+        kind,
+        builder(kind, 1).route("/", move |_| Ok(Accepted::new(Sub { ready: tx.clone() }))),
+    );
     let addr = server.local_addrs()[0];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (mut ws, _) = rt
-        .block_on(tokio_tungstenite::connect_async(format!("ws://{addr}/")))
-        .unwrap();
-    let me = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // The client is not read while the burst is published: it all waits in its socket.
+    run(STEP * 6, async {
+        let mut ws = connect(addr, "/").await;
+        let me = recv_async(&rx, STEP, "the subscriber's address").await;
 
-    // What the subscriber must see, in this order.
-    let mut expected = Vec::new();
-    let publish = |expected: &mut Vec<String>, topic: &str, text: String| {
-        server.publish(topic, text.clone()).unwrap();
-        expected.push(text);
-    };
-    for i in 0..100 {
-        publish(&mut expected, "a", format!("a{i}"));
-    }
-    for i in 0..50 {
-        publish(&mut expected, "b", format!("b{i}"));
-    }
-    me.tell("told".to_owned()).unwrap();
-    expected.push("told".to_owned());
-    for i in 100..300 {
-        // Every 50th message is too large to go in a batch.
-        let text = if i % 50 == 0 {
-            format!("a{i}:{}", "x".repeat(2000))
-        } else {
-            format!("a{i}")
+        // What the subscriber must see, in this order.
+        let mut expected = Vec::new();
+        let publish = |expected: &mut Vec<String>, topic: &str, text: String| {
+            server.publish(topic, text.clone()).unwrap();
+            expected.push(text);
         };
-        publish(&mut expected, "a", text);
-    }
-    // Past one batch's 64 KiB: the burst is split into several batches.
-    for i in 0..2000 {
-        publish(&mut expected, "b", format!("b{i}:{}", "y".repeat(60)));
-    }
+        for i in 0..100 {
+            publish(&mut expected, "a", format!("a{i}"));
+        }
+        for i in 0..50 {
+            publish(&mut expected, "b", format!("b{i}"));
+        }
+        me.tell("told".to_owned()).unwrap();
+        expected.push("told".to_owned());
+        for i in 100..300 {
+            // Every 50th message is too large to go in a batch.
+            let text = if i % 50 == 0 {
+                format!("a{i}:{}", "x".repeat(2000))
+            } else {
+                format!("a{i}")
+            };
+            publish(&mut expected, "a", text);
+        }
+        // Past one batch's 64 KiB: the burst is split into several batches.
+        for i in 0..2000 {
+            publish(&mut expected, "b", format!("b{i}:{}", "y".repeat(60)));
+        }
 
-    rt.block_on(async {
         for want in &expected {
-            let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
-                .await
-                .expect("a message within 5 s")
-                .expect("the stream is open")
-                .expect("a valid message");
-            assert_eq!(got, WsMessage::text(want.as_str()));
+            assert_eq!(next_message(&mut ws).await, WsMessage::text(want.as_str()));
         }
     });
     let stats = server.stats();
@@ -91,12 +79,4 @@ fn burst_in_order(kind: BackendKind) {
     server.shutdown(Duration::from_secs(1));
 }
 
-#[test]
-fn burst_in_order_io_uring() {
-    burst_in_order(BackendKind::IoUring);
-}
-
-#[test]
-fn burst_in_order_epoll() {
-    burst_in_order(BackendKind::Epoll);
-}
+on_both_backends!(burst_in_order);

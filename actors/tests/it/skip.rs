@@ -3,19 +3,18 @@
 //! arrives with its kind and length, in order, with the small messages and pings between them
 //! intact. A skip that took one byte too many would cut into the next frame's header.
 
-mod support;
-
 use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ringsock_actors::{BackendKind, Closed, Ctx, Handler, Message, Running, Server};
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 /// What the server sends, as (text?, length) of each message; a fragmented one is split in two.
 enum Send {
@@ -188,8 +187,4 @@ fn discarded_messages_keep_kind_length_and_order_when_skipped(kind: BackendKind)
     client.shutdown(Duration::from_secs(1));
 }
 
-on_both_backends! {
-    discarded_messages_keep_kind_length_and_order_when_skipped:
-        discarded_messages_keep_kind_length_and_order_when_skipped_io_uring,
-        discarded_messages_keep_kind_length_and_order_when_skipped_epoll;
-}
+on_both_backends!(discarded_messages_keep_kind_length_and_order_when_skipped,);

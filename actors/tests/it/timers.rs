@@ -2,8 +2,6 @@
 //! closed connection's do not, and an actor spawned with `Running::spawn` ticks, publishes to
 //! subscribers on both shards, stops, and is then gone.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -11,9 +9,10 @@ use futures_util::SinkExt;
 use ringsock_actors::{
     Accepted, Actor, ActorCtx, BackendKind, Closed, Ctx, Handler, Message, TellError, TimerId,
 };
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 /// Sets three timers on open (40, 80 and 120 ms), cancels the middle one, and reports each that
 /// fires by name; the last re-arms itself twice.
@@ -96,6 +95,9 @@ fn timers_fire_in_order_and_a_cancelled_one_does_not(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
+/// The delay of `Doomed`'s timer, and of `Witness`'s.
+const DOOMED_TIMER: Duration = Duration::from_millis(100);
+
 /// Sets a timer on open and reports whether it fires, and its close.
 struct Doomed {
     report: mpsc::Sender<&'static str>,
@@ -104,7 +106,7 @@ struct Doomed {
 impl Handler for Doomed {
     type Msg = ();
     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
-        ctx.set_timer(Duration::from_millis(100));
+        ctx.set_timer(DOOMED_TIMER);
         ctx.send_text("armed");
     }
     fn on_timer(&mut self, _: &mut Ctx<'_, '_, Self>, _: TimerId) {
@@ -115,13 +117,37 @@ impl Handler for Doomed {
     }
 }
 
+/// Sets a timer on open as long as `Doomed`'s and reports when it fires: opened after the doomed
+/// connection closed, its deadline is later, so once it has fired the doomed timer's deadline has
+/// passed too (one shard, one timer heap, fired in deadline order).
+struct Witness {
+    report: mpsc::Sender<&'static str>,
+}
+
+impl Handler for Witness {
+    type Msg = ();
+    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        ctx.set_timer(DOOMED_TIMER);
+    }
+    fn on_timer(&mut self, _: &mut Ctx<'_, '_, Self>, _: TimerId) {
+        let _ = self.report.send("witness fired");
+    }
+}
+
 fn a_closed_connections_timers_do_not_fire(kind: BackendKind) {
     let (tx, rx) = mpsc::channel();
+    let witness = tx.clone();
     let server = start(
         kind,
-        builder(kind, 1).route("/doomed", move |_| {
-            Ok(Accepted::new(Doomed { report: tx.clone() }))
-        }),
+        builder(kind, 1)
+            .route("/doomed", move |_| {
+                Ok(Accepted::new(Doomed { report: tx.clone() }))
+            })
+            .route("/witness", move |_| {
+                Ok(Accepted::new(Witness {
+                    report: witness.clone(),
+                }))
+            }),
     );
     let addr = server.local_addrs()[0];
     run(Duration::from_secs(20), async {
@@ -129,18 +155,33 @@ fn a_closed_connections_timers_do_not_fire(kind: BackendKind) {
         assert_eq!(next_text(&mut ws).await, "armed");
         ws.close(None).await.unwrap();
         assert_eq!(recv_async(&rx, STEP, "the close").await, "closed");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(rx.try_recv().is_err(), "a closed connection's timer fired");
+        let _witness = connect(addr, "/witness").await;
+        assert_eq!(
+            recv_async(&rx, STEP, "the witness's timer").await,
+            "witness fired",
+            "a closed connection's timer fired"
+        );
     });
     server.shutdown(Duration::from_secs(2));
 }
 
-/// Re-arms a zero-delay timer from its own `on_timer` until told to stop (or for 3 s at most, so
-/// that a shard that fires it in a loop without serving its sockets recovers and the test ends).
+/// Re-arms a zero-delay timer from its own `on_timer` until told "stop" (or for 20 s at most, so
+/// that a shard that fires it in a loop without serving its sockets recovers and the test ends);
+/// answers "count" with how often it fired, and "stop" with that and whether it was still
+/// spinning when the message came.
 struct Spinner {
     since: Instant,
     fired: u64,
     stop: bool,
+}
+
+/// How long a `Spinner` spins if nothing stops it.
+const SPIN_AT_MOST: Duration = Duration::from_secs(20);
+
+impl Spinner {
+    fn spinning(&self) -> bool {
+        !self.stop && self.since.elapsed() < SPIN_AT_MOST
+    }
 }
 
 impl Handler for Spinner {
@@ -151,18 +192,32 @@ impl Handler for Spinner {
     }
     fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: TimerId) {
         self.fired += 1;
-        if !self.stop && self.since.elapsed() < Duration::from_secs(3) {
+        if self.spinning() {
             ctx.set_timer(Duration::ZERO);
         }
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: Message) {
-        self.stop = true;
-        ctx.send_text(&format!("fired {}", self.fired));
+    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        let spinning = self.spinning();
+        if message.as_text() == Some("stop") {
+            self.stop = true;
+        }
+        ctx.send_text(&format!("fired {} spinning {spinning}", self.fired));
     }
 }
 
+/// Its fire count and whether it was spinning, from a `Spinner`'s answer.
+fn spin_report(answer: &str) -> (u64, bool) {
+    let (fired, spinning) = answer
+        .strip_prefix("fired ")
+        .and_then(|rest| rest.split_once(" spinning "))
+        .unwrap_or_else(|| panic!("{answer:?}"));
+    (fired.parse().unwrap(), spinning.parse().unwrap())
+}
+
 /// A timer set for now from `on_timer` runs on a later loop turn, after the sockets are served:
-/// a handler that keeps deferring work to a zero-delay timer does not starve its shard.
+/// a handler that keeps deferring work to a zero-delay timer does not starve its shard. Its
+/// messages are answered while it spins (a starved shard would answer them only once the spinner
+/// gave up, 20 s later), and another connection is served meanwhile.
 fn a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard(kind: BackendKind) {
     let server = start(
         kind,
@@ -175,25 +230,37 @@ fn a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard(kind: BackendKin
         }),
     );
     let addr = server.local_addrs()[0];
-    run(Duration::from_secs(20), async {
-        // Timed from before the handshake: the 101 itself waits for the shard's loop turn.
-        let asked = Instant::now();
+    run(SPIN_AT_MOST * 3, async {
         let mut ws = connect(addr, "/spin").await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        ws.send(WsMessage::text("stop")).await.unwrap();
-        let answer = next_text(&mut ws).await;
-        let waited = asked.elapsed();
-        eprintln!("{kind:?}: {answer} in {waited:?}");
-        assert!(
-            waited < Duration::from_millis(1500),
-            "the shard answered only after {waited:?} ({answer})"
-        );
-        let fired: u64 = answer.strip_prefix("fired ").unwrap().parse().unwrap();
-        assert!(fired > 1, "the timer fired {fired} times");
-        // Another connection on the same shard is served too.
+        // Until it has fired more than once: a message answered while it re-arms.
+        let fired = loop {
+            ws.send(WsMessage::text("count")).await.unwrap();
+            let (fired, spinning) = spin_report(&next_text(&mut ws).await);
+            assert!(
+                spinning,
+                "answered only after it stopped spinning ({fired} fires)"
+            );
+            if fired > 1 {
+                break fired;
+            }
+        };
+        // Another connection on the same shard is served while the first one spins.
         let mut other = connect(addr, "/spin").await;
         other.send(WsMessage::text("stop")).await.unwrap();
-        assert!(next_text(&mut other).await.starts_with("fired "));
+        let (_, spinning) = spin_report(&next_text(&mut other).await);
+        assert!(
+            spinning,
+            "the second connection was served only after it stopped spinning"
+        );
+        ws.send(WsMessage::text("stop")).await.unwrap();
+        let answer = next_text(&mut ws).await;
+        let (last, spinning) = spin_report(&answer);
+        eprintln!("{kind:?}: {answer}");
+        assert!(
+            spinning,
+            "answered only after it stopped spinning: {answer}"
+        );
+        assert!(last >= fired, "{answer} after {fired} fires");
     });
     server.shutdown(Duration::from_secs(2));
 }
@@ -356,17 +423,9 @@ fn spawned_actors_tick_publish_to_both_shards_and_stop(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    timers_fire_in_order_and_a_cancelled_one_does_not:
-        timers_fire_in_order_and_a_cancelled_one_does_not_io_uring,
-        timers_fire_in_order_and_a_cancelled_one_does_not_epoll;
-    a_closed_connections_timers_do_not_fire:
-        a_closed_connections_timers_do_not_fire_io_uring,
-        a_closed_connections_timers_do_not_fire_epoll;
-    a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard:
-        a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard_io_uring,
-        a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard_epoll;
-    spawned_actors_tick_publish_to_both_shards_and_stop:
-        spawned_actors_tick_publish_to_both_shards_and_stop_io_uring,
-        spawned_actors_tick_publish_to_both_shards_and_stop_epoll;
-}
+on_both_backends!(
+    timers_fire_in_order_and_a_cancelled_one_does_not,
+    a_closed_connections_timers_do_not_fire,
+    a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard,
+    spawned_actors_tick_publish_to_both_shards_and_stop,
+);

@@ -3,15 +3,14 @@
 //! subscribing twice counts once, and a closed connection leaves for good — even if its
 //! `on_close` tries to subscribe again.
 
-mod support;
-
 use std::time::Duration;
 
 use futures_util::SinkExt;
 use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message};
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use support::*;
+use crate::support::*;
 
 const ROOM: &str = "room";
 
@@ -134,8 +133,4 @@ fn membership_follows_subscribe_unsubscribe_and_close(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    membership_follows_subscribe_unsubscribe_and_close:
-        membership_follows_subscribe_unsubscribe_and_close_io_uring,
-        membership_follows_subscribe_unsubscribe_and_close_epoll;
-}
+on_both_backends!(membership_follows_subscribe_unsubscribe_and_close,);

@@ -2,17 +2,16 @@
 //! `WWW-Authenticate` challenge here), and what it learns (a user from a `?token=` query or a
 //! session cookie, a subprotocol it picks) reaches the handler, which tells its client.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use ringsock_actors::{Accepted, BackendKind, Ctx, Handler, HttpResponse, Running, UpgradeRequest};
+use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
 use tokio_tungstenite::tungstenite::Error as WsError;
 
-use support::*;
+use crate::support::*;
 
 const CHALLENGE: &str = "Bearer realm=\"ringsock\"";
 
@@ -184,14 +183,8 @@ fn the_user_from_a_cookie_and_the_hooks_subprotocol_reach_the_handler(kind: Back
     server.shutdown(Duration::from_secs(2));
 }
 
-on_both_backends! {
-    no_or_bad_credentials_get_401_with_a_challenge:
-        no_or_bad_credentials_get_401_with_a_challenge_io_uring,
-        no_or_bad_credentials_get_401_with_a_challenge_epoll;
-    the_user_from_a_query_token_reaches_the_handler:
-        the_user_from_a_query_token_reaches_the_handler_io_uring,
-        the_user_from_a_query_token_reaches_the_handler_epoll;
-    the_user_from_a_cookie_and_the_hooks_subprotocol_reach_the_handler:
-        the_user_from_a_cookie_and_the_hooks_subprotocol_reach_the_handler_io_uring,
-        the_user_from_a_cookie_and_the_hooks_subprotocol_reach_the_handler_epoll;
-}
+on_both_backends!(
+    no_or_bad_credentials_get_401_with_a_challenge,
+    the_user_from_a_query_token_reaches_the_handler,
+    the_user_from_a_cookie_and_the_hooks_subprotocol_reach_the_handler,
+);

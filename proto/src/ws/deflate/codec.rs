@@ -7,7 +7,7 @@
 //! buffers are fixed) and one decompressor (about 40 KB) per window size, instead of holding
 //! its own.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress, Status};
@@ -36,6 +36,18 @@ thread_local! {
     static COMPRESSORS: RefCell<Vec<(Settings, Compressor)>> = const { RefCell::new(Vec::new()) };
     /// Decompressors borrowed likewise, by window bits.
     static DECOMPRESSORS: RefCell<Vec<(u8, Decompress)>> = const { RefCell::new(Vec::new()) };
+    /// Messages compressed on this thread, for [`compressions_on_this_thread`].
+    static COMPRESSIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many messages this thread has compressed, with or without context takeover.
+///
+/// For tests that must see how often a message was compressed (a topic message compressed once
+/// for all its subscribers that share an encoding), not infer it from sizes; a shard compresses
+/// on its own thread, where a handler can read this before and after a publish.
+#[doc(hidden)]
+pub fn compressions_on_this_thread() -> u64 {
+    COMPRESSIONS.with(Cell::get)
 }
 
 /// One direction's compressor: its own context with takeover, the shard's shared one without.
@@ -86,6 +98,7 @@ impl Deflater {
 
 /// Compresses `input` with a sync flush and returns it without the flush's tail.
 fn run_compress(c: &mut Compressor, input: &[u8]) -> Bytes {
+    COMPRESSIONS.with(|n| n.set(n.get() + 1));
     let mut out = Vec::with_capacity(input.len() / 2 + 64);
     c.compress_sync(input, &mut out);
     if out.ends_with(&TAIL) {

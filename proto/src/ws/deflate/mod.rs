@@ -15,6 +15,8 @@ mod compressor;
 pub mod params;
 mod session;
 
+#[doc(hidden)]
+pub use codec::compressions_on_this_thread;
 pub use compressor::Strategy;
 use params::{client_accept, client_offer, server_accept, Params, MAX_WINDOW_BITS, NAME};
 pub use session::DeflateSession;
