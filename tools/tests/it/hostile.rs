@@ -9,17 +9,17 @@
 //! suite runs in debug builds on shared CI machines. Memory and CPU come from `/proc/<pid>` of
 //! the server process, never from wall time alone.
 //!
-//! Cases run one at a time (a shared lock): each starts its own server, and two attacks at once
-//! would measure each other. Every attack is bounded in count and time.
+//! Cases run one at a time (the binary's `ONE_AT_A_TIME` lock, which the load smoke tests take
+//! too): each starts its own server, and two attacks at once would measure each other. Every
+//! attack is bounded in count and time.
 
-use std::sync::Mutex;
-
+use ringsock_testkit::on_both_backends;
 use ringsock_tools::hostile::attacks::{connections, fd, floods};
 use ringsock_tools::hostile::units::{kib_to_mb, thousands, MB};
 use ringsock_tools::hostile::{report, run_case, Backend, Case, CaseResult, RunConfig};
 
-/// One case at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// The backend type by the name `on_both_backends!` expects.
+use Backend as BackendKind;
 
 /// The longest control round trip allowed during any attack, in microseconds (CI's bound; the
 /// figures' target is a 2 ms p99).
@@ -50,7 +50,7 @@ const SLOWLORIS_SLACK_S: f64 = 3.0;
 /// `own`, and fails with every broken target at once, and the case's figures.
 fn check(case: Case, backend: Backend, own: impl FnOnce(&CaseResult) -> Vec<String>) {
     let result = {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = crate::one_at_a_time();
         let config = RunConfig::new(env!("CARGO_BIN_EXE_ringsock-echo").into());
         run_case(case, backend, &config)
             .unwrap_or_else(|e| panic!("{} on {}: {e}", case.name(), backend.name()))
@@ -302,18 +302,7 @@ fn reading_flood(backend: Backend) {
     });
 }
 
-/// Every case as a test on each backend: `io_uring::ping_flood`, `epoll::ping_flood`…
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod io_uring {
-            $(#[test] fn $case() { super::$case(super::Backend::IoUring) })*
-        }
-        mod epoll {
-            $(#[test] fn $case() { super::$case(super::Backend::Epoll) })*
-        }
-    };
-}
-
+// Every case as a test on each backend: `hostile::ping_flood::io_uring`, `…::epoll`…
 on_both_backends!(
     non_reader,
     ping_flood,

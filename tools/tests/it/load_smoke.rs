@@ -122,6 +122,7 @@ fn num(json: &str, key: &str) -> f64 {
 
 #[test]
 fn every_scenario_runs_and_reports_json() {
+    let _one = crate::one_at_a_time();
     let echo = Server::start(
         env!("CARGO_BIN_EXE_ringsock-echo"),
         &["--shards", "1", "--backend", "epoll"],
@@ -256,6 +257,7 @@ fn every_scenario_runs_and_reports_json() {
 /// the actors server with takeover.
 #[test]
 fn deflate_echo_and_exchange() {
+    let _one = crate::one_at_a_time();
     let echo = Server::start(
         env!("CARGO_BIN_EXE_ringsock-echo"),
         &["--shards", "1", "--backend", "epoll"],
