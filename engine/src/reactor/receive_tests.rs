@@ -70,10 +70,21 @@ fn connected_with(be: &mut dyn Backend, token: Token, first: &[u8]) -> (Socket, 
         }
     };
     be.stop_accepting();
-    // Let the bytes written reach the server's socket before it is registered.
-    thread::sleep(Duration::from_millis(10));
+    // The bytes written are in the server's socket before it is registered.
+    ringsock_testkit::wait_until(LIMIT, "the first bytes in the accepted socket", || {
+        unread(fd) == first.len()
+    });
     be.register(token, fd).unwrap();
     (l, client, fd)
+}
+
+/// How many bytes wait unread in socket `fd` (`FIONREAD`).
+fn unread(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int, which `n` is.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD: {}", std::io::Error::last_os_error());
+    n as usize
 }
 
 /// The server side's view of the client's stream: where it is, and what a skip still owes.
@@ -515,33 +526,16 @@ fn a_flooding_socket_gets_its_budget_per_wait(kind: BackendKind) {
     r.until(&mut *be, token, |r| r.closed);
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident: $uring:ident, $epoll:ident;)*) => {$(
-        #[test]
-        fn $uring() {
-            $case(BackendKind::IoUring)
-        }
-
-        #[test]
-        fn $epoll() {
-            $case(BackendKind::Epoll)
-        }
-    )*};
-}
-
-on_both_backends! {
-    a_skip_drops_exactly_its_bytes_and_what_follows_arrives_intact:
-        skip_exact_io_uring, skip_exact_epoll;
-    a_skip_waits_for_bytes_not_sent_yet: skip_waits_io_uring, skip_waits_epoll;
-    bytes_delivered_after_the_ask_count_against_the_skip:
-        skip_counts_delivered_io_uring, skip_counts_delivered_epoll;
-    eof_ends_a_skip: eof_ends_a_skip_io_uring, eof_ends_a_skip_epoll;
-    close_during_a_skip_ends_with_closed:
-        close_during_a_skip_io_uring, close_during_a_skip_epoll;
-    the_read_after_a_skip_is_header_sized: probe_after_skip_io_uring, probe_after_skip_epoll;
-    a_paused_socket_is_read_only_after_resume: pause_resume_io_uring, pause_resume_epoll;
-    a_pause_pushes_back_on_the_peer: pause_pushes_back_io_uring, pause_pushes_back_epoll;
-    eof_while_paused_comes_after_resume: pause_eof_io_uring, pause_eof_epoll;
-    close_while_paused_ends_with_closed: pause_close_io_uring, pause_close_epoll;
-    a_flooding_socket_gets_its_budget_per_wait: read_budget_io_uring, read_budget_epoll;
-}
+ringsock_testkit::on_both_backends!(
+    a_skip_drops_exactly_its_bytes_and_what_follows_arrives_intact,
+    a_skip_waits_for_bytes_not_sent_yet,
+    bytes_delivered_after_the_ask_count_against_the_skip,
+    eof_ends_a_skip,
+    close_during_a_skip_ends_with_closed,
+    the_read_after_a_skip_is_header_sized,
+    a_paused_socket_is_read_only_after_resume,
+    a_pause_pushes_back_on_the_peer,
+    eof_while_paused_comes_after_resume,
+    close_while_paused_ends_with_closed,
+    a_flooding_socket_gets_its_budget_per_wait,
+);

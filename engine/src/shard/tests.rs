@@ -16,8 +16,8 @@ use crate::reactor::{Backend, BufId, Completion, Token, Waker};
 use crate::server::{
     Accept, ConnId, Cx, Echo, HttpResponse, Limits, Service, ShardSettings, ShutdownReport, Upgrade,
 };
-use crate::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
-use crate::ws::{mask, DataKind, Event, ServerOptions};
+use crate::ws::{DataKind, Event, ServerOptions};
+use ringsock_testkit::frame::{client_frame, server_frame, BINARY, CLOSE, TEXT};
 
 /// The one connection every script opens: slab slot 0, first generation.
 const CONN: Token = Token(1 << 32);
@@ -201,44 +201,17 @@ fn upgrade_request() -> Vec<u8> {
         .to_vec()
 }
 
-fn client_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    let key = [1, 2, 3, 4];
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: Some(key),
-        payload_len: payload.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
-    let mut out = head[..n].to_vec();
-    let start = out.len();
-    out.extend_from_slice(payload);
-    mask::apply_mask(&mut out[start..], key, 0);
-    out
-}
-
-/// A whole unmasked frame, as a server sends it.
-fn server_frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-    let header = FrameHeader {
-        fin: true,
-        rsv: 0,
-        opcode,
-        mask: None,
-        payload_len: payload.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
-    let mut out = head[..n].to_vec();
-    out.extend_from_slice(payload);
-    out
-}
-
 /// Contains `needle`?
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// How long a script lets the loop run in the situation under test, watching it for spinning.
+const WATCH: Duration = Duration::from_millis(300);
+
+/// When a script ends the shard whatever happened, so that a broken test ends too: far past
+/// what the situation needs on any machine.
+const GIVE_UP: Duration = Duration::from_secs(10);
 
 #[test]
 fn an_idle_close_waiting_for_the_peer_does_not_spin_the_loop() {
@@ -249,18 +222,25 @@ fn an_idle_close_waiting_for_the_peer_does_not_spin_the_loop() {
     };
     let log = Rc::new(RefCell::new(Log::default()));
     let started = Instant::now();
-    let (mut step, mut ended) = (0, false);
+    let (mut step, mut ended, mut close_sent) = (0, false, None);
     let report = run_shard(limits, log.clone(), move |log, inbox| {
         match step {
             0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
             1 => log.receive(upgrade_request()),
-            // The peer never answers the 1001; after 300 ms the test ends the shard.
-            _ if started.elapsed() > Duration::from_millis(300) && !ended => {
-                let _ = inbox.push(ShardMsg::Shutdown {
-                    deadline: Instant::now(),
-                });
-                log.ready.push_back(Completion::Woken);
-                ended = true;
+            _ if !ended => {
+                if close_sent.is_none() && contains(&log.sent, &[0x88, 14, 0x03, 0xE9]) {
+                    close_sent = Some(Instant::now());
+                }
+                // The peer never answers the 1001; once the loop has waited on it for a while
+                // (or the test has run far too long), the test ends the shard.
+                if close_sent.is_some_and(|at| at.elapsed() > WATCH) || started.elapsed() > GIVE_UP
+                {
+                    let _ = inbox.push(ShardMsg::Shutdown {
+                        deadline: Instant::now(),
+                    });
+                    log.ready.push_back(Completion::Woken);
+                    ended = true;
+                }
             }
             _ => {}
         }
@@ -283,8 +263,9 @@ fn an_idle_close_waiting_for_the_peer_does_not_spin_the_loop() {
 
 #[test]
 fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
+    const TIMEOUT: Duration = Duration::from_millis(50);
     let limits = Limits {
-        handshake_timeout: Duration::from_millis(50),
+        handshake_timeout: TIMEOUT,
         ..Limits::default()
     };
     let log = Rc::new(RefCell::new(Log {
@@ -298,9 +279,11 @@ fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
             0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
             1 => log.receive(upgrade_request()),
             // A big message whose echo the peer never reads, then its close.
-            2 => log.receive(client_frame(OpCode::Binary, &[7; 60_000])),
-            3 => log.receive(client_frame(OpCode::Close, &1000u16.to_be_bytes())),
-            _ if started.elapsed() > Duration::from_millis(600) && !ended => {
+            2 => log.receive(client_frame(true, 0, BINARY, &[7; 60_000])),
+            3 => log.receive(client_frame(true, 0, CLOSE, &1000u16.to_be_bytes())),
+            // Once the connection is closed (or the test has run far too long), the test ends
+            // the shard.
+            _ if !ended && (log.closed_at.is_some() || started.elapsed() > GIVE_UP) => {
                 let _ = inbox.push(ShardMsg::Shutdown {
                     deadline: Instant::now(),
                 });
@@ -316,9 +299,16 @@ fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
         .closed_at
         .map(|t| t - started)
         .expect("the connection was never closed");
+    // Not before the timeout (counted from the close frame, which came after `started`), and
+    // by the timeout, not by the shutdown the script sends only after the close or at GIVE_UP.
     assert!(
-        closed_after < Duration::from_millis(400),
-        "a stalled final write was closed only after {closed_after:?} (handshake timeout 50 ms)"
+        closed_after >= TIMEOUT,
+        "a stalled final write was closed after {closed_after:?}, before the handshake timeout"
+    );
+    assert!(
+        closed_after < GIVE_UP,
+        "a stalled final write was closed only by the shutdown ({closed_after:?}; handshake \
+         timeout {TIMEOUT:?})"
     );
     assert!(
         log.busy_waits < 5,
@@ -389,11 +379,11 @@ impl Service for DiscardingEcho {
 
 #[test]
 fn the_rest_of_a_discarded_payload_is_skipped_once_and_accounted_for() {
-    let big = client_frame(OpCode::Binary, &[7; 200_000]);
+    let big = client_frame(true, 0, BINARY, &[7; 200_000]);
     let head = big.len() - 200_000;
     // One byte short of a message worth skipping: its rest is read, however long.
     let short = super::SKIP_MIN as usize - 1;
-    let small = client_frame(OpCode::Binary, &vec![1; short]);
+    let small = client_frame(true, 0, BINARY, &vec![1; short]);
     let log = Rc::new(RefCell::new(Log::default()));
     let mut step = 0;
     let (mut skips_then, mut ended) = (Vec::new(), false);
@@ -424,7 +414,7 @@ fn the_rest_of_a_discarded_payload_is_skipped_once_and_accounted_for() {
                 }),
                 // A discarded text message after it, then a message too short to be worth
                 // skipping, in two parts.
-                5 => log.receive(client_frame(OpCode::Text, b"hi")),
+                5 => log.receive(client_frame(true, 0, TEXT, b"hi")),
                 6 => log.receive(small[..1_000].to_vec()),
                 7 => log.receive(small[1_000..].to_vec()),
                 _ if !ended => {
@@ -452,7 +442,7 @@ fn the_rest_of_a_discarded_payload_is_skipped_once_and_accounted_for() {
     let mut expected = vec![0x82, 127, 0, 0, 0, 0, 0, 0x03, 0x0D, 0x40];
     expected.extend(vec![0; 200_000]);
     expected.extend([0x81, 2, 0, 0]);
-    expected.extend(server_frame(OpCode::Binary, &vec![0; short]));
+    expected.extend(server_frame(true, 0, BINARY, &vec![0; short]));
     let echoes = log
         .sent
         .windows(expected.len())

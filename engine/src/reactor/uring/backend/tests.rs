@@ -11,8 +11,9 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::thread;
 
-/// Upper bound on any wait loop in these tests: a bug fails the test instead of hanging it.
-const LIMIT: Duration = Duration::from_secs(3);
+/// Upper bound on any wait loop in these tests: a bug fails the test instead of hanging it, and
+/// no loaded machine comes near it.
+const LIMIT: Duration = Duration::from_secs(20);
 
 fn backend(buffers: u16, buffer_size: u32) -> UringBackend {
     UringBackend::new(PoolConfig {
@@ -118,7 +119,7 @@ fn idle_wait_times_out_empty() {
     let took = start.elapsed();
     assert!(out.is_empty(), "{out:?}");
     assert!(took >= Duration::from_millis(9), "{took:?}");
-    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert!(took < LIMIT, "{took:?}");
     // A zero timeout polls and returns at once.
     b.wait(Some(Duration::ZERO), &mut out).unwrap();
     assert!(out.is_empty());
@@ -132,7 +133,8 @@ fn pending_wake_returns_at_once() {
     let start = Instant::now();
     b.wait(Some(LIMIT), &mut out).unwrap();
     assert!(matches!(out[..], [Completion::Woken]), "{out:?}");
-    assert!(start.elapsed() < Duration::from_secs(1));
+    // At once: not at the end of the wait's timeout.
+    assert!(start.elapsed() < LIMIT / 2, "{:?}", start.elapsed());
     // Drained: the next wait idles.
     out.clear();
     b.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
@@ -165,7 +167,8 @@ fn waker_wakes_unbounded_wait_from_another_thread() {
         out.iter().any(|c| matches!(c, Completion::Woken)),
         "{out:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(2));
+    // Woken, not unblocked by the fallback's data a LIMIT later.
+    assert!(start.elapsed() < LIMIT, "{:?}", start.elapsed());
 }
 
 #[test]
@@ -669,7 +672,8 @@ fn quiesce_reaps_every_op_before_memory_is_freed() {
     let start = Instant::now();
     assert!(b.quiesce(), "every CQE arrives");
     assert_eq!(b.in_flight, 0);
-    assert!(start.elapsed() < Duration::from_millis(500));
+    // Within the grace it gives itself (what `quiesce` returning true also says).
+    assert!(start.elapsed() < DROP_GRACE, "{:?}", start.elapsed());
     drop(b);
     // SAFETY: the shard's fd, closed by nobody else in this test.
     unsafe { libc::close(fd) };
