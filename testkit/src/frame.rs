@@ -116,7 +116,10 @@ pub fn parse_frame(bytes: &[u8]) -> Option<(Frame, usize)> {
     let (len, mut at) = match b1 & 0x7F {
         126 => {
             let len = u64::from(*bytes.get(2)?) << 8 | u64::from(*bytes.get(3)?);
-            assert!(len >= 126, "a 16-bit length of {len}: not the shortest form");
+            assert!(
+                len >= 126,
+                "a 16-bit length of {len}: not the shortest form"
+            );
             (len, 4)
         }
         127 => {
@@ -125,7 +128,10 @@ pub fn parse_frame(bytes: &[u8]) -> Option<(Frame, usize)> {
                 len = len << 8 | u64::from(b);
             }
             assert!(len >> 63 == 0, "the 64-bit length's top bit is set");
-            assert!(len > 0xFFFF, "a 64-bit length of {len}: not the shortest form");
+            assert!(
+                len > 0xFFFF,
+                "a 64-bit length of {len}: not the shortest form"
+            );
             (len, 10)
         }
         n => (u64::from(n), 2),
@@ -181,7 +187,10 @@ mod tests {
     fn lengths_take_their_shortest_form() {
         assert_eq!(header(true, 0, BINARY, None, 125), [0x82, 125]);
         assert_eq!(header(true, 0, BINARY, None, 126), [0x82, 126, 0, 126]);
-        assert_eq!(header(true, 0, BINARY, None, 65535), [0x82, 126, 0xFF, 0xFF]);
+        assert_eq!(
+            header(true, 0, BINARY, None, 65535),
+            [0x82, 126, 0xFF, 0xFF]
+        );
         assert_eq!(
             header(false, RSV1, CONT, None, 65536),
             [0x40, 127, 0, 0, 0, 0, 0, 1, 0, 0]
@@ -200,6 +209,9 @@ mod tests {
         assert_eq!((frames[0].fin, frames[0].rsv), (false, RSV1));
         assert_eq!(frames[0].mask, Some([1, 2, 3, 4]));
         assert_eq!((frames[1].opcode, frames[1].payload.len()), (PING, 300));
-        assert!(parse_frame(&bytes[..5]).is_none(), "a header without its whole key");
+        assert!(
+            parse_frame(&bytes[..5]).is_none(),
+            "a header without its whole key"
+        );
     }
 }

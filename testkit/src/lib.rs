@@ -1,10 +1,12 @@
 //! What ringsock's test suites share, so each writes it once: WebSocket frames built and read
 //! byte by byte without ringsock's code ([`frame`]), a raw blocking client ([`raw::Raw`]),
-//! bounded waits ([`wait`]), the bounded tokio runner ([`run`], feature `tokio`), the fd limit
+//! bounded waits ([`wait`]), the bounded tokio runner (`run`, feature `tokio`), the fd limit
 //! ([`raise_fd_limit`]), test payloads ([`pattern`]) and [`on_both_backends!`].
 //!
 //! A dev-dependency only, depending on no ringsock crate: the protocol core's tests use it as an
 //! independent oracle, without the `tokio` feature.
+
+#![warn(missing_docs)]
 
 pub mod frame;
 pub mod raw;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 pub use raw::{Raw, RawEnd};
 #[cfg(feature = "tokio")]
-pub use wait::{recv_async, run, wait_progress_async, wait_until_async};
+pub use wait::{recv_async, run, wait_progress_async};
 pub use wait::{recv_within, wait_until};
 
 /// The longest any single step of a test (a handshake, a read, a channel message) may take
@@ -26,10 +28,14 @@ pub const STEP: Duration = Duration::from_secs(10);
 /// scope), a module `case` with two tests, `io_uring` and `epoll`, running it on each backend:
 /// the tests are named `…::case::io_uring` and `…::case::epoll`.
 ///
-/// ```ignore
-/// use ringsock_engine::reactor::BackendKind;
-/// fn echoes(kind: BackendKind) { /* … */ }
-/// ringsock_testkit::on_both_backends!(echoes);
+/// ```
+/// # #[allow(dead_code)]
+/// enum BackendKind { IoUring, Epoll } // or `use ringsock_engine::reactor::BackendKind;`
+///
+/// fn echoes(kind: BackendKind) { /* start a server on `kind`, … */ }
+///
+/// ringsock_testkit::on_both_backends!(echoes); // tests `echoes::io_uring`, `echoes::epoll`
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! on_both_backends {

@@ -15,7 +15,7 @@ use crate::STEP;
 pub const IO_TIMEOUT: Duration = STEP;
 
 /// The `Sec-WebSocket-Accept` answering [`upgrade_request`]'s key (RFC 6455's example key).
-pub const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
 
 /// A valid upgrade request for `target` (path and query), with RFC 6455's example key.
 pub fn upgrade_request(target: &str) -> String {
@@ -23,7 +23,7 @@ pub fn upgrade_request(target: &str) -> String {
 }
 
 /// [`upgrade_request`] with extra header lines (each ending in CRLF).
-pub fn upgrade_request_with(target: &str, headers: &str) -> String {
+fn upgrade_request_with(target: &str, headers: &str) -> String {
     format!(
         "GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{headers}\r\n"
@@ -164,7 +164,12 @@ impl Raw {
                 self.buf.extend_from_slice(&chunk[..n]);
                 Ok(n)
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 panic!(
                     "no bytes within {IO_TIMEOUT:?} ({} buffered)",
                     self.buf.len()

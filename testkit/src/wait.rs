@@ -39,16 +39,6 @@ pub async fn recv_async<T>(rx: &mpsc::Receiver<T>, limit: Duration, what: &str) 
     }
 }
 
-/// As [`wait_until`], from async code.
-#[cfg(feature = "tokio")]
-pub async fn wait_until_async(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < until, "{what}: not within {limit:?}");
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// Polls `count` until it reaches `target`, failing the test only if it stands still for
 /// `stall`: for work whose length grows with the machine's load (millions of deliveries), where
 /// a bound on the whole would be a bet on the machine, but a bound on no progress at all is not.
