@@ -1,8 +1,8 @@
 //! The whole server over real loopback sockets, on both reactor backends: tokio-tungstenite
 //! clients for what a conforming peer does, a raw blocking client for what it never would.
 //!
-//! Every case is a function taking the [`BackendKind`]; `on_both_backends!` turns each into an
-//! `…_io_uring` and an `…_epoll` test. Every wait is bounded.
+//! Every case is a function taking the [`BackendKind`]; `on_both_backends!` makes each a module
+//! with an `io_uring` and an `epoll` test. Every wait is bounded.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
