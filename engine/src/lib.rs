@@ -10,8 +10,11 @@
 #![warn(missing_docs)]
 
 pub mod client;
+mod conn;
 pub mod reactor;
 pub mod server;
+pub mod service;
 mod shard;
+mod timers;
 
 pub use ringsock_proto::{endpoint, http, ws};

@@ -1,5 +1,9 @@
-//! One accepted socket as its shard sees it: which phase it is in, what waits to be written, and
-//! where it is in being closed.
+//! One socket as its shard sees it: which phase it is in (request head, answered, an open
+//! WebSocket, dialing), what waits to be written, and where it is in being closed; with TLS
+//! between the socket and the phase when it has any ([`tls`]), and the outgoing side's dial
+//! ([`dial`]).
+//!
+//! Data the shard's loop and the service's context both use: it imports neither.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -7,8 +11,25 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::cx::Open;
+use slab::Slab;
+
 use crate::client::TlsLayers;
+use crate::reactor::Token;
+use crate::ws::Connection;
+
+pub(crate) mod dial;
+pub(crate) mod tls;
+
+/// An open WebSocket and the application's state for it.
+#[derive(Debug)]
+pub struct Open<T> {
+    /// The protocol state: send, ping, close.
+    pub ws: Connection,
+    /// What the service's `upgrade` returned for this connection.
+    pub session: T,
+    /// The subprotocol the handshake chose.
+    pub protocol: Option<Box<str>>,
+}
 
 /// What the bytes arriving on a socket currently mean.
 pub(crate) enum Phase<T> {
@@ -19,10 +40,10 @@ pub(crate) enum Phase<T> {
     /// An open (or closing) WebSocket and the service's state for it.
     Ws(Box<Open<T>>),
     /// An outgoing connection waiting for the server's 101.
-    Dialing(Box<super::dial::Dialing<T>>),
+    Dialing(Box<dial::Dialing<T>>),
     /// An outgoing connection waiting for its proxy's answer to CONNECT; `Dialing` follows on
     /// the same socket once the tunnel is open.
-    Proxying(Box<super::dial::Dialing<T>>),
+    Proxying(Box<dial::Dialing<T>>),
 }
 
 /// How far the socket is from being closed.
@@ -34,6 +55,14 @@ pub(crate) enum Lifecycle {
     CloseWhenFlushed,
     /// The backend was told to close; waiting for its `Closed`.
     Closing,
+}
+
+/// The connection `token` names, if its slot still holds that generation: a completion for a
+/// closed connection must never reach the slot's next occupant.
+pub(crate) fn slot<T>(conns: &mut Slab<Conn<T>>, token: Token) -> Option<&mut Conn<T>> {
+    conns
+        .get_mut(token.index())
+        .filter(|c| c.generation == token.generation())
 }
 
 /// [`Conn::drain_below`] when no drain report is wanted.
@@ -158,7 +187,7 @@ mod tests {
     #[test]
     fn an_idle_connection_stays_small() {
         assert!(std::mem::size_of::<Conn<()>>() <= 160);
-        assert!(std::mem::size_of::<super::Open<()>>() <= 384);
+        assert!(std::mem::size_of::<Open<()>>() <= 384);
     }
 
     #[test]

@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 
-use super::conn::Conn;
 use super::dial::DialError;
+use super::Conn;
 use crate::client::{DialOptions, TlsConfig, TlsLayers};
 use crate::ws::ClientHandshake;
 
