@@ -38,8 +38,21 @@ pub struct Dial<T> {
     pub session: T,
 }
 
+impl<T> std::fmt::Debug for Dial<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The session is the service's, with no `Debug` required.
+        f.debug_struct("Dial")
+            .field("addr", &self.addr)
+            .field("local", &self.local)
+            .field("handshake", &self.handshake)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why an outgoing connection did not open.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DialError {
     /// The socket could not be made, or connecting failed (refused, unreachable, reset).
     #[error("connection failed: {0}")]
@@ -88,7 +101,7 @@ pub(crate) struct Dialing<T> {
 impl<T> Dialing<T> {
     /// When the dial fails for taking too long: `started` plus the connect timeout until the
     /// connection is up, then the handshake timeout from that moment.
-    pub fn deadline(&self, started: Instant, handshake_timeout: Duration) -> Instant {
+    pub(crate) fn deadline(&self, started: Instant, handshake_timeout: Duration) -> Instant {
         match self.connected_at {
             None => started + self.options.connect_timeout,
             Some(at) => at + handshake_timeout,

@@ -66,7 +66,7 @@ pub(crate) fn slot<T>(conns: &mut Slab<Conn<T>>, token: Token) -> Option<&mut Co
 }
 
 /// [`Conn::drain_below`] when no drain report is wanted.
-pub const NO_DRAIN: u32 = u32::MAX;
+pub(crate) const NO_DRAIN: u32 = u32::MAX;
 
 /// A socket's state in its shard's slab.
 pub(crate) struct Conn<T> {
@@ -104,7 +104,7 @@ pub(crate) struct Conn<T> {
 }
 
 impl<T> Conn<T> {
-    pub fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
+    pub(crate) fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
         Self {
             fd,
             generation,
@@ -126,20 +126,20 @@ impl<T> Conn<T> {
     }
 
     /// Queues a chunk for the next send.
-    pub fn push_out(&mut self, chunk: Bytes) {
+    pub(crate) fn push_out(&mut self, chunk: Bytes) {
         self.queued += chunk.len();
         self.out.push_back(chunk);
     }
 
     /// Bytes arrived from the peer at `now`.
-    pub fn heard_from(&mut self, now: Instant) {
+    pub(crate) fn heard_from(&mut self, now: Instant) {
         self.last_activity = now;
         self.pinged = false;
     }
 
     /// Drops the connection at once: its WebSocket (if open) reports a close with 1006, queued
     /// output is discarded, and the socket closes at the next flush.
-    pub fn abort(&mut self) {
+    pub(crate) fn abort(&mut self) {
         if let Phase::Ws(open) = &mut self.phase {
             open.ws.transport_closed();
             while open.ws.poll_transmit().is_some() {}
@@ -151,13 +151,13 @@ impl<T> Conn<T> {
     }
 
     /// Forgets all output, the send in flight included.
-    pub fn discard_output(&mut self) {
+    pub(crate) fn discard_output(&mut self) {
         self.out.clear();
         self.queued = 0;
     }
 
     /// Puts back what a partial send did not write, in order, ahead of newer output.
-    pub fn requeue_unsent(&mut self, chunks: Vec<Bytes>, mut written: usize) {
+    pub(crate) fn requeue_unsent(&mut self, chunks: Vec<Bytes>, mut written: usize) {
         self.queued = self.queued.saturating_sub(written);
         let mut rest = Vec::new();
         for mut chunk in chunks {

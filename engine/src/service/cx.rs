@@ -24,6 +24,15 @@ pub struct Conns<'a, T> {
     pub(crate) output: OutputLimits,
 }
 
+impl<T> std::fmt::Debug for Conns<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conns")
+            .field("connections", &self.conns.len())
+            .field("dirty", &self.dirty.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<T> Conns<'_, T> {
     /// The open WebSocket `id` names, marked for this turn's flush; `None` once it is gone.
     /// Its sends are held to the server's [`OutputLimits`].
@@ -120,6 +129,16 @@ pub struct Cx<'a, S: Service> {
     pub(crate) remote: &'a Remote<S::Post>,
     pub(crate) shard: usize,
     pub(crate) now: Instant,
+}
+
+impl<S: Service> std::fmt::Debug for Cx<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx")
+            .field("shard", &self.shard)
+            .field("now", &self.now)
+            .field("conns", &self.conns)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, S: Service> Cx<'a, S> {

@@ -138,7 +138,7 @@ pub(crate) struct ShardSettings {
 }
 
 impl ShardSettings {
-    pub fn new(limits: Limits, handshake: ServerOptions, ws_paths: Vec<String>) -> Self {
+    pub(crate) fn new(limits: Limits, handshake: ServerOptions, ws_paths: Vec<String>) -> Self {
         Self {
             ws_config: limits.connection_config(),
             limits,
@@ -149,12 +149,12 @@ impl ShardSettings {
     }
 
     /// Whether an upgrade to `path` is accepted.
-    pub fn is_websocket_path(&self, path: &str) -> bool {
+    pub(crate) fn is_websocket_path(&self, path: &str) -> bool {
         self.ws_paths.is_empty() || self.ws_paths.iter().any(|p| p == path)
     }
 
     /// Whether `path` was registered as WebSocket-only (a plain GET there gets 426).
-    pub fn is_registered_websocket_path(&self, path: &str) -> bool {
+    pub(crate) fn is_registered_websocket_path(&self, path: &str) -> bool {
         self.ws_paths.iter().any(|p| p == path)
     }
 }

@@ -233,7 +233,7 @@ pub(crate) struct ShardParts<S: Service> {
 }
 
 impl<S: Service> Shard<S> {
-    pub fn new(backend: Box<dyn Backend>, parts: ShardParts<S>) -> Self {
+    pub(crate) fn new(backend: Box<dyn Backend>, parts: ShardParts<S>) -> Self {
         let local = parts.service.local(parts.index, &parts.remote);
         // A client-only shard accepts nothing: it needs no reserve.
         let reserve = parts.settings.limits.reserve_fd && !parts.listeners.is_empty();
@@ -272,7 +272,7 @@ impl<S: Service> Shard<S> {
     }
 
     /// Runs until a shutdown has finished; returns what the shutdown achieved.
-    pub fn run(mut self) -> std::io::Result<ShutdownReport> {
+    pub(crate) fn run(mut self) -> std::io::Result<ShutdownReport> {
         for l in &self.listeners {
             self.backend.listen(l.as_raw_fd())?;
         }
