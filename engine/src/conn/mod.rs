@@ -157,23 +157,24 @@ impl<T> Conn<T> {
     }
 
     /// Puts back what a partial send did not write, in order, ahead of newer output.
-    pub(crate) fn requeue_unsent(&mut self, chunks: Vec<Bytes>, mut written: usize) {
+    /// `chunks` is left empty, its allocation the caller's to reuse.
+    pub(crate) fn requeue_unsent(&mut self, chunks: &mut Vec<Bytes>, mut written: usize) {
         self.queued = self.queued.saturating_sub(written);
-        let mut rest = Vec::new();
-        for mut chunk in chunks {
-            if written >= chunk.len() {
-                written -= chunk.len();
-                continue;
-            }
-            if written > 0 {
-                let _ = chunk.split_to(written);
-                written = 0;
-            }
-            rest.push(chunk);
+        // The chunks written in full, then the one written in part.
+        let mut done = 0;
+        while done < chunks.len() && written >= chunks[done].len() {
+            written -= chunks[done].len();
+            done += 1;
         }
-        for chunk in rest.into_iter().rev() {
-            self.out.push_front(chunk);
+        if let Some(partial) = chunks.get_mut(done) {
+            let _ = partial.split_to(written);
         }
+        while chunks.len() > done {
+            if let Some(chunk) = chunks.pop() {
+                self.out.push_front(chunk);
+            }
+        }
+        chunks.clear();
     }
 }
 
@@ -199,7 +200,9 @@ mod tests {
             Bytes::from_static(b"defg"),
             Bytes::from_static(b"hi"),
         ];
-        conn.requeue_unsent(chunks, 5);
+        let mut chunks = chunks;
+        conn.requeue_unsent(&mut chunks, 5);
+        assert!(chunks.is_empty());
         let all: Vec<u8> = conn.out.iter().flat_map(|c| c.to_vec()).collect();
         assert_eq!(all, b"fghilater");
     }

@@ -4,12 +4,16 @@
 
 use super::*;
 
+/// Emptied send lists a shard keeps for reuse: as many as sends it has in flight at once, up to
+/// this; more are freed.
+const SEND_LISTS: usize = 1024;
+
 impl<S: Service> Shard<S> {
     pub(super) fn on_sent(
         &mut self,
         token: Token,
         result: std::io::Result<usize>,
-        chunks: Vec<Bytes>,
+        mut chunks: Vec<Bytes>,
         now: Instant,
     ) {
         let Some(conn) = slot(&mut self.world.conns, token) else {
@@ -25,10 +29,11 @@ impl<S: Service> Shard<S> {
                     d.connected_at.get_or_insert(now);
                 }
                 self.reclaim.released(written);
-                conn.requeue_unsent(chunks, written)
+                conn.requeue_unsent(&mut chunks, written);
+                keep_send_list(&mut self.send_lists, chunks);
             }
             Err(_) => {
-                drop(chunks);
+                keep_send_list(&mut self.send_lists, chunks);
                 self.on_transport_end(token, false, None, now);
                 return;
             }
@@ -94,20 +99,11 @@ impl<S: Service> Shard<S> {
             }
             // Output moves out of the protocol only when the socket can take it: while a send
             // is stuck on a peer that does not read, it stays where the protocol can still
-            // coalesce what it owes (pongs) and the limits see it whole.
-            if !conn.sending {
-                match conn.tls.as_deref_mut() {
-                    None => {
-                        while let Some(chunk) = open.ws.poll_transmit() {
-                            conn.queued += chunk.len();
-                            conn.out.push_back(chunk);
-                        }
-                    }
-                    Some(tls) => {
-                        while let Some(chunk) = open.ws.poll_transmit() {
-                            tls.send(&chunk);
-                        }
-                    }
+            // coalesce what it owes (pongs) and the limits see it whole. Without TLS it goes
+            // straight from the protocol's queue into the send, below.
+            if let (false, Some(tls)) = (conn.sending, conn.tls.as_deref_mut()) {
+                while let Some(chunk) = open.ws.poll_transmit() {
+                    tls.send(&chunk);
                 }
             }
             // Read backpressure: past the high level, the peer's bytes stay in the kernel.
@@ -122,15 +118,29 @@ impl<S: Service> Shard<S> {
         if conn.tls.is_some() {
             conn.transmit_tls();
         }
-        if !conn.sending && !conn.out.is_empty() && conn.lifecycle != Lifecycle::Closing {
-            let n = conn.out.len().min(MAX_IOVECS);
-            let chunks: Vec<Bytes> = conn.out.drain(..n).collect();
-            conn.sending = true;
-            self.backend.send(token, conn.fd, chunks);
-        } else if !conn.sending
-            && conn.out.is_empty()
-            && conn.lifecycle == Lifecycle::CloseWhenFlushed
-        {
+        if !conn.sending && conn.lifecycle != Lifecycle::Closing {
+            // One gathered send: what a partial write left (or what is not the protocol's: an
+            // HTTP answer, TLS records) first, then the protocol's own queue, with no copy and
+            // no list made per send (the send's list comes back with its completion).
+            let mut chunks = self.send_lists.pop().unwrap_or_default();
+            chunks.extend(conn.out.drain(..conn.out.len().min(MAX_IOVECS)));
+            if let (Phase::Ws(open), None) = (&mut conn.phase, &conn.tls) {
+                while chunks.len() < MAX_IOVECS {
+                    let Some(chunk) = open.ws.poll_transmit() else {
+                        break;
+                    };
+                    conn.queued += chunk.len();
+                    chunks.push(chunk);
+                }
+            }
+            if !chunks.is_empty() {
+                conn.sending = true;
+                self.backend.send(token, conn.fd, chunks);
+            } else {
+                self.send_lists.push(chunks);
+            }
+        }
+        if !conn.sending && conn.out.is_empty() && conn.lifecycle == Lifecycle::CloseWhenFlushed {
             conn.lifecycle = Lifecycle::Closing;
             self.backend.close(token, conn.fd);
             return;
@@ -141,5 +151,13 @@ impl<S: Service> Shard<S> {
             }
         }
         self.schedule(token);
+    }
+}
+
+/// Keeps a send's emptied list of chunks in `lists` for the next send, up to [`SEND_LISTS`].
+fn keep_send_list(lists: &mut Vec<Vec<Bytes>>, mut chunks: Vec<Bytes>) {
+    chunks.clear();
+    if lists.len() < SEND_LISTS {
+        lists.push(chunks);
     }
 }

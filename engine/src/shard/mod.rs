@@ -217,6 +217,8 @@ pub(crate) struct Shard<S: Service> {
     pool_used: Option<Instant>,
     /// Freed memory owed back to the kernel.
     reclaim: reclaim::Reclaim,
+    /// Emptied lists of chunks from completed sends, for the next sends.
+    send_lists: Vec<Vec<Bytes>>,
     /// The reserve descriptor and the accept-failure episode (answers 503 out of descriptors).
     refusals: Refusals,
 }
@@ -267,6 +269,7 @@ impl<S: Service> Shard<S> {
             report: Report::default(),
             pool_used: None,
             reclaim: reclaim::Reclaim::new(Instant::now()),
+            send_lists: Vec::new(),
             refusals: Refusals::new(reserve),
         }
     }
