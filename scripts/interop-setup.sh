@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the independent peers the interop tests run against (actors/tests/interop_*.rs):
+# Installs the independent peers the interop tests run against (actors/tests/it/interop_*.rs):
 # Python's `websockets` in a project-local venv (.venv-interop, git-ignored) and Debian's
 # Chromium. Safe to run again: each step checks first and does nothing when it is already done.
 # The tests fail, rather than skip, when these are missing: CI runs this script first.

@@ -1,6 +1,6 @@
 //! Shared bits of ringsock's command-line tools, the `/proc` readers the load generators
 //! (`ringsock-load`, and `ws-load` in the benches) use to watch a server's CPU time and memory,
-//! and the hostile-peer suite ([`hostile`]) behind `ringsock-hostile` and `tests/hostile.rs`.
+//! and the hostile-peer suite ([`hostile`]) behind `ringsock-hostile` and `tests/it/hostile.rs`.
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The hostile-peer suite of issue 13: attacks on `ringsock-echo` run as a separate process,
 //! the control client that shows what they cost everyone else, and the measurements (server
-//! RSS and CPU time from `/proc/<pid>`). `tools/tests/hostile.rs` asserts on them; the
+//! RSS and CPU time from `/proc/<pid>`). `tools/tests/it/hostile.rs` asserts on them; the
 //! `ringsock-hostile` tool prints them as the figures table.
 //!
 //! - [`server`]: the echo server as a child process (address, pid, RSS, CPU, `RLIMIT_NOFILE`).
