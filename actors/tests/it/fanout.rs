@@ -99,6 +99,7 @@ fn parse(text: &str) -> (usize, u32) {
 /// how many subscribers it read.
 async fn read_group(group: Vec<(usize, Ws)>, subscribers: usize) -> usize {
     let n = group.len();
+    let ids: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
     let mut next = vec![[0u32; PUBLISHERS]; subscribers];
     let mut complete = 0;
     let mut all: SelectAll<_> = stream::select_all(
@@ -111,7 +112,14 @@ async fn read_group(group: Vec<(usize, Ws)>, subscribers: usize) -> usize {
     while ended < n {
         let (i, msg) = tokio::time::timeout(STEP, all.next())
             .await
-            .unwrap_or_else(|_| panic!("a subscriber group stalled: {complete} of {n} complete"))
+            .unwrap_or_else(|_| {
+                let got: Vec<u32> = ids.iter().map(|&i| next[i].iter().sum()).collect();
+                panic!(
+                    "a subscriber group stalled: {complete} of {n} complete, the furthest \
+                     behind at {} of {wanted} messages, {ended} read `end`",
+                    got.iter().min().unwrap_or(&0)
+                )
+            })
             .expect("the subscriber streams are open");
         let text = match msg.expect("a valid message") {
             WsMessage::Text(t) => t,
