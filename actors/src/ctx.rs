@@ -10,15 +10,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::ConnId;
-use ringsock_engine::ws::{
-    client_frame, server_frame, CloseCode, Connection, DataKind, OpCode, Role, SendError,
-};
+use ringsock_engine::ws::{CloseCode, Connection, DataKind, SendError};
 
 use crate::addr::{Addr, Target};
-use crate::handler::{Handler, Message};
-use crate::runtime::{publish, EngineCx, Slot};
+use crate::delivery::{Delivery, SlowPolicy};
+use crate::handler::Handler;
+use crate::message::{frame, Message};
+use crate::prepared::PreparedMessage;
+use crate::publish::publish;
+use crate::runtime::EngineCx;
+use crate::slot::Slot;
 use crate::timer::TimerId;
-use crate::topics::{Delivery, SlowPolicy};
 
 /// What became of a message handed to [`Ctx::send_text`] or [`Ctx::send_binary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,10 +138,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
                 let (kind, payload) = prepared.payload();
                 return ws.send_shared(kind, payload);
             }
-            ws.send_raw_frames(match ws.role() {
-                Role::Client => &prepared.client,
-                Role::Server => &prepared.server,
-            })
+            ws.send_raw_frames(prepared.frames(ws.role()))
         })
     }
 
@@ -255,13 +254,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
             // Closed (asked from `on_close`) or gone: an address that is dead from the start.
             _ => Arc::new(AtomicBool::new(false)),
         };
-        Addr {
-            remote,
-            shard,
-            target: Target::Conn(id),
-            alive,
-            _msg: PhantomData,
-        }
+        Addr::new(remote, shard, Target::Conn(id), alive)
     }
 
     /// Subscribes this connection to `topic` (no effect if it already is, or from
@@ -336,67 +329,5 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
             }
             None => false,
         }
-    }
-}
-
-/// A message framed once, for sending many times with [`Ctx::send_prepared`]: as the server
-/// role frames it (unmasked) and as the client role does (masked).
-///
-/// The client frame is masked once, with one random key that every copy then shares, where
-/// RFC 6455 wants a fresh key per frame. Masking exists so that bytes a script in a browser
-/// chose never cross an intermediary in the clear; a load generator or a trusted client sending
-/// its own message over and over does not need that, and saves a copy of the payload per send.
-#[derive(Clone, Debug)]
-pub struct PreparedMessage {
-    message: Message,
-    server: Bytes,
-    client: Bytes,
-}
-
-impl PreparedMessage {
-    /// Frames `message` for both roles (holding its payload three times).
-    pub fn new(message: impl Into<Message>) -> Self {
-        let message = message.into();
-        let opcode = match &message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
-        let server = server_frame(opcode, message.as_bytes());
-        let client = client_frame(opcode, message.as_bytes(), rand::random());
-        Self {
-            message,
-            server,
-            client,
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &Message {
-        &self.message
-    }
-
-    /// Its payload's length.
-    pub fn len(&self) -> usize {
-        self.message.as_bytes().len()
-    }
-
-    /// Whether its payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn payload(&self) -> (DataKind, Bytes) {
-        match &self.message {
-            Message::Text(t) => (DataKind::Text, t.clone().into_bytes()),
-            Message::Binary(b) => (DataKind::Binary, b.clone()),
-        }
-    }
-}
-
-/// A message as one unmasked frame, ready to be queued to many connections.
-pub(crate) fn frame(message: Message) -> Bytes {
-    match message {
-        Message::Text(t) => server_frame(OpCode::Text, t.as_str().as_bytes()),
-        Message::Binary(b) => server_frame(OpCode::Binary, &b),
     }
 }

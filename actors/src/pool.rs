@@ -15,8 +15,9 @@ use ringsock_engine::server::{DialError, ShutdownReport};
 use ringsock_engine::ws::{ClientHandshake, ClientOptions, CloseCode, ProtocolError};
 
 use crate::ctx::Ctx;
-use crate::handler::{Closed, Handler, Message};
-use crate::server::{ConnectError, Running};
+use crate::handler::Handler;
+use crate::message::{Closed, Message};
+use crate::running::{ConnectError, Running};
 use crate::timer::TimerId;
 
 /// When and how often a lost connection is dialled again.
