@@ -30,7 +30,7 @@ pub(crate) struct Local {
     /// Posted publishes waiting to be delivered together.
     pub batch: Batch,
     /// The last timer key handed out (keys are per shard and never reused).
-    pub next_timer: u64,
+    next_timer: u64,
     /// This shard's actors, by id.
     pub actors: HashMap<u64, ActorEntry>,
     /// Shard timers: timer key → the actor that set it.
