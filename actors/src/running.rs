@@ -216,8 +216,9 @@ impl Running {
         self.handle.shutdown(grace)
     }
 
-    /// Blocks until the process ends.
-    pub fn wait(self) {
+    /// Blocks until the server has shut down (from another thread, or a signal), and returns
+    /// the report.
+    pub fn wait(&self) -> ShutdownReport {
         self.handle.wait()
     }
 }

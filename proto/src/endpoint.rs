@@ -26,7 +26,8 @@ impl Schemes {
     };
 }
 
-/// A URL checked and taken apart by [`Endpoint::parse`]. No `Debug`: it holds credentials.
+/// A URL checked and taken apart by [`Endpoint::parse`]. Its `Debug` leaves the credentials
+/// (userinfo) out.
 pub struct Endpoint {
     /// The parsed URL, for what a caller needs beyond the endpoint (path, query, the `Host`
     /// header's form).
@@ -43,9 +44,21 @@ pub struct Endpoint {
     pub basic_auth: Option<String>,
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("secure", &self.secure)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("basic_auth", &self.basic_auth.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why a URL cannot name an endpoint. The texts never quote the URL: its userinfo may hold a
 /// password.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum UrlError {
     /// The text does not parse as a URL.
     #[error("{0}")]
@@ -147,7 +160,7 @@ mod tests {
     }
 
     fn err(text: &str, schemes: Schemes) -> UrlError {
-        Endpoint::parse(text, schemes).err().expect("an error")
+        Endpoint::parse(text, schemes).expect_err("an error")
     }
 
     /// The decoded `user:password` of an endpoint's credentials.

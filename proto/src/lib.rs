@@ -11,7 +11,8 @@
 //!   permessage-deflate, and the [`ws::Connection`] state machine shared by the server and client
 //!   roles.
 
-#![warn(missing_docs)]
+#![deny(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod endpoint;
 pub mod http;

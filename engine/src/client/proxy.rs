@@ -155,6 +155,7 @@ impl Proxy {
 
 /// Why a proxy could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProxyError {
     /// The proxy URL does not parse, is not http: or https:, or has no host.
     #[error("invalid proxy URL: {0}")]

@@ -340,7 +340,7 @@ pub(crate) struct TlsLayers {
 }
 
 impl TlsLayers {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             layers: Vec::with_capacity(1),
             closing: false,
@@ -351,7 +351,12 @@ impl TlsLayers {
     /// Starts a session to `host` (SNI and certificate name; an IP address is checked against
     /// the certificate's IP names and sends no SNI) inside the existing ones. `peer` names it in
     /// errors. Its ClientHello waits for the next [`TlsLayers::transmit`].
-    pub fn push(&mut self, config: &TlsConfig, host: &str, peer: String) -> Result<(), TlsError> {
+    pub(crate) fn push(
+        &mut self,
+        config: &TlsConfig,
+        host: &str,
+        peer: String,
+    ) -> Result<(), TlsError> {
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| TlsError::message(&peer, format!("{host:?} is not a valid TLS name")))?;
         let mut conn = ClientConnection::new(config.config.clone(), name)
@@ -364,7 +369,7 @@ impl TlsLayers {
     }
 
     /// The number of sessions.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.layers.len()
     }
 
@@ -372,7 +377,7 @@ impl TlsLayers {
     /// an outer layer already decrypted) through it and every layer inside it, and appends the
     /// innermost plaintext to `plain`. An error ends the session; the alert rustls queued for
     /// the peer leaves with the next transmit.
-    pub fn receive(
+    pub(crate) fn receive(
         &mut self,
         from: usize,
         data: &[u8],
@@ -396,7 +401,7 @@ impl TlsLayers {
 
     /// Writes plaintext into the innermost session (buffered by rustls until its handshake is
     /// done).
-    pub fn send(&mut self, plain: &[u8]) {
+    pub(crate) fn send(&mut self, plain: &[u8]) {
         if let Some(layer) = self.layers.last_mut() {
             // Unlimited buffers: a write is only refused after close_notify, when nothing more
             // may be sent anyway.
@@ -406,7 +411,7 @@ impl TlsLayers {
 
     /// Asks for a clean end: every session sends `close_notify` with the next transmit, after
     /// whatever was sent before.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.closing = true;
     }
 
@@ -414,7 +419,7 @@ impl TlsLayers {
     /// one's plaintext) and hands the outermost records to `push`, in order. A session closing
     /// cleanly sends its `close_notify` after everything written before, its inner session's
     /// included.
-    pub fn transmit(&mut self, mut push: impl FnMut(Bytes)) {
+    pub(crate) fn transmit(&mut self, mut push: impl FnMut(Bytes)) {
         let closing = self.closing && !self.closed;
         self.closed |= closing;
         for i in (0..self.layers.len()).rev() {

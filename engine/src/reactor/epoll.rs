@@ -201,6 +201,16 @@ pub struct EpollBackend {
     polls: usize,
 }
 
+impl std::fmt::Debug for EpollBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpollBackend")
+            .field("listeners", &self.listeners.len())
+            .field("connections", &self.conns.len())
+            .field("ready", &self.ready.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl EpollBackend {
     /// Sets up the backend with its receive pool: an epoll instance (through mio), the pool's
     /// single allocation, and a waker whose eventfd is watched from the start.

@@ -22,7 +22,7 @@ unsafe impl Send for PoolMem {}
 
 impl PoolMem {
     /// Maps `len` (> 0) bytes.
-    pub fn new(len: usize) -> io::Result<Self> {
+    pub(super) fn new(len: usize) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -52,12 +52,12 @@ impl PoolMem {
     }
 
     /// The start of the mapping (for handing buffers to the kernel).
-    pub fn as_ptr(&self) -> *mut u8 {
+    pub(super) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// The whole mapping.
-    pub fn as_slice(&self) -> &[u8] {
+    pub(super) fn as_slice(&self) -> &[u8] {
         // SAFETY: the mapping is `len` readable bytes, zero-filled by the kernel, alive as long
         // as `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
@@ -66,7 +66,7 @@ impl PoolMem {
     /// Gives the pages wholly inside `start..start + len` back to the kernel; they read as
     /// zeros afterwards and cost memory again only once written. The caller guarantees nothing
     /// (the kernel included) is writing that range meanwhile.
-    pub fn release(&self, start: usize, len: usize) {
+    pub(super) fn release(&self, start: usize, len: usize) {
         const PAGE: usize = 4096;
         let end = (start + len).min(self.len) & !(PAGE - 1);
         let start = (start + PAGE - 1) & !(PAGE - 1);
@@ -86,7 +86,7 @@ impl PoolMem {
     }
 
     /// The whole mapping, writable.
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+    pub(super) fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }

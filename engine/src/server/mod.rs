@@ -9,199 +9,27 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
-mod remote;
-mod service;
-
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use socket2::{Domain, Socket, Type};
 
-use crate::http::HeadLimits;
 use crate::reactor::{self, BackendKind, PoolConfig, Waker};
+use crate::service::ShardSettings;
 use crate::shard::{Shard, ShardMsg, ShardParts};
-use crate::ws::{CloseCode, Config, Overflow, ServerOptions};
+use crate::ws::ServerOptions;
 
-pub use remote::{PostError, Remote};
-pub use service::{
-    Accept, ConnId, Conns, Cx, Dial, DialError, Echo, HttpResponse, Open, Service, Upgrade,
+// The contract, where users of the server look for it.
+pub use crate::service::{
+    Accept, ConnId, Conns, Cx, Dial, DialError, Echo, HttpResponse, Limits, Open, OutputLimits,
+    PostError, Remote, Service, ShutdownReport, Upgrade,
 };
-
-/// Limits every connection runs under.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Connections open at once, over all shards (each shard takes its share); past it a new
-    /// connection is answered `503 Service Unavailable` and closed.
-    pub max_connections: usize,
-    /// Keep one spare file descriptor per shard (on `/dev/null`), default true. When the
-    /// process runs out of descriptors (EMFILE, ENFILE) nothing can be accepted, and clients
-    /// waiting in the accept queue would hang until they gave up; with the reserve, the shard
-    /// lets it go, accepts the waiting connections one at a time, answers each
-    /// `503 Service Unavailable` (with `Retry-After`) and closes it, then takes the reserve back.
-    /// Costs one descriptor per shard. Off: waiting clients wait until a descriptor is free.
-    /// Either way accepting pauses without spinning and resumes as soon as a connection closes.
-    pub reserve_fd: bool,
-    /// Request head limits (past `max_head_bytes`: 431).
-    pub head: HeadLimits,
-    /// Largest WebSocket message in bytes (past it: close 1009).
-    pub max_message: usize,
-    /// Time from accept to a complete request head; a slower client is disconnected. Also bounds
-    /// how long a final answer may take to write.
-    pub handshake_timeout: Duration,
-    /// Close a WebSocket with 1001 after this long without receiving anything (`None`: never).
-    pub idle_timeout: Option<Duration>,
-    /// Dead-peer detection for every WebSocket: after this long without receiving anything the
-    /// shard pings, and if still nothing has arrived after as long again, it cuts the
-    /// connection (reported as 1006; a close frame would wait behind the same silence). A
-    /// connection that is receiving is never pinged. `None` (the default): off. (The actors
-    /// layer has its own periodic ping, `ServerBuilder::ping`.)
-    pub keepalive: Option<Duration>,
-    /// How long a sent close frame waits for the peer's before the connection is cut (1006).
-    pub close_timeout: Duration,
-    /// Outgoing connections: how long, after the close handshake, the client waits for the
-    /// server to close the TCP connection before closing it itself; the close is reported when
-    /// the connection is over ([`crate::ws::Connection::wait_for_server_close`]). 2 s, as Chromium
-    /// waits (`kUnderlyingConnectionCloseTimeoutSeconds`).
-    pub server_close_timeout: Duration,
-    /// Unwritten output per connection: where reading pauses and resumes, and the hard cap.
-    pub output: OutputLimits,
-    /// Pings and pongs a peer may send in one second; past it: close 1008 (0: no limit).
-    /// Default 256 ([`Config::max_control_per_second`]).
-    pub max_control_per_second: u32,
-    /// The fewest payload bytes a fragment may carry on average once a message has more than
-    /// [`crate::ws::FRAGMENT_GRACE`] fragments; below it: close 1008 (0: no limit). Default 16
-    /// ([`Config::min_fragment_average`]).
-    pub min_fragment_average: u32,
-}
-
-/// How much output a connection may have that its peer has not taken yet (queued in the shard
-/// and in the socket's send in flight, not counting the kernel's socket buffer): one owner of
-/// output and backpressure for every service.
-///
-/// - Past `high` the shard stops reading the connection's socket: a peer that does not read its
-///   answers cannot make the server read (and answer) more. The kernel's window then pushes back
-///   on it. Reading resumes once the output has fallen to `low`.
-/// - A send that would take the output past `max` is refused and gets `overflow`, whatever
-///   service makes it (the output of a service that writes without reading, such as a push to
-///   a subscriber that has stopped reading, is bounded by this alone).
-///
-/// So a connection holds at most `max` bytes of output, and an echo-like service, whose output
-/// follows its input, about `high` plus one read's worth.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OutputLimits {
-    /// Reading resumes at or below this. Default 64 KiB.
-    pub low: usize,
-    /// Reading pauses above this. Default 1 MiB.
-    pub high: usize,
-    /// Sends past this get `overflow`. Default 64 MiB.
-    pub max: usize,
-    /// What a send past `max` gets. Default: close with 1008.
-    pub overflow: Overflow,
-}
-
-impl Default for OutputLimits {
-    fn default() -> Self {
-        Self {
-            low: 64 << 10,
-            high: 1 << 20,
-            max: 64 << 20,
-            overflow: Overflow::Close(CloseCode::POLICY_VIOLATION),
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_connections: 1_000_000,
-            reserve_fd: true,
-            head: HeadLimits::default(),
-            max_message: (1 << 26) - 1,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: None,
-            keepalive: None,
-            close_timeout: Duration::from_secs(30),
-            server_close_timeout: Duration::from_secs(2),
-            output: OutputLimits::default(),
-            max_control_per_second: Config::default().max_control_per_second,
-            min_fragment_average: Config::default().min_fragment_average,
-        }
-    }
-}
-
-impl Limits {
-    /// The protocol settings every accepted connection runs with, made once per server and
-    /// shared (an `Arc` clone per connection).
-    fn connection_config(&self) -> Arc<Config> {
-        Arc::new(Config {
-            max_length: self.max_message,
-            close_timeout: self.close_timeout,
-            max_control_per_second: self.max_control_per_second,
-            min_fragment_average: self.min_fragment_average,
-            ..Config::default()
-        })
-    }
-}
-
-/// What every shard needs to know, shared read-only.
-pub(crate) struct ShardSettings {
-    pub limits: Limits,
-    /// The protocol settings of accepted connections, from `limits`.
-    pub ws_config: Arc<Config>,
-    pub handshake: ServerOptions,
-    /// Paths that accept WebSocket upgrades; empty means every path does.
-    pub ws_paths: Vec<String>,
-    /// Pins the shards' random generators ([`ServerBuilder::rng_seed`]); `None`: seeded from
-    /// the operating system.
-    pub rng_seed: Option<u64>,
-}
-
-impl ShardSettings {
-    pub fn new(limits: Limits, handshake: ServerOptions, ws_paths: Vec<String>) -> Self {
-        Self {
-            ws_config: limits.connection_config(),
-            limits,
-            handshake,
-            ws_paths,
-            rng_seed: None,
-        }
-    }
-
-    /// Whether an upgrade to `path` is accepted.
-    pub fn is_websocket_path(&self, path: &str) -> bool {
-        self.ws_paths.is_empty() || self.ws_paths.iter().any(|p| p == path)
-    }
-
-    /// Whether `path` was registered as WebSocket-only (a plain GET there gets 426).
-    pub fn is_registered_websocket_path(&self, path: &str) -> bool {
-        self.ws_paths.iter().any(|p| p == path)
-    }
-}
-
-/// How a graceful shutdown went, summed over shards.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// WebSocket connections sent a 1001 close.
-    pub closing: usize,
-    /// Of those and any others closing meanwhile: finished the close handshake.
-    pub closed_cleanly: usize,
-    /// Ended without a close handshake (transport dropped, close timeout) during shutdown.
-    pub cut: usize,
-}
-
-impl std::ops::AddAssign for ShutdownReport {
-    fn add_assign(&mut self, other: Self) {
-        self.closing += other.closing;
-        self.closed_cleanly += other.closed_cleanly;
-        self.cut += other.cut;
-    }
-}
 
 /// Configures and starts a [`Server`].
 #[derive(Debug)]
@@ -339,6 +167,7 @@ impl ServerBuilder {
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut shards = Vec::with_capacity(self.shards);
+        let mut threads = Vec::with_capacity(self.shards);
         for (i, listeners) in per_shard.into_iter().enumerate() {
             let inbox = Arc::new(ArrayQueue::new(4));
             let (settings, service, ready_tx, remote) = (
@@ -378,11 +207,8 @@ impl ServerBuilder {
                     };
                     Shard::new(backend, parts).run()
                 })?;
-            shards.push(ShardHandle {
-                inbox,
-                waker: None,
-                thread: Some(thread),
-            });
+            threads.push(thread);
+            shards.push(ShardHandle { inbox, waker: None });
         }
         drop(ready_tx);
         let mut backend = "";
@@ -405,11 +231,17 @@ impl ServerBuilder {
             None => eprintln!("ringsock: using the {backend} backend"),
         }
         Ok(ServerHandle {
-            addrs,
-            backend,
-            shards,
-            remote,
-            report: None,
+            inner: Arc::new(Running {
+                addrs,
+                backend,
+                shards,
+                remote,
+                state: Mutex::new(Stopping {
+                    threads,
+                    report: None,
+                }),
+                stopped: Condvar::new(),
+            }),
         })
     }
 }
@@ -417,25 +249,49 @@ impl ServerBuilder {
 struct ShardHandle {
     inbox: Arc<ArrayQueue<ShardMsg>>,
     waker: Option<Waker>,
-    thread: Option<JoinHandle<io::Result<ShutdownReport>>>,
 }
 
-/// A running server. Dropping it shuts the server down at once (no grace period). `P` is what
-/// its service accepts as posts.
+/// A running server: cheap to clone, and shareable with other threads (a publisher, a signal
+/// watcher). The server shuts down gracefully when any clone calls
+/// [`ServerHandle::shutdown`] (or [`ServerHandle::shutdown_on_signal`] sees its signal), and at
+/// once, without a grace period, when the last clone is dropped. `P` is what its service accepts
+/// as posts.
 pub struct ServerHandle<P = ()> {
+    inner: Arc<Running<P>>,
+}
+
+impl<P> Clone for ServerHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// What every clone of a [`ServerHandle`] shares.
+struct Running<P> {
     addrs: Vec<SocketAddr>,
     backend: &'static str,
     shards: Vec<ShardHandle>,
     remote: Remote<P>,
+    /// The shard threads until a shutdown has joined them, then its report.
+    state: Mutex<Stopping>,
+    /// Signalled when the report is in.
+    stopped: Condvar,
+}
+
+/// Where a server is in stopping.
+struct Stopping {
+    threads: Vec<JoinHandle<io::Result<ShutdownReport>>>,
     report: Option<ShutdownReport>,
 }
 
 impl<P> std::fmt::Debug for ServerHandle<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("addrs", &self.addrs)
-            .field("backend", &self.backend)
-            .field("shards", &self.shards.len())
+            .field("addrs", &self.inner.addrs)
+            .field("backend", &self.inner.backend)
+            .field("shards", &self.inner.shards.len())
             .finish()
     }
 }
@@ -443,27 +299,72 @@ impl<P> std::fmt::Debug for ServerHandle<P> {
 impl<P> ServerHandle<P> {
     /// Posts to the shards from outside (see [`Service::on_post`]).
     pub fn remote(&self) -> &Remote<P> {
-        &self.remote
+        &self.inner.remote
     }
 
     /// The addresses listened on (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+        &self.inner.addrs
     }
 
     /// `"io_uring"` or `"epoll"`.
     pub fn backend(&self) -> &'static str {
-        self.backend
+        self.inner.backend
     }
 
     /// Stops accepting, sends close 1001 to every WebSocket, waits up to `grace` for the close
-    /// handshakes, cuts what remains, and reports how it went.
-    pub fn shutdown(mut self, grace: Duration) -> ShutdownReport {
-        self.shutdown_in_place(grace)
+    /// handshakes, cuts what remains, and reports how it went. A second call, from any clone,
+    /// waits for the first and returns the same report.
+    pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.shutdown(grace)
     }
 
-    fn shutdown_in_place(&mut self, grace: Duration) -> ShutdownReport {
-        if let Some(report) = self.report {
+    /// Blocks until the server has shut down (from another clone or a signal), and returns the
+    /// report. Does not stop it.
+    pub fn wait(&self) -> ShutdownReport {
+        let mut state = self.inner.lock();
+        loop {
+            if let Some(report) = state.report {
+                return report;
+            }
+            state = self
+                .inner
+                .stopped
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down with `grace` (see
+    /// [`ServerHandle::shutdown`]): the whole life of a server process in one call. The signals
+    /// are caught with handlers (no signal mask to set before the shards start), and a second
+    /// Ctrl-C during the grace period does not kill the process; it is only caught while this
+    /// call runs. Fails if the handlers cannot be installed.
+    pub fn shutdown_on_signal(&self, grace: Duration) -> io::Result<ShutdownReport> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        if let Some(signal) = signals.forever().next() {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            eprintln!("ringsock: {name}, closing connections (grace {grace:?})");
+        }
+        let report = self.shutdown(grace);
+        signals.handle().close();
+        Ok(report)
+    }
+}
+
+impl<P> Running<P> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stopping> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let mut state = self.lock();
+        if let Some(report) = state.report {
             return report;
         }
         let deadline = Instant::now() + grace;
@@ -477,31 +378,20 @@ impl<P> ServerHandle<P> {
             }
         }
         let mut total = ShutdownReport::default();
-        for shard in &mut self.shards {
-            if let Some(thread) = shard.thread.take() {
-                if let Ok(Ok(report)) = thread.join() {
-                    total += report;
-                }
+        for thread in state.threads.drain(..) {
+            if let Ok(Ok(report)) = thread.join() {
+                total += report;
             }
         }
-        self.report = Some(total);
+        state.report = Some(total);
+        self.stopped.notify_all();
         total
-    }
-
-    /// Blocks until the server is shut down from elsewhere (it runs until the process ends).
-    pub fn wait(mut self) {
-        for shard in &mut self.shards {
-            if let Some(thread) = shard.thread.take() {
-                let _ = thread.join();
-            }
-        }
-        self.report = Some(ShutdownReport::default());
     }
 }
 
-impl<P> Drop for ServerHandle<P> {
+impl<P> Drop for Running<P> {
     fn drop(&mut self) {
-        self.shutdown_in_place(Duration::ZERO);
+        self.shutdown(Duration::ZERO);
     }
 }
 
@@ -526,5 +416,31 @@ fn pin_to_core(core: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(core, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Echo;
+
+    /// A clone waits on another thread while the original shuts down: both see one report, and
+    /// a second shutdown returns it again instead of stopping anything twice.
+    #[test]
+    fn a_clone_waits_for_the_shutdown_another_makes() {
+        let server = Server::builder()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .shards(1)
+            .pin_threads(false)
+            .start(Echo)
+            .unwrap();
+        let waiter = server.clone();
+        let waiting = std::thread::spawn(move || waiter.wait());
+        let report = server.shutdown(Duration::from_millis(100));
+        assert_eq!(waiting.join().unwrap(), report);
+        assert_eq!(server.shutdown(Duration::ZERO), report);
+        // Stopped: nothing listens any more.
+        let addr = server.local_addrs()[0];
+        assert!(std::net::TcpStream::connect(addr).is_err());
     }
 }

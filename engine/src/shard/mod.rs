@@ -5,16 +5,23 @@
 //! turn, flush every connection that has output with one gathered send (µWebSockets' cork).
 //! Nothing here blocks or takes a lock: other threads reach a shard only through its bounded
 //! inbox and its waker.
+//!
+//! The loop and the completions it dispatches are here; each side of a connection's life has
+//! its module: [`receive`] (bytes in, the request's route, a peer's end), [`dial`] (an outgoing
+//! connection's transitions), [`flush`] (bytes out and backpressure), [`deadlines`] (timers),
+//! [`shutdown`], [`refuse`] (503s when the shard cannot take a connection) and [`reclaim`]
+//! (memory back to the kernel). The connection's data is [`crate::conn`]; what the service
+//! sees, and the settings, are [`crate::service`].
 
-pub(crate) mod conn;
-pub mod cx;
-pub mod dial;
+mod deadlines;
+mod dial;
+mod flush;
+mod receive;
 mod reclaim;
 mod refuse;
+mod shutdown;
 #[cfg(test)]
 mod tests;
-pub mod timers;
-mod tls;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -27,21 +34,18 @@ use rand::{Rng, SeedableRng};
 use slab::Slab;
 
 use crate::client::TlsError;
+use crate::conn::dial::{DialError, Dialing};
+use crate::conn::{slot, tls, Conn, Lifecycle, Open, Phase, NO_DRAIN};
 use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
-use crate::server::{
-    ConnId, HttpResponse, OutputLimits, Remote, Service, ShardSettings, ShutdownReport, Upgrade,
+use crate::service::route::{self, Route};
+use crate::service::{
+    ConnId, Conns, Cx, OutputLimits, Remote, Service, ShardSettings, ShutdownReport,
 };
+use crate::timers::Timers;
 use crate::ws::extension::Extensions;
-use crate::ws::{
-    is_websocket_upgrade, AcceptError, ClientAccepted, CloseCode, Connection, Decision, Event,
-    Refusal, State,
-};
-use conn::{Conn, Lifecycle, Phase};
-use cx::{Conns, Cx, Open};
-use dial::{DialError, Dialing};
+use crate::ws::{ClientAccepted, CloseCode, Connection, Event, Refusal, State};
 use refuse::Refusals;
-use timers::Timers;
 
 /// Control messages the server handle sends a shard (apart from the service's posts).
 #[derive(Debug)]
@@ -213,6 +217,8 @@ pub(crate) struct Shard<S: Service> {
     pool_used: Option<Instant>,
     /// Freed memory owed back to the kernel.
     reclaim: reclaim::Reclaim,
+    /// Emptied lists of chunks from completed sends, for the next sends.
+    send_lists: Vec<Vec<Bytes>>,
     /// The reserve descriptor and the accept-failure episode (answers 503 out of descriptors).
     refusals: Refusals,
 }
@@ -229,7 +235,7 @@ pub(crate) struct ShardParts<S: Service> {
 }
 
 impl<S: Service> Shard<S> {
-    pub fn new(backend: Box<dyn Backend>, parts: ShardParts<S>) -> Self {
+    pub(crate) fn new(backend: Box<dyn Backend>, parts: ShardParts<S>) -> Self {
         let local = parts.service.local(parts.index, &parts.remote);
         // A client-only shard accepts nothing: it needs no reserve.
         let reserve = parts.settings.limits.reserve_fd && !parts.listeners.is_empty();
@@ -263,12 +269,13 @@ impl<S: Service> Shard<S> {
             report: Report::default(),
             pool_used: None,
             reclaim: reclaim::Reclaim::new(Instant::now()),
+            send_lists: Vec::new(),
             refusals: Refusals::new(reserve),
         }
     }
 
     /// Runs until a shutdown has finished; returns what the shutdown achieved.
-    pub fn run(mut self) -> std::io::Result<ShutdownReport> {
+    pub(crate) fn run(mut self) -> std::io::Result<ShutdownReport> {
         for l in &self.listeners {
             self.backend.listen(l.as_raw_fd())?;
         }
@@ -426,688 +433,6 @@ impl<S: Service> Shard<S> {
         }
         self.schedule(token);
     }
-
-    fn on_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
-        if self.on_bytes(token, Input::Buffer(buf, len), now) {
-            self.world.mark_dirty(token);
-        }
-    }
-
-    /// Bytes a skip dropped unread: the WebSocket accounts for them as received payload.
-    fn on_skipped(&mut self, token: Token, len: usize, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        conn.skipping = conn.skipping.saturating_sub(clamp_u32(len));
-        if conn.lifecycle != Lifecycle::Live {
-            return;
-        }
-        conn.heard_from(now);
-        let Phase::Ws(open) = &mut conn.phase else {
-            return;
-        };
-        open.ws.skipped(len as u64, now);
-        self.world
-            .drain_events(&self.service, token, now, &mut self.report);
-        self.world.mark_dirty(token);
-    }
-
-    /// Received bytes that went through TLS: their plaintext goes to the phase; a TLS failure
-    /// after it.
-    fn on_tls_received(&mut self, token: Token, buf: BufId, len: usize, now: Instant) {
-        let Some(tls) = slot(&mut self.world.conns, token).and_then(|c| c.tls.as_deref_mut())
-        else {
-            return;
-        };
-        let mut plain = std::mem::take(&mut self.plain);
-        plain.clear();
-        let received = tls.receive(0, self.backend.buffer(buf, len), &mut plain);
-        // Plaintext that came before a bad record still counts.
-        self.on_bytes(token, Input::Plain(&plain), now);
-        if let Err(e) = received {
-            self.on_tls_error(token, e, now);
-        }
-        if plain.capacity() <= PLAIN_KEEP {
-            self.plain = plain;
-        }
-    }
-
-    /// Hands bytes to the connection's phase: from the socket (through TLS first when the
-    /// connection has it), or plaintext out of TLS. False if the connection takes no more.
-    fn on_bytes(&mut self, token: Token, input: Input<'_>, now: Instant) -> bool {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return false;
-        };
-        let data = match input {
-            Input::Buffer(buf, len) => {
-                // The backend counts delivered bytes against a skip in progress; so do we.
-                conn.skipping = conn.skipping.saturating_sub(clamp_u32(len));
-                if conn.lifecycle != Lifecycle::Live {
-                    return false;
-                }
-                conn.heard_from(now);
-                if let Phase::Dialing(dialing) | Phase::Proxying(dialing) = &mut conn.phase {
-                    dialing.connected_at.get_or_insert(now);
-                }
-                if conn.tls.is_some() {
-                    self.on_tls_received(token, buf, len, now);
-                    return true;
-                }
-                self.backend.buffer(buf, len)
-            }
-            Input::Plain([]) => return true,
-            Input::Plain(plain) => plain,
-        };
-        match &mut conn.phase {
-            Phase::Head(head) => {
-                head.extend_from_slice(data);
-                match parse_request(head, &self.settings.limits.head) {
-                    Ok(None) => {}
-                    Err(e) => answer(conn, Refusal::new(e.status(), e.to_string()).to_response()),
-                    Ok(Some((request, used))) => {
-                        let rest = head.split_off(used).freeze();
-                        self.route(token, request, rest, now);
-                    }
-                }
-            }
-            Phase::Ws(_) => {
-                self.world
-                    .feed(&self.service, token, data, now, &mut self.report);
-            }
-            Phase::Dialing(dialing) => {
-                dialing.head.extend_from_slice(data);
-                match dialing.handshake.read_response(&dialing.head) {
-                    Ok(None) => {}
-                    Err(e) => self.fail_dial(token, DialError::Handshake(e), now),
-                    Ok(Some((accepted, used))) => self.opened(token, accepted, used, now),
-                }
-            }
-            Phase::Proxying(dialing) => {
-                dialing.head.extend_from_slice(data);
-                // A proxy is always set while proxying.
-                let answer = match &dialing.options.proxy {
-                    Some(proxy) => proxy.read_response(&dialing.head),
-                    None => Ok(Some(0)),
-                };
-                match answer {
-                    Ok(None) => {}
-                    Err(e) => self.fail_dial(token, DialError::Proxy(e), now),
-                    Ok(Some(used)) => self.tunnelled(token, used, now),
-                }
-            }
-            Phase::Answered => {}
-        }
-        true
-    }
-
-    /// TLS failed: a dial fails with the reason (and the alert rustls prepared goes out before
-    /// the socket closes); an open WebSocket has lost its transport.
-    fn on_tls_error(&mut self, token: Token, error: TlsError, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        match conn.phase {
-            Phase::Dialing(_) | Phase::Proxying(_) => {
-                self.fail_dial(token, DialError::Tls(error), now);
-                if let Some(conn) = slot(&mut self.world.conns, token) {
-                    conn.transmit_tls();
-                }
-            }
-            _ => {
-                let error = std::io::Error::new(std::io::ErrorKind::InvalidData, error);
-                self.on_transport_end(token, false, Some(error), now);
-            }
-        }
-    }
-
-    /// The proxy opened the tunnel: the handshake (inside TLS for `wss://`) goes out on the same
-    /// socket, and whatever followed the proxy's answer belongs to it.
-    fn tunnelled(&mut self, token: Token, used: usize, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        let Phase::Proxying(mut dialing) = std::mem::replace(&mut conn.phase, Phase::Answered)
-        else {
-            return;
-        };
-        let rest = dialing.head.split_off(used);
-        dialing.head.clear();
-        let opened = tls::open_tunnel(conn, &dialing.handshake, &dialing.options);
-        conn.phase = Phase::Dialing(dialing);
-        let inner = match opened {
-            Ok(inner) => inner,
-            Err(e) => return self.fail_dial(token, e, now),
-        };
-        if rest.is_empty() {
-            return;
-        }
-        match (inner, conn.tls.as_deref_mut()) {
-            (Some(layer), Some(tls)) => {
-                let mut plain = Vec::new();
-                let received = tls.receive(layer, &rest, &mut plain);
-                self.on_bytes(token, Input::Plain(&plain), now);
-                if let Err(e) = received {
-                    self.on_tls_error(token, e, now);
-                }
-            }
-            _ => {
-                self.on_bytes(token, Input::Plain(&rest), now);
-            }
-        }
-    }
-
-    /// An outgoing connection's 101 arrived: it becomes a WebSocket in the client role.
-    fn opened(&mut self, token: Token, accepted: ClientAccepted, used: usize, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        let Phase::Dialing(dialing) = std::mem::replace(&mut conn.phase, Phase::Answered) else {
-            return;
-        };
-        let Dialing {
-            config,
-            session,
-            mut head,
-            ..
-        } = *dialing;
-        let rest = head.split_off(used).freeze();
-        let mut ws = Connection::client(
-            config,
-            Extensions::new(accepted.extensions),
-            self.world.rng.random(),
-        );
-        // The server closes the TCP connection first (RFC 6455 section 7.1.1); the socket stays
-        // open for it, and the close is reported when it has, or when this side gives up.
-        ws.wait_for_server_close(Some(self.settings.limits.server_close_timeout));
-        conn.phase = Phase::Ws(Box::new(Open {
-            ws,
-            session,
-            protocol: accepted.protocol.map(Into::into),
-        }));
-        self.world.mark_dirty(token);
-        self.service
-            .on_connected(&mut self.world.cx(now), ConnId(token), &accepted.response);
-        self.world
-            .feed(&self.service, token, &rest, now, &mut self.report);
-    }
-
-    /// An outgoing connection that has not opened ends: the service gets its session back and
-    /// the socket closes. Nothing happens for any other kind of connection.
-    fn fail_dial(&mut self, token: Token, error: DialError, now: Instant) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        if !matches!(conn.phase, Phase::Dialing(_) | Phase::Proxying(_)) {
-            return;
-        }
-        let (Phase::Dialing(dialing) | Phase::Proxying(dialing)) =
-            std::mem::replace(&mut conn.phase, Phase::Answered)
-        else {
-            return;
-        };
-        conn.discard_output();
-        if conn.lifecycle == Lifecycle::Live {
-            conn.lifecycle = Lifecycle::CloseWhenFlushed;
-        }
-        self.world.mark_dirty(token);
-        self.service
-            .on_connect_failed(&mut self.world.cx(now), dialing.session, error);
-    }
-
-    /// Registers the outgoing connections callbacks made with the reactor.
-    fn register_dials(&mut self, now: Instant) {
-        while let Some(token) = self.world.dials.pop() {
-            let Some(conn) = slot(&mut self.world.conns, token) else {
-                continue;
-            };
-            let fd = conn.fd;
-            if let Err(e) = self.backend.register(token, fd) {
-                self.fail_dial(token, DialError::Io(e), now);
-                // Never registered: the reactor will not report its close, so close it here.
-                if let Some(conn) = slot(&mut self.world.conns, token) {
-                    // SAFETY: the socket was made by `dial::connect` and nothing else holds it.
-                    unsafe { libc::close(conn.fd) };
-                    self.world.conns.remove(token.index());
-                }
-                continue;
-            }
-            self.schedule(token);
-        }
-    }
-
-    /// Decides what a complete request head gets: a WebSocket, a 426, or the HTTP responder.
-    fn route(&mut self, token: Token, request: RequestHead, rest: Bytes, now: Instant) {
-        let settings = &*self.settings;
-        let service = &*self.service;
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        let ws_path = settings.is_websocket_path(request.path());
-        // A request naming `Upgrade: websocket` goes to the handshake even when it is not a
-        // valid upgrade (POST, HTTP/1.0, no `Connection: upgrade`): its 400 says what is wrong,
-        // where the HTTP responder would only say 404.
-        let wants_websocket =
-            is_websocket_upgrade(&request) || request.headers().has_token("upgrade", "websocket");
-        if !wants_websocket {
-            if request.method() == "GET" && settings.is_registered_websocket_path(request.path()) {
-                let refusal = Refusal::new(
-                    426,
-                    "This path speaks WebSocket only: send an Upgrade request",
-                )
-                .with_header("Upgrade", "websocket");
-                answer(conn, refusal.to_response());
-            } else {
-                answer(conn, http_bytes(&service.on_http(&request)));
-            }
-            return;
-        }
-        if !ws_path {
-            return answer(conn, http_bytes(&HttpResponse::not_found()));
-        }
-        let peer = peer_addr(conn.fd);
-        let local = &mut self.world.local;
-        let mut session = None;
-        let accepted = settings.handshake.accept_with(&request, |protocols| {
-            let upgrade = Upgrade {
-                request: &request,
-                protocols,
-                peer,
-                shard: self.world.index,
-            };
-            service.upgrade(local, &upgrade).map(|accept| {
-                session = Some(accept.session);
-                Decision {
-                    protocol: accept.protocol,
-                    headers: accept.headers,
-                }
-            })
-        });
-        let (accepted, session) = match (accepted, session) {
-            (Err(AcceptError::Refused(refusal)), _) => return answer(conn, refusal.to_response()),
-            (Err(AcceptError::Decided(response)), _) => return answer(conn, http_bytes(&response)),
-            (Ok(accepted), Some(session)) => (accepted, session),
-            (Ok(_), None) => {
-                return answer(
-                    conn,
-                    Refusal::new(500, "the upgrade was accepted without a session").to_response(),
-                )
-            }
-        };
-        conn.push_out(Bytes::from(accepted.response));
-        let ws = Connection::server(
-            settings.ws_config.clone(),
-            Extensions::new(accepted.extensions),
-        );
-        conn.phase = Phase::Ws(Box::new(Open {
-            ws,
-            session,
-            protocol: accepted.protocol.map(Into::into),
-        }));
-        self.world.mark_dirty(token);
-        service.on_open(&mut self.world.cx(now), ConnId(token), &request);
-        self.world
-            .feed(service, token, &rest, now, &mut self.report);
-    }
-
-    /// The peer's side ended: with an EOF (`half_closed`) it may still read, otherwise the
-    /// connection is broken.
-    fn on_transport_end(
-        &mut self,
-        token: Token,
-        half_closed: bool,
-        error: Option<std::io::Error>,
-        now: Instant,
-    ) {
-        let failed = match error {
-            Some(e) => DialError::Io(e),
-            None => DialError::Closed,
-        };
-        self.fail_dial(token, failed, now);
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        if let Phase::Ws(open) = &mut conn.phase {
-            open.ws.transport_closed();
-        }
-        // A reset or failed write leaves nothing worth writing; after a plain EOF the peer can
-        // still read (a client that half-closes after its request), so its answer goes out.
-        if !half_closed {
-            conn.discard_output();
-        }
-        if conn.lifecycle == Lifecycle::Live {
-            conn.lifecycle = Lifecycle::CloseWhenFlushed;
-        }
-        self.world
-            .drain_events(&self.service, token, now, &mut self.report);
-        self.world.mark_dirty(token);
-    }
-
-    fn on_sent(
-        &mut self,
-        token: Token,
-        result: std::io::Result<usize>,
-        chunks: Vec<Bytes>,
-        now: Instant,
-    ) {
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        conn.sending = false;
-        match result {
-            Ok(written) => {
-                if let (Phase::Dialing(d) | Phase::Proxying(d), true) =
-                    (&mut conn.phase, written > 0)
-                {
-                    // Bytes left, so the connection is up: the handshake timeout takes over.
-                    d.connected_at.get_or_insert(now);
-                }
-                self.reclaim.released(written);
-                conn.requeue_unsent(chunks, written)
-            }
-            Err(_) => {
-                drop(chunks);
-                self.on_transport_end(token, false, None, now);
-                return;
-            }
-        }
-        if let Phase::Ws(open) = &conn.phase {
-            let buffered = conn.queued + open.ws.pending_output();
-            if conn.read_paused && buffered <= self.settings.limits.output.low {
-                conn.read_paused = false;
-                self.backend.resume(token);
-            }
-            if conn.drain_below != conn::NO_DRAIN && buffered <= conn.drain_below as usize {
-                conn.drain_below = conn::NO_DRAIN;
-                self.service
-                    .on_drain(&mut self.world.cx(now), ConnId(token));
-            }
-        }
-        self.world.mark_dirty(token);
-    }
-
-    fn on_message(&mut self, msg: ShardMsg, now: Instant) {
-        match msg {
-            ShardMsg::Shutdown { deadline } => {
-                if self.shutdown.is_some() {
-                    return;
-                }
-                self.shutdown = Some(deadline);
-                self.report.shutting_down = true;
-                self.backend.stop_accepting();
-                let tokens: Vec<Token> = self
-                    .world
-                    .conns
-                    .iter()
-                    .map(|(i, c)| Token::new(i, c.generation))
-                    .collect();
-                for token in tokens {
-                    let Some(conn) = slot(&mut self.world.conns, token) else {
-                        continue;
-                    };
-                    if conn.lifecycle != Lifecycle::Live {
-                        continue;
-                    }
-                    match &mut conn.phase {
-                        Phase::Ws(open) => {
-                            if open
-                                .ws
-                                .close_as_endpoint(
-                                    CloseCode::GOING_AWAY,
-                                    "server shutting down",
-                                    now,
-                                )
-                                .is_ok()
-                            {
-                                self.report.report.closing += 1;
-                            }
-                        }
-                        _ => conn.lifecycle = Lifecycle::CloseWhenFlushed,
-                    }
-                    self.world.mark_dirty(token);
-                }
-            }
-        }
-    }
-
-    /// At the shutdown deadline: every connection still open is cut.
-    fn cut_remaining(&mut self) {
-        let tokens: Vec<Token> = self
-            .world
-            .conns
-            .iter()
-            .filter(|(_, c)| c.lifecycle != Lifecycle::Closing)
-            .map(|(i, c)| Token::new(i, c.generation))
-            .collect();
-        for token in tokens {
-            if let Some(conn) = slot(&mut self.world.conns, token) {
-                conn.lifecycle = Lifecycle::Closing;
-                let fd = conn.fd;
-                self.backend.close(token, fd);
-            }
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some((at, token)) = self.world.timers.pop_due(now) {
-            let limits = &self.settings.limits;
-            let Some(conn) = slot(&mut self.world.conns, token) else {
-                continue;
-            };
-            if conn.timer != Some(at) {
-                continue;
-            }
-            conn.timer = None;
-            if conn.lifecycle != Lifecycle::Live {
-                // Writing the last bytes took too long: give up on them, and on the send in
-                // flight too (a peer that stopped reading never lets it finish), so close now.
-                if conn.lifecycle == Lifecycle::CloseWhenFlushed
-                    && now >= conn.last_activity + limits.handshake_timeout
-                {
-                    conn.discard_output();
-                    conn.lifecycle = Lifecycle::Closing;
-                    self.backend.close(token, conn.fd);
-                }
-            } else {
-                match &mut conn.phase {
-                    Phase::Head(_) | Phase::Answered => {
-                        if now >= conn.accepted_at + limits.handshake_timeout {
-                            conn.discard_output();
-                            conn.lifecycle = Lifecycle::CloseWhenFlushed;
-                        }
-                    }
-                    Phase::Dialing(dialing) | Phase::Proxying(dialing) => {
-                        if now >= dialing.deadline(conn.accepted_at, limits.handshake_timeout) {
-                            self.fail_dial(token, DialError::Timeout, now);
-                        }
-                    }
-                    Phase::Ws(open) => {
-                        open.ws.handle_timeout(now);
-                        let silent = now.saturating_duration_since(conn.last_activity);
-                        let mut dead = false;
-                        if let Some(keepalive) = limits.keepalive {
-                            if conn.pinged && silent >= 2 * keepalive {
-                                dead = true;
-                            } else if !conn.pinged && silent >= keepalive {
-                                conn.pinged = open.ws.ping(b"").is_ok();
-                            }
-                        }
-                        if dead {
-                            conn.abort();
-                        } else if let Some(idle) = limits.idle_timeout {
-                            if silent >= idle {
-                                let _ = open.ws.close_as_endpoint(
-                                    CloseCode::GOING_AWAY,
-                                    "idle timeout",
-                                    now,
-                                );
-                            }
-                        }
-                        self.world
-                            .drain_events(&self.service, token, now, &mut self.report);
-                    }
-                }
-            }
-            self.world.mark_dirty(token);
-        }
-        let mark = self.world.timers.user_mark();
-        while let Some((token, key)) = self.world.timers.pop_user_due(now, mark) {
-            let id = match token {
-                None => None,
-                Some(token) => {
-                    let open = slot(&mut self.world.conns, token).is_some_and(
-                        |c| matches!(&c.phase, Phase::Ws(open) if !open.ws.is_closed()),
-                    );
-                    if !open {
-                        continue;
-                    }
-                    Some(ConnId(token))
-                }
-            };
-            self.service.on_timer(&mut self.world.cx(now), id, key);
-        }
-    }
-
-    /// Once per loop turn: moves each dirty connection's output into one gathered send, closes
-    /// what is finished, and schedules its next deadline. Events a callback caused on another
-    /// connection (an abort) are delivered first, which may dirty more connections; the loop
-    /// runs until none is left.
-    fn flush(&mut self, now: Instant) {
-        self.register_dials(now);
-        let mut batch = Vec::new();
-        while !self.world.dirty.is_empty() {
-            std::mem::swap(&mut batch, &mut self.world.dirty);
-            for token in batch.drain(..) {
-                self.world
-                    .drain_events(&self.service, token, now, &mut self.report);
-                self.flush_one(token);
-            }
-        }
-        // Keep the list's allocation for the next turn.
-        if self.world.dirty.capacity() < batch.capacity() {
-            self.world.dirty = batch;
-        }
-    }
-
-    fn flush_one(&mut self, token: Token) {
-        let output = self.settings.limits.output;
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        conn.dirty = false;
-        if let Phase::Ws(open) = &mut conn.phase {
-            // Here, with every completion of the turn handled, `skippable` counts exactly the
-            // bytes the backend has not reported yet. TLS bytes are records, never skipped; a
-            // paused socket is not read, not even to drop bytes.
-            if conn.skipping == 0
-                && conn.tls.is_none()
-                && !conn.read_paused
-                && conn.lifecycle == Lifecycle::Live
-            {
-                let n = clamp_u32(open.ws.skippable(SKIP_MIN));
-                if n > 0 {
-                    conn.skipping = n;
-                    self.backend.skip(token, conn.fd, n.into());
-                } else if open.ws.skip_next_header_only(SKIP_MIN) {
-                    self.backend.skip(token, conn.fd, 0);
-                }
-            }
-            // Output moves out of the protocol only when the socket can take it: while a send
-            // is stuck on a peer that does not read, it stays where the protocol can still
-            // coalesce what it owes (pongs) and the limits see it whole.
-            if !conn.sending {
-                match conn.tls.as_deref_mut() {
-                    None => {
-                        while let Some(chunk) = open.ws.poll_transmit() {
-                            conn.queued += chunk.len();
-                            conn.out.push_back(chunk);
-                        }
-                    }
-                    Some(tls) => {
-                        while let Some(chunk) = open.ws.poll_transmit() {
-                            tls.send(&chunk);
-                        }
-                    }
-                }
-            }
-            // Read backpressure: past the high level, the peer's bytes stay in the kernel.
-            if !conn.read_paused
-                && conn.lifecycle == Lifecycle::Live
-                && conn.queued + open.ws.pending_output() > output.high
-            {
-                conn.read_paused = true;
-                self.backend.pause(token);
-            }
-        }
-        if conn.tls.is_some() {
-            conn.transmit_tls();
-        }
-        if !conn.sending && !conn.out.is_empty() && conn.lifecycle != Lifecycle::Closing {
-            let n = conn.out.len().min(MAX_IOVECS);
-            let chunks: Vec<Bytes> = conn.out.drain(..n).collect();
-            conn.sending = true;
-            self.backend.send(token, conn.fd, chunks);
-        } else if !conn.sending
-            && conn.out.is_empty()
-            && conn.lifecycle == Lifecycle::CloseWhenFlushed
-        {
-            conn.lifecycle = Lifecycle::Closing;
-            self.backend.close(token, conn.fd);
-            return;
-        }
-        if let Phase::Ws(open) = &mut conn.phase {
-            if !conn.sending && conn.out.is_empty() {
-                open.ws.release_buffers();
-            }
-        }
-        self.schedule(token);
-    }
-
-    /// Makes sure a timer entry exists for the connection's earliest deadline.
-    fn schedule(&mut self, token: Token) {
-        let limits = &self.settings.limits;
-        let Some(conn) = slot(&mut self.world.conns, token) else {
-            return;
-        };
-        let deadline = match (&conn.phase, conn.lifecycle) {
-            (_, Lifecycle::Closing) => None,
-            (_, Lifecycle::CloseWhenFlushed) => Some(conn.last_activity + limits.handshake_timeout),
-            (Phase::Head(_) | Phase::Answered, _) => {
-                Some(conn.accepted_at + limits.handshake_timeout)
-            }
-            (Phase::Dialing(dialing) | Phase::Proxying(dialing), _) => {
-                Some(dialing.deadline(conn.accepted_at, limits.handshake_timeout))
-            }
-            (Phase::Ws(open), _) => {
-                // Idle time and keepalive count only while open: once our close is out, the
-                // close timeout governs, and a past deadline would fire on every loop turn.
-                let open_since = |d: Duration| {
-                    (open.ws.state() == State::Open).then_some(conn.last_activity + d)
-                };
-                let idle = limits.idle_timeout.and_then(open_since);
-                let keepalive = limits
-                    .keepalive
-                    .and_then(|k| open_since(if conn.pinged { 2 * k } else { k }));
-                [open.ws.poll_timeout(), idle, keepalive]
-                    .into_iter()
-                    .flatten()
-                    .min()
-            }
-        };
-        if let Some(at) = deadline {
-            if conn.timer.is_none_or(|t| at < t) {
-                conn.timer = Some(at);
-                self.world.timers.schedule(at, token);
-            }
-        }
-    }
-}
-
-/// The connection `token` names, if its slot still holds that generation: a completion for a
-/// closed connection must never reach the slot's next occupant.
-fn slot<T>(conns: &mut Slab<Conn<T>>, token: Token) -> Option<&mut Conn<T>> {
-    conns
-        .get_mut(token.index())
-        .filter(|c| c.generation == token.generation())
 }
 
 /// `n`, or `u32::MAX` if it is larger.
@@ -1120,21 +445,6 @@ fn answer<T>(conn: &mut Conn<T>, bytes: Vec<u8>) {
     conn.push_out(Bytes::from(bytes));
     conn.phase = Phase::Answered;
     conn.lifecycle = Lifecycle::CloseWhenFlushed;
-}
-
-fn http_bytes(response: &HttpResponse) -> Vec<u8> {
-    let mut writer = crate::http::HeadWriter::response(response.status);
-    for (name, value) in &response.headers {
-        if writer.header(name, value).is_err() {
-            let refusal = Refusal::new(
-                500,
-                format!("the HTTP responder produced an invalid header {name:?}"),
-            );
-            return refusal.to_response();
-        }
-    }
-    let _ = writer.header("Connection", "close");
-    writer.finish_with_body(&response.body)
 }
 
 fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {

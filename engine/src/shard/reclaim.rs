@@ -11,10 +11,10 @@
 use std::time::{Duration, Instant};
 
 /// Bytes let go of that make a trim worth its cost (it walks every arena's free lists).
-pub const RECLAIM_MIN: usize = 8 << 20;
+pub(super) const RECLAIM_MIN: usize = 8 << 20;
 
 /// The least time between two trims.
-pub const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+pub(super) const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 
 /// What the shard has let go of since its last trim.
 #[derive(Debug)]
@@ -24,7 +24,7 @@ pub(crate) struct Reclaim {
 }
 
 impl Reclaim {
-    pub fn new(now: Instant) -> Self {
+    pub(super) fn new(now: Instant) -> Self {
         Self {
             released: 0,
             last: now,
@@ -32,18 +32,18 @@ impl Reclaim {
     }
 
     /// `bytes` passed through the shard (received or written).
-    pub fn released(&mut self, bytes: usize) {
+    pub(super) fn released(&mut self, bytes: usize) {
         self.released = self.released.saturating_add(bytes);
     }
 
     /// When a trim will be due, if one is owed: the shard wakes for it even when idle.
-    pub fn due_at(&self) -> Option<Instant> {
+    pub(super) fn due_at(&self) -> Option<Instant> {
         (self.released >= RECLAIM_MIN).then_some(self.last + RECLAIM_EVERY)
     }
 
     /// Trims if one is due (`force`: anything released at all, for a shard going idle).
     /// Returns whether it did.
-    pub fn maybe_trim(&mut self, now: Instant, force: bool) -> bool {
+    pub(super) fn maybe_trim(&mut self, now: Instant, force: bool) -> bool {
         let owed = self.released >= RECLAIM_MIN || (force && self.released > 0);
         if !owed || now < self.last + RECLAIM_EVERY {
             return false;

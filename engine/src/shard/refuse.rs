@@ -78,7 +78,7 @@ pub(crate) struct Refusals {
 
 impl Refusals {
     /// Holds nothing yet: [`Refusals::start`] opens the reserve on the shard's thread.
-    pub fn new(wanted: bool) -> Self {
+    pub(super) fn new(wanted: bool) -> Self {
         Self {
             wanted,
             reserve: None,
@@ -88,7 +88,7 @@ impl Refusals {
     }
 
     /// Opens the reserve, if one is wanted; says so once if that is impossible.
-    pub fn start(&mut self, shard: usize) {
+    pub(super) fn start(&mut self, shard: usize) {
         if !self.wanted {
             return;
         }
@@ -103,7 +103,7 @@ impl Refusals {
 
     /// The reactor could not accept. Out of descriptors, the waiting connections get their
     /// 503 through the reserve (unless the shard is shutting down).
-    pub fn accept_failed(
+    pub(super) fn accept_failed(
         &mut self,
         shard: usize,
         error: &io::Error,
@@ -134,7 +134,7 @@ impl Refusals {
     }
 
     /// The reactor accepted a connection: an episode of failures, if any, is over.
-    pub fn accepted(&mut self, shard: usize) {
+    pub(super) fn accepted(&mut self, shard: usize) {
         if !self.failing {
             return;
         }

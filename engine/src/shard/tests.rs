@@ -13,7 +13,7 @@ use crossbeam_queue::ArrayQueue;
 use super::{Shard, ShardMsg};
 use crate::http::RequestHead;
 use crate::reactor::{Backend, BufId, Completion, Token, Waker};
-use crate::server::{
+use crate::service::{
     Accept, ConnId, Cx, Echo, HttpResponse, Limits, Service, ShardSettings, ShutdownReport, Upgrade,
 };
 use crate::ws::frame::{FrameHeader, OpCode, MAX_HEADER_LEN};
@@ -187,7 +187,7 @@ fn run_service<S: Service<Post = ()>>(
         index: 0,
         listeners: Vec::new(),
         inbox,
-        remote: crate::server::Remote::new(1, 4),
+        remote: crate::service::Remote::new(1, 4),
         settings,
         service: Arc::new(service),
         max_connections: 16,
@@ -365,7 +365,7 @@ impl Service for DiscardingEcho {
     type Local = ();
     type Post = ();
 
-    fn local(&self, _: usize, _: &crate::server::Remote<()>) {}
+    fn local(&self, _: usize, _: &crate::service::Remote<()>) {}
 
     fn upgrade(&self, _: &mut (), _: &Upgrade<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))
@@ -479,7 +479,7 @@ fn run_with_listeners(
         index: 0,
         listeners,
         inbox,
-        remote: crate::server::Remote::new(1, 4),
+        remote: crate::service::Remote::new(1, 4),
         settings: Arc::new(ShardSettings::new(
             limits,
             ServerOptions::default(),

@@ -39,6 +39,7 @@ impl Default for HeadLimits {
 
 /// Why a head cannot be accepted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HeadError {
     /// The head did not end within [`HeadLimits::max_head_bytes`].
     #[error("HTTP head larger than {limit} bytes")]

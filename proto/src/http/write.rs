@@ -10,6 +10,7 @@ use super::response::reason_phrase;
 
 /// What is wrong with a header that was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InvalidHeaderReason {
     /// The name is not an RFC 7230 token (or is empty).
     NameNotToken,

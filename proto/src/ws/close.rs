@@ -70,6 +70,7 @@ pub struct CloseFrame {
 
 /// Why a received close payload is invalid. Each ends the connection with 1002 (or 1007).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClosePayloadError {
     /// One byte cannot hold a status code.
     OneByte,

@@ -125,6 +125,7 @@ pub enum Event {
 
 /// A rule of RFC 6455 the peer broke. Each maps to the close code sent in answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The frame header is invalid on its own.
     Frame(FrameError),
@@ -218,6 +219,7 @@ impl std::error::Error for ProtocolError {}
 
 /// Why a send, ping or close was refused. Nothing was queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendError {
     /// The connection is closing or closed; no more messages may be sent.
     Closed,

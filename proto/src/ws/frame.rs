@@ -71,6 +71,7 @@ pub struct FrameHeader {
 
 /// Why a frame header is invalid on its own. Each maps to close code 1002.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The opcode is one RFC 6455 reserves (3–7, 0xB–0xF).
     ReservedOpcode(u8),

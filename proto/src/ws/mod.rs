@@ -11,8 +11,12 @@ pub mod deflate;
 pub mod extension;
 pub mod frame;
 pub mod handshake;
+// Internal: public only for the benchmarks, tests and fuzz targets.
+#[doc(hidden)]
 pub mod mask;
 pub mod message;
+// Internal: public only for the benchmarks.
+#[doc(hidden)]
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame};

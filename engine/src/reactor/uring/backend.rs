@@ -98,6 +98,16 @@ pub struct UringBackend {
     read_budget: Option<u32>,
 }
 
+impl std::fmt::Debug for UringBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringBackend")
+            .field("setup", &self.setup)
+            .field("connections", &self.conns.iter().flatten().count())
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
 impl UringBackend {
     /// Sets up the ring, registers a receive pool of `pool.buffers` × `pool.buffer_size` bytes
     /// as a provided buffer ring, and checks that multishot receive works. Fails when io_uring is

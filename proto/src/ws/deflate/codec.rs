@@ -24,7 +24,7 @@ fn zlib_bits(bits: u8) -> u8 {
 
 /// Why inflating a message failed.
 #[derive(Debug, PartialEq, Eq)]
-pub enum InflateError {
+pub(super) enum InflateError {
     /// The payload is not valid DEFLATE data.
     Corrupt(String),
     /// The inflated message would be larger than the limit.
@@ -39,7 +39,7 @@ thread_local! {
 }
 
 /// One direction's compressor: its own context with takeover, the shard's shared one without.
-pub struct Deflater {
+pub(super) struct Deflater {
     settings: Settings,
     /// With context takeover: made on the first message, so idle connections cost nothing.
     own: Option<Box<Compressor>>,
@@ -48,7 +48,7 @@ pub struct Deflater {
 
 impl Deflater {
     /// A compressor with these settings (the window is clamped to what zlib runs, 9-15).
-    pub fn new(settings: Settings, takeover: bool) -> Self {
+    pub(super) fn new(settings: Settings, takeover: bool) -> Self {
         Self {
             settings: Settings {
                 window_bits: zlib_bits(settings.window_bits),
@@ -62,7 +62,7 @@ impl Deflater {
     /// Compresses one message. `None` without context takeover when compression would not make
     /// it smaller (it is then sent as it is; with takeover the context has already taken it in,
     /// so the compressed form must be sent).
-    pub fn compress(&mut self, input: &[u8]) -> Option<Bytes> {
+    pub(super) fn compress(&mut self, input: &[u8]) -> Option<Bytes> {
         let settings = self.settings;
         if self.takeover {
             let c = self
@@ -102,7 +102,7 @@ fn run_compress(c: &mut Compressor, input: &[u8]) -> Bytes {
 
 /// One direction's decompressor: its own context when the peer keeps its context, else the
 /// shard's shared one.
-pub struct Inflater {
+pub(super) struct Inflater {
     bits: u8,
     own: Option<Box<Decompress>>,
     takeover: bool,
@@ -110,7 +110,7 @@ pub struct Inflater {
 
 impl Inflater {
     /// A decompressor for a peer window of `bits` (8-15).
-    pub fn new(bits: u8, takeover: bool) -> Self {
+    pub(super) fn new(bits: u8, takeover: bool) -> Self {
         Self {
             bits: zlib_bits(bits),
             own: None,
@@ -119,7 +119,7 @@ impl Inflater {
     }
 
     /// Inflates one message of at most `max` bytes.
-    pub fn inflate(&mut self, input: &[u8], max: usize) -> Result<Bytes, InflateError> {
+    pub(super) fn inflate(&mut self, input: &[u8], max: usize) -> Result<Bytes, InflateError> {
         if input.is_empty() {
             // Nothing compressed: feeding the tail alone would leave the context inside a
             // stored block header and garble the peer's next message.

@@ -36,7 +36,7 @@ impl Strategy {
 /// What a compressor is built with; equal settings make equal bytes from equal input, so a
 /// shard's cache hands out compressors by it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Settings {
+pub(super) struct Settings {
     /// 0 (stored) to 9.
     pub level: u8,
     /// The window, 9 to 15 (8 runs as 9).
@@ -79,10 +79,10 @@ mod backend {
     use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Method};
 
     /// A zlib-rs compressor.
-    pub struct Compressor(Deflate);
+    pub(crate) struct Compressor(Deflate);
 
     impl Compressor {
-        pub fn new(s: Settings) -> Self {
+        pub(crate) fn new(s: Settings) -> Self {
             let strategy = zlib_rs::Strategy::try_from(s.strategy.zlib()).unwrap_or_default();
             Self(Deflate::new_with_config(DeflateConfig {
                 level: i32::from(s.level.min(9)),
@@ -94,7 +94,7 @@ mod backend {
             }))
         }
 
-        pub fn compress_sync(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        pub(crate) fn compress_sync(&mut self, input: &[u8], out: &mut Vec<u8>) {
             let d = &mut self.0;
             sync_flush(input, out, |input, output| {
                 let (before_in, before_out) = (d.total_in(), d.total_out());
@@ -108,7 +108,7 @@ mod backend {
             });
         }
 
-        pub fn reset(&mut self) {
+        pub(crate) fn reset(&mut self) {
             self.0.reset();
         }
     }
@@ -209,4 +209,4 @@ mod backend {
     }
 }
 
-pub use backend::Compressor;
+pub(super) use backend::Compressor;

@@ -18,6 +18,16 @@ pub struct DeflateSession {
     key: Option<u64>,
 }
 
+impl std::fmt::Debug for DeflateSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The zlib contexts have no useful text form.
+        f.debug_struct("DeflateSession")
+            .field("threshold", &self.threshold)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DeflateSession {
     /// A session for what was agreed, with the level and threshold of the options.
     pub fn new(agreement: &Agreement, opts: &DeflateOptions) -> Self {

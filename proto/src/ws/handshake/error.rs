@@ -11,6 +11,7 @@ use crate::ws::extension::ExtensionError;
 
 /// A client handshake failure.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandshakeError {
     /// The URL does not parse, is not ws: or wss:, or has no host.
     #[error("invalid URL: {0}")]

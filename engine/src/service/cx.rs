@@ -10,23 +10,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use slab::Slab;
 
-use super::conn::{Conn, Phase, NO_DRAIN};
-use super::dial::{Dial, DialError, Dialing};
-use super::timers::Timers;
+use super::{ConnId, OutputLimits, PostError, Remote, Service};
+use crate::conn::dial::{Dial, DialError, Dialing};
+use crate::conn::{Conn, Open, Phase, NO_DRAIN};
 use crate::reactor::Token;
-use crate::server::{ConnId, OutputLimits, PostError, Remote, Service};
-use crate::ws::Connection;
-
-/// An open WebSocket and the application's state for it.
-#[derive(Debug)]
-pub struct Open<T> {
-    /// The protocol state: send, ping, close.
-    pub ws: Connection,
-    /// What [`Service::upgrade`] returned for this connection.
-    pub session: T,
-    /// The subprotocol the handshake chose.
-    pub protocol: Option<Box<str>>,
-}
+use crate::timers::Timers;
 
 /// The connections of one shard, as a callback may use them.
 pub struct Conns<'a, T> {
@@ -34,6 +22,15 @@ pub struct Conns<'a, T> {
     pub(crate) dirty: &'a mut Vec<Token>,
     /// The limits every send is held to.
     pub(crate) output: OutputLimits,
+}
+
+impl<T> std::fmt::Debug for Conns<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conns")
+            .field("connections", &self.conns.len())
+            .field("dirty", &self.dirty.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<T> Conns<'_, T> {
@@ -46,7 +43,7 @@ impl<T> Conns<'_, T> {
     /// [`Conns::get`] and the bytes already handed to the socket's queue (what
     /// [`Conns::buffered`] counts besides the connection's own pending output), in one lookup.
     pub fn get_queued(&mut self, id: ConnId) -> Option<(&mut Open<T>, usize)> {
-        let conn = super::slot(self.conns, id.0)?;
+        let conn = crate::conn::slot(self.conns, id.0)?;
         let Phase::Ws(open) = &mut conn.phase else {
             return None;
         };
@@ -63,7 +60,7 @@ impl<T> Conns<'_, T> {
 
     /// The session of `id`, without marking the connection for a flush.
     pub fn session(&mut self, id: ConnId) -> Option<&mut T> {
-        match &mut super::slot(self.conns, id.0)?.phase {
+        match &mut crate::conn::slot(self.conns, id.0)?.phase {
             Phase::Ws(open) => Some(&mut open.session),
             _ => None,
         }
@@ -93,7 +90,7 @@ impl<T> Conns<'_, T> {
     }
 
     /// Queues frames built once for many connections (see
-    /// [`Connection::send_raw_frames`]); false if `id` is gone or no longer open.
+    /// [`crate::ws::Connection::send_raw_frames`]); false if `id` is gone or no longer open.
     pub fn send_raw(&mut self, id: ConnId, frames: &Bytes) -> bool {
         self.get(id)
             .is_some_and(|open| open.ws.send_raw_frames(frames).is_ok())
@@ -101,7 +98,7 @@ impl<T> Conns<'_, T> {
 
     /// Asks for [`Service::on_drain`] once `id`'s unwritten output is at most `below` bytes.
     pub fn notify_drain(&mut self, id: ConnId, below: usize) {
-        if let Some(conn) = super::slot(self.conns, id.0) {
+        if let Some(conn) = crate::conn::slot(self.conns, id.0) {
             conn.drain_below = u32::try_from(below).unwrap_or(u32::MAX).min(NO_DRAIN - 1);
         }
     }
@@ -110,7 +107,7 @@ impl<T> Conns<'_, T> {
     /// connection reports [`crate::ws::Event::Close`] with 1006. For a peer that is gone
     /// (no pong) or must not get another byte.
     pub fn abort(&mut self, id: ConnId) {
-        let Some(conn) = super::slot(self.conns, id.0) else {
+        let Some(conn) = crate::conn::slot(self.conns, id.0) else {
             return;
         };
         conn.abort();
@@ -132,6 +129,16 @@ pub struct Cx<'a, S: Service> {
     pub(crate) remote: &'a Remote<S::Post>,
     pub(crate) shard: usize,
     pub(crate) now: Instant,
+}
+
+impl<S: Service> std::fmt::Debug for Cx<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx")
+            .field("shard", &self.shard)
+            .field("now", &self.now)
+            .field("conns", &self.conns)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a, S: Service> Cx<'a, S> {
@@ -187,11 +194,11 @@ impl<'a, S: Service> Cx<'a, S> {
     /// gets the session back. Fails at once (with the session) only when no socket can be made
     /// or the TLS server name cannot be used.
     pub fn connect(&mut self, dial: Dial<S::Session>) -> Result<ConnId, (DialError, S::Session)> {
-        let opening = match super::tls::Opening::new(&dial.handshake, &dial.options) {
+        let opening = match crate::conn::tls::Opening::new(&dial.handshake, &dial.options) {
             Ok(opening) => opening,
             Err(e) => return Err((e, dial.session)),
         };
-        let fd = match super::dial::connect(dial.addr, dial.local) {
+        let fd = match crate::conn::dial::connect(dial.addr, dial.local) {
             Ok(fd) => fd,
             Err(e) => return Err((DialError::Io(e), dial.session)),
         };

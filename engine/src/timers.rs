@@ -13,7 +13,7 @@ use crate::reactor::Token;
 
 /// Deadlines of a shard's connections, and the service's own timers.
 #[derive(Debug, Default)]
-pub struct Timers {
+pub(crate) struct Timers {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     /// (deadline, order of setting, connection token or `NO_TOKEN`, key): the order keeps
     /// timers set for the same instant firing in the order they were set.
@@ -25,24 +25,24 @@ const NO_TOKEN: u64 = u64::MAX;
 
 impl Timers {
     /// An empty timer set.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Schedules a check of `token` at `at`.
-    pub fn schedule(&mut self, at: Instant, token: Token) {
+    pub(crate) fn schedule(&mut self, at: Instant, token: Token) {
         self.heap.push(Reverse((at, token.0)));
     }
 
     /// Schedules a service timer: `key` for connection `token` (or the shard) at `at`.
-    pub fn schedule_user(&mut self, at: Instant, token: Option<Token>, key: u64) {
+    pub(crate) fn schedule_user(&mut self, at: Instant, token: Option<Token>, key: u64) {
         self.user_seq += 1;
         let token = token.map_or(NO_TOKEN, |t| t.0);
         self.user.push(Reverse((at, self.user_seq, token, key)));
     }
 
     /// Marks the service timers set so far, for [`Timers::pop_user_due`].
-    pub fn user_mark(&self) -> u64 {
+    pub(crate) fn user_mark(&self) -> u64 {
         self.user_seq
     }
 
@@ -50,7 +50,7 @@ impl Timers {
     /// [`Timers::user_mark`]), if any. A timer set while due ones are being fired (a callback
     /// re-arming itself for `now`) waits for the next loop turn, so the sockets are served in
     /// between instead of the shard firing it forever.
-    pub fn pop_user_due(&mut self, now: Instant, mark: u64) -> Option<(Option<Token>, u64)> {
+    pub(crate) fn pop_user_due(&mut self, now: Instant, mark: u64) -> Option<(Option<Token>, u64)> {
         // Entries come out by (deadline, order of setting), and a timer set during the pass is
         // due no earlier than `now`, so an older one still due would come out before it. (One
         // set for a past instant could hide older due ones: they then fire next turn.)
@@ -64,7 +64,7 @@ impl Timers {
     }
 
     /// The earliest scheduled deadline of either kind, if any.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let conn = self.heap.peek().map(|Reverse((at, _))| *at);
         let user = self.user.peek().map(|Reverse((at, ..))| *at);
         match (conn, user) {
@@ -74,7 +74,7 @@ impl Timers {
     }
 
     /// Removes and returns one entry due at `now`, if any.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, Token)> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Token)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => {
                 let Reverse((at, token)) = self.heap.pop()?;

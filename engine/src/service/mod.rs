@@ -1,5 +1,11 @@
-//! The hook between the shards and the application: what happens at an upgrade, to an open
-//! WebSocket's events, on timers, to messages posted from other threads, and to plain HTTP.
+//! The contract between the server, its shards and the application: the [`Service`] hook (what
+//! happens at an upgrade, to an open WebSocket's events, on timers, to messages posted from
+//! other threads, and to plain HTTP), the context its callbacks get ([`Cx`]), the ids and
+//! handles they use ([`ConnId`], [`Remote`]), the answers they give ([`HttpResponse`],
+//! [`Accept`]), the limits every connection runs under and the shutdown report.
+//!
+//! Both the server (which builds and starts shards) and the shards (which call the service)
+//! use this module; it uses neither, so nothing imports back up.
 //!
 //! This is the engine's low-level interface; the actors layer implements it to run user
 //! `Handler`s. Callbacks run on the shard that owns the connection, with a [`Cx`] that reaches
@@ -14,8 +20,17 @@ use crate::http::{RequestHead, ResponseHead};
 use crate::reactor::Token;
 use crate::ws::Event;
 
-pub use crate::shard::cx::{Conns, Cx, Open};
-pub use crate::shard::dial::{Dial, DialError};
+mod cx;
+mod limits;
+mod remote;
+pub(crate) mod route;
+
+pub use crate::conn::dial::{Dial, DialError};
+pub use crate::conn::Open;
+pub use cx::{Conns, Cx};
+pub(crate) use limits::ShardSettings;
+pub use limits::{Limits, OutputLimits, ShutdownReport};
+pub use remote::{PostError, Remote};
 
 /// Names one WebSocket connection on its shard. A stale id (the connection closed, its slot
 /// reused) never reaches another connection: lookups check a generation.
@@ -121,11 +136,11 @@ pub trait Service: Send + Sync + Sized + 'static {
     type Session: 'static;
     /// Per-shard state (topic tables, shard-local actors), made on the shard's thread.
     type Local: 'static;
-    /// Messages posted to a shard from other threads (or other shards) with a [`super::Remote`].
+    /// Messages posted to a shard from other threads (or other shards) with a [`Remote`].
     type Post: Send + 'static;
 
     /// Makes shard `shard`'s local state, on that shard's thread, before it serves anything.
-    fn local(&self, shard: usize, remote: &super::Remote<Self::Post>) -> Self::Local;
+    fn local(&self, shard: usize, remote: &Remote<Self::Post>) -> Self::Local;
 
     /// Decides a valid upgrade request: its session and additions to the 101, or a refusal
     /// (any status, headers and body).
@@ -156,7 +171,7 @@ pub trait Service: Send + Sync + Sized + 'static {
     fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event);
 
     /// The connection's unwritten output fell to the level asked for with
-    /// [`Cx::notify_drain`].
+    /// [`Conns::notify_drain`].
     fn on_drain(&self, cx: &mut Cx<'_, Self>, id: ConnId) {
         let _ = (cx, id);
     }
@@ -196,7 +211,7 @@ impl Service for Echo {
     type Local = ();
     type Post = ();
 
-    fn local(&self, _: usize, _: &super::Remote<()>) {}
+    fn local(&self, _: usize, _: &Remote<()>) {}
 
     fn upgrade(&self, _: &mut (), _: &Upgrade<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))

@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 
-use super::conn::Conn;
 use super::dial::DialError;
+use super::Conn;
 use crate::client::{DialOptions, TlsConfig, TlsLayers};
 use crate::ws::ClientHandshake;
 
@@ -44,7 +44,10 @@ fn push_origin(
 impl Opening {
     /// Through a proxy: (TLS to an `https://` proxy and) the CONNECT request. Direct: (TLS to
     /// a `wss://` server and) the handshake request.
-    pub fn new(handshake: &ClientHandshake, options: &DialOptions) -> Result<Opening, DialError> {
+    pub(crate) fn new(
+        handshake: &ClientHandshake,
+        options: &DialOptions,
+    ) -> Result<Opening, DialError> {
         if let Some(proxy) = &options.proxy {
             let tls = if proxy.is_secure() {
                 let mut layers = TlsLayers::new();
@@ -80,7 +83,7 @@ impl Opening {
 
     /// Sets the connection's TLS and queues its first bytes; true if the proxy's answer comes
     /// first.
-    pub fn apply<T>(self, conn: &mut Conn<T>) -> bool {
+    pub(crate) fn apply<T>(self, conn: &mut Conn<T>) -> bool {
         conn.tls = self.tls;
         match conn.tls.as_deref_mut() {
             None => conn.push_out(Bytes::from(self.first)),
@@ -110,7 +113,7 @@ pub(crate) fn open_tunnel<T>(
 
 impl<T> Conn<T> {
     /// Queues plaintext for the peer: encrypted when the connection has TLS.
-    pub fn send_plain(&mut self, bytes: &[u8]) {
+    pub(crate) fn send_plain(&mut self, bytes: &[u8]) {
         match self.tls.as_deref_mut() {
             None => self.push_out(Bytes::copy_from_slice(bytes)),
             Some(tls) => {
@@ -122,7 +125,7 @@ impl<T> Conn<T> {
 
     /// Moves the TLS records waiting to be written (handshake messages, encrypted data,
     /// alerts) to the send queue.
-    pub fn transmit_tls(&mut self) {
+    pub(crate) fn transmit_tls(&mut self) {
         if let Some(tls) = self.tls.as_deref_mut() {
             let (out, queued) = (&mut self.out, &mut self.queued);
             tls.transmit(|records| {

@@ -1,5 +1,9 @@
-//! One accepted socket as its shard sees it: which phase it is in, what waits to be written, and
-//! where it is in being closed.
+//! One socket as its shard sees it: which phase it is in (request head, answered, an open
+//! WebSocket, dialing), what waits to be written, and where it is in being closed; with TLS
+//! between the socket and the phase when it has any ([`tls`]), and the outgoing side's dial
+//! ([`dial`]).
+//!
+//! Data the shard's loop and the service's context both use: it imports neither.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -7,8 +11,25 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::cx::Open;
+use slab::Slab;
+
 use crate::client::TlsLayers;
+use crate::reactor::Token;
+use crate::ws::Connection;
+
+pub(crate) mod dial;
+pub(crate) mod tls;
+
+/// An open WebSocket and the application's state for it.
+#[derive(Debug)]
+pub struct Open<T> {
+    /// The protocol state: send, ping, close.
+    pub ws: Connection,
+    /// What the service's `upgrade` returned for this connection.
+    pub session: T,
+    /// The subprotocol the handshake chose.
+    pub protocol: Option<Box<str>>,
+}
 
 /// What the bytes arriving on a socket currently mean.
 pub(crate) enum Phase<T> {
@@ -19,10 +40,10 @@ pub(crate) enum Phase<T> {
     /// An open (or closing) WebSocket and the service's state for it.
     Ws(Box<Open<T>>),
     /// An outgoing connection waiting for the server's 101.
-    Dialing(Box<super::dial::Dialing<T>>),
+    Dialing(Box<dial::Dialing<T>>),
     /// An outgoing connection waiting for its proxy's answer to CONNECT; `Dialing` follows on
     /// the same socket once the tunnel is open.
-    Proxying(Box<super::dial::Dialing<T>>),
+    Proxying(Box<dial::Dialing<T>>),
 }
 
 /// How far the socket is from being closed.
@@ -36,8 +57,16 @@ pub(crate) enum Lifecycle {
     Closing,
 }
 
+/// The connection `token` names, if its slot still holds that generation: a completion for a
+/// closed connection must never reach the slot's next occupant.
+pub(crate) fn slot<T>(conns: &mut Slab<Conn<T>>, token: Token) -> Option<&mut Conn<T>> {
+    conns
+        .get_mut(token.index())
+        .filter(|c| c.generation == token.generation())
+}
+
 /// [`Conn::drain_below`] when no drain report is wanted.
-pub const NO_DRAIN: u32 = u32::MAX;
+pub(crate) const NO_DRAIN: u32 = u32::MAX;
 
 /// A socket's state in its shard's slab.
 pub(crate) struct Conn<T> {
@@ -75,7 +104,7 @@ pub(crate) struct Conn<T> {
 }
 
 impl<T> Conn<T> {
-    pub fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
+    pub(crate) fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
         Self {
             fd,
             generation,
@@ -97,20 +126,20 @@ impl<T> Conn<T> {
     }
 
     /// Queues a chunk for the next send.
-    pub fn push_out(&mut self, chunk: Bytes) {
+    pub(crate) fn push_out(&mut self, chunk: Bytes) {
         self.queued += chunk.len();
         self.out.push_back(chunk);
     }
 
     /// Bytes arrived from the peer at `now`.
-    pub fn heard_from(&mut self, now: Instant) {
+    pub(crate) fn heard_from(&mut self, now: Instant) {
         self.last_activity = now;
         self.pinged = false;
     }
 
     /// Drops the connection at once: its WebSocket (if open) reports a close with 1006, queued
     /// output is discarded, and the socket closes at the next flush.
-    pub fn abort(&mut self) {
+    pub(crate) fn abort(&mut self) {
         if let Phase::Ws(open) = &mut self.phase {
             open.ws.transport_closed();
             while open.ws.poll_transmit().is_some() {}
@@ -122,29 +151,30 @@ impl<T> Conn<T> {
     }
 
     /// Forgets all output, the send in flight included.
-    pub fn discard_output(&mut self) {
+    pub(crate) fn discard_output(&mut self) {
         self.out.clear();
         self.queued = 0;
     }
 
     /// Puts back what a partial send did not write, in order, ahead of newer output.
-    pub fn requeue_unsent(&mut self, chunks: Vec<Bytes>, mut written: usize) {
+    /// `chunks` is left empty, its allocation the caller's to reuse.
+    pub(crate) fn requeue_unsent(&mut self, chunks: &mut Vec<Bytes>, mut written: usize) {
         self.queued = self.queued.saturating_sub(written);
-        let mut rest = Vec::new();
-        for mut chunk in chunks {
-            if written >= chunk.len() {
-                written -= chunk.len();
-                continue;
-            }
-            if written > 0 {
-                let _ = chunk.split_to(written);
-                written = 0;
-            }
-            rest.push(chunk);
+        // The chunks written in full, then the one written in part.
+        let mut done = 0;
+        while done < chunks.len() && written >= chunks[done].len() {
+            written -= chunks[done].len();
+            done += 1;
         }
-        for chunk in rest.into_iter().rev() {
-            self.out.push_front(chunk);
+        if let Some(partial) = chunks.get_mut(done) {
+            let _ = partial.split_to(written);
         }
+        while chunks.len() > done {
+            if let Some(chunk) = chunks.pop() {
+                self.out.push_front(chunk);
+            }
+        }
+        chunks.clear();
     }
 }
 
@@ -158,7 +188,7 @@ mod tests {
     #[test]
     fn an_idle_connection_stays_small() {
         assert!(std::mem::size_of::<Conn<()>>() <= 160);
-        assert!(std::mem::size_of::<super::Open<()>>() <= 384);
+        assert!(std::mem::size_of::<Open<()>>() <= 384);
     }
 
     #[test]
@@ -170,7 +200,9 @@ mod tests {
             Bytes::from_static(b"defg"),
             Bytes::from_static(b"hi"),
         ];
-        conn.requeue_unsent(chunks, 5);
+        let mut chunks = chunks;
+        conn.requeue_unsent(&mut chunks, 5);
+        assert!(chunks.is_empty());
         let all: Vec<u8> = conn.out.iter().flat_map(|c| c.to_vec()).collect();
         assert_eq!(all, b"fghilater");
     }
