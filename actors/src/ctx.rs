@@ -14,7 +14,6 @@ use ringsock_engine::ws::{CloseCode, Connection, DataKind, SendError};
 
 use crate::addr::{Addr, Target};
 use crate::delivery::{Delivery, SlowPolicy};
-use crate::handler::Handler;
 use crate::message::{frame, Message};
 use crate::prepared::PreparedMessage;
 use crate::publish::publish;
@@ -28,7 +27,7 @@ pub enum SendStatus {
     /// Queued; the outbound buffer is under the high-water mark.
     Queued,
     /// Queued, and the outbound buffer is now past the high-water mark: slow down until
-    /// [`Handler::on_drain`].
+    /// [`Handler::on_drain`](crate::Handler::on_drain).
     Buffered,
     /// Not sent: the connection is closing, or the message would have taken its buffer past
     /// the hard limit (the engine then closes it with 1008, by default).
@@ -68,7 +67,7 @@ pub struct Ctx<'a, 'b, H> {
     _handler: PhantomData<fn(H)>,
 }
 
-impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
+impl<'a, 'b, H> Ctx<'a, 'b, H> {
     pub(crate) fn new(cx: &'a mut EngineCx<'b>, id: ConnId) -> Self {
         Self {
             cx,
@@ -83,7 +82,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
 
     /// The same context seen by another handler type: a wrapping handler
     /// ([`crate::ClientPool`]'s) hands it to the handler it wraps.
-    pub(crate) fn retype<G: Handler>(&mut self) -> Ctx<'_, 'b, G> {
+    pub(crate) fn retype<G>(&mut self) -> Ctx<'_, 'b, G> {
         Ctx {
             cx: &mut *self.cx,
             id: self.id,
@@ -143,7 +142,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
     }
 
     /// From the next message on, skips received payloads instead of keeping them: each data
-    /// message reaches [`Handler::on_message`] with its kind and length, as that many zero
+    /// message reaches [`Handler::on_message`](crate::Handler::on_message) with its kind and length, as that many zero
     /// bytes (shared, never written), and text is not checked for UTF-8. For connections that
     /// only count what they receive (a load generator, a meter): it takes the copy of every
     /// payload out of the receive path. No effect while an extension is in use.
@@ -188,7 +187,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.buffered(self.id)
     }
 
-    /// Sends a ping; its pong is reported to [`Handler::on_pong`].
+    /// Sends a ping; its pong is reported to [`Handler::on_pong`](crate::Handler::on_pong).
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), CtxError> {
         let id = self.id;
         let open = self.cx.conn(id).ok_or(CtxError::Closing)?;
@@ -235,14 +234,9 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.slot()?.info.response.as_deref()
     }
 
-    /// The peer's address (for an outgoing connection through a proxy, the proxy's).
-    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
-        self.slot()?.info.peer
-    }
-
-    /// An address for posting `H::Msg` to this connection from anywhere (dead from the start if
-    /// asked for in [`Handler::on_close`]).
-    pub fn addr(&mut self) -> Addr<H::Msg> {
+    /// An address for posting `M` to this connection, dead from the start if the connection is
+    /// closed or gone; [`Ctx::addr`] names `M` as the handler's message type.
+    pub(crate) fn address<M>(&mut self) -> Addr<M> {
         let remote = self.cx.local().remote.clone();
         let shard = self.cx.shard();
         let id = self.id;
@@ -257,8 +251,13 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         Addr::new(remote, shard, Target::Conn(id), alive)
     }
 
+    /// The peer's address (for an outgoing connection through a proxy, the proxy's).
+    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
+        self.slot()?.info.peer
+    }
+
     /// Subscribes this connection to `topic` (no effect if it already is, or from
-    /// [`Handler::on_close`]).
+    /// [`Handler::on_close`](crate::Handler::on_close)).
     pub fn subscribe(&mut self, topic: &str) {
         let id = self.id;
         let (local, conns) = self.cx.split();
@@ -305,7 +304,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.local().topics.set_policy(topic, policy);
     }
 
-    /// Calls [`Handler::on_timer`] after `after`, unless cancelled or the connection closes.
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) after `after`, unless cancelled or the connection closes.
     pub fn set_timer(&mut self, after: Duration) -> TimerId {
         let key = self.cx.local().timer_id();
         let at = self.cx.now() + after;

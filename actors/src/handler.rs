@@ -4,6 +4,7 @@ use bytes::Bytes;
 use ringsock_engine::server::DialError;
 use ringsock_engine::ws::ProtocolError;
 
+use crate::addr::Addr;
 use crate::ctx::Ctx;
 use crate::message::{Closed, Message};
 use crate::timer::TimerId;
@@ -63,5 +64,15 @@ pub trait Handler: Sized + 'static {
     /// headers). No other callback runs for it.
     fn on_connect_failed(&mut self, error: DialError) {
         let _ = error;
+    }
+}
+
+// The one `Ctx` method that needs the handler's message type lives beside the trait that names
+// it, so `ctx` does not import `handler` back.
+impl<H: Handler> Ctx<'_, '_, H> {
+    /// An address for posting `H::Msg` to this connection from anywhere (dead from the start if
+    /// asked for in [`Handler::on_close`]).
+    pub fn addr(&mut self) -> Addr<H::Msg> {
+        self.address()
     }
 }
