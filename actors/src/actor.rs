@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actor_entry::{ActorEntry, Call, ErasedActor};
 use crate::addr::{Addr, Target};
-use crate::ctx::frame;
-use crate::handler::Message;
-use crate::runtime::{publish, EngineCx};
+use crate::delivery::Delivery;
+use crate::message::{frame, Message};
+use crate::publish::publish;
+use crate::runtime::EngineCx;
 use crate::timer::TimerId;
-use crate::topics::Delivery;
 
 /// A shard-resident actor. Callbacks run on its shard, one at a time.
 pub trait Actor: Send + Sized + 'static {
@@ -42,9 +43,13 @@ pub trait Actor: Send + Sized + 'static {
 
 /// An actor callback's view of its shard.
 pub struct ActorCtx<'a, 'b, A> {
+    /// The shard's context.
     cx: &'a mut EngineCx<'b>,
+    /// This actor's id.
     actor: u64,
+    /// Set by [`ActorCtx::stop`].
     stop: bool,
+    /// The actor type, for the address's message type.
     _actor: PhantomData<fn(A)>,
 }
 
@@ -58,13 +63,7 @@ impl<A: Actor> ActorCtx<'_, '_, A> {
             .actors
             .get(&actor)
             .map_or_else(|| Arc::new(AtomicBool::new(false)), |e| e.alive.clone());
-        Addr {
-            remote: local.remote.clone(),
-            shard,
-            target: Target::Actor(actor),
-            alive,
-            _msg: PhantomData,
-        }
+        Addr::new(local.remote.clone(), shard, Target::Actor(actor), alive)
     }
 
     /// Publishes to `topic` on every shard (framed once).
@@ -104,19 +103,6 @@ impl<A: Actor> ActorCtx<'_, '_, A> {
     }
 }
 
-pub(crate) enum Call {
-    Start,
-    Tell(Box<dyn Any + Send>),
-    Timer(TimerId),
-}
-
-/// An [`Actor`] with its type erased.
-pub(crate) trait ErasedActor {
-    /// Runs one callback; true if the actor asked to stop.
-    fn call(&mut self, cx: &mut EngineCx<'_>, actor: u64, call: Call) -> bool;
-    fn stop(&mut self, cx: &mut EngineCx<'_>, actor: u64);
-}
-
 impl<A: Actor> ErasedActor for A {
     fn call(&mut self, cx: &mut EngineCx<'_>, actor: u64, call: Call) -> bool {
         let mut ctx = ActorCtx::<A> {
@@ -148,13 +134,9 @@ impl<A: Actor> ErasedActor for A {
     }
 }
 
-/// An actor in its shard's table.
-pub(crate) struct ActorEntry {
-    /// `None` while one of its callbacks runs.
-    actor: Option<Box<dyn ErasedActor + Send>>,
-    pub alive: Arc<AtomicBool>,
-}
-
+/// Runs one callback of `actor`, taken out of its table for the call (so the callback's context
+/// can reach the table); an actor that asks to stop hears `on_stop` and leaves the table, its
+/// timers and its addresses.
 fn run(cx: &mut EngineCx<'_>, actor: u64, what: Call) {
     let Some(mut boxed) = cx
         .local()

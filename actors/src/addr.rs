@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ringsock_engine::server::{ConnId, PostError, Remote};
 
-use crate::runtime::Post;
+use crate::post::Post;
 
 /// Why [`Addr::tell`] did not deliver; the message comes back.
 #[derive(PartialEq, Eq, thiserror::Error)]
@@ -39,9 +39,12 @@ impl<M> TellError<M> {
     }
 }
 
+/// What an address reaches on its shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
+    /// A connection's handler.
     Conn(ConnId),
+    /// An actor, by id.
     Actor(u64),
 }
 
@@ -49,11 +52,16 @@ pub(crate) enum Target {
 /// `Msg` is `M`. `Send + Sync + Clone`; cheap to keep in the millions (no per-address thread or
 /// queue: messages travel through the target shard's mailbox).
 pub struct Addr<M> {
-    pub(crate) remote: Remote<Post>,
-    pub(crate) shard: usize,
-    pub(crate) target: Target,
-    pub(crate) alive: Arc<AtomicBool>,
-    pub(crate) _msg: PhantomData<fn(M)>,
+    /// Every shard's mailbox.
+    remote: Remote<Post>,
+    /// The target's shard.
+    shard: usize,
+    /// The target on that shard.
+    target: Target,
+    /// Cleared when the target closes or stops.
+    alive: Arc<AtomicBool>,
+    /// `fn(M)`: an address sends `M`s and holds none, so it is `Send + Sync` whatever `M`.
+    _msg: PhantomData<fn(M)>,
 }
 
 impl<M> Clone for Addr<M> {
@@ -101,6 +109,22 @@ impl<M: Send + 'static> Addr<M> {
 }
 
 impl<M> Addr<M> {
+    /// An address of `target` on `shard`, alive while `alive` is set.
+    pub(crate) fn new(
+        remote: Remote<Post>,
+        shard: usize,
+        target: Target,
+        alive: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            remote,
+            shard,
+            target,
+            alive,
+            _msg: PhantomData,
+        }
+    }
+
     /// Whether the target is still there (it may close right after this answers true).
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)

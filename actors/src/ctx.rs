@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::ConnId;
-use ringsock_engine::ws::{
-    client_frame, server_frame, CloseCode, Connection, DataKind, OpCode, Role, SendError,
-};
+use ringsock_engine::ws::{CloseCode, Connection, DataKind, SendError};
 
 use crate::addr::{Addr, Target};
-use crate::handler::{Handler, Message};
-use crate::runtime::{publish, EngineCx, Slot};
+use crate::delivery::{Delivery, SlowPolicy};
+use crate::message::{frame, Message};
+use crate::prepared::PreparedMessage;
+use crate::publish::publish;
+use crate::runtime::EngineCx;
+use crate::slot::Slot;
 use crate::timer::TimerId;
-use crate::topics::{Delivery, SlowPolicy};
 
 /// What became of a message handed to [`Ctx::send_text`] or [`Ctx::send_binary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub enum SendStatus {
     /// Queued; the outbound buffer is under the high-water mark.
     Queued,
     /// Queued, and the outbound buffer is now past the high-water mark: slow down until
-    /// [`Handler::on_drain`].
+    /// [`Handler::on_drain`](crate::Handler::on_drain).
     Buffered,
     /// Not sent: the connection is closing, or the message would have taken its buffer past
     /// the hard limit (the engine then closes it with 1008, by default).
@@ -66,7 +67,7 @@ pub struct Ctx<'a, 'b, H> {
     _handler: PhantomData<fn(H)>,
 }
 
-impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
+impl<'a, 'b, H> Ctx<'a, 'b, H> {
     pub(crate) fn new(cx: &'a mut EngineCx<'b>, id: ConnId) -> Self {
         Self {
             cx,
@@ -81,7 +82,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
 
     /// The same context seen by another handler type: a wrapping handler
     /// ([`crate::ClientPool`]'s) hands it to the handler it wraps.
-    pub(crate) fn retype<G: Handler>(&mut self) -> Ctx<'_, 'b, G> {
+    pub(crate) fn retype<G>(&mut self) -> Ctx<'_, 'b, G> {
         Ctx {
             cx: &mut *self.cx,
             id: self.id,
@@ -136,15 +137,12 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
                 let (kind, payload) = prepared.payload();
                 return ws.send_shared(kind, payload);
             }
-            ws.send_raw_frames(match ws.role() {
-                Role::Client => &prepared.client,
-                Role::Server => &prepared.server,
-            })
+            ws.send_raw_frames(prepared.frames(ws.role()))
         })
     }
 
     /// From the next message on, skips received payloads instead of keeping them: each data
-    /// message reaches [`Handler::on_message`] with its kind and length, as that many zero
+    /// message reaches [`Handler::on_message`](crate::Handler::on_message) with its kind and length, as that many zero
     /// bytes (shared, never written), and text is not checked for UTF-8. For connections that
     /// only count what they receive (a load generator, a meter): it takes the copy of every
     /// payload out of the receive path. No effect while an extension is in use.
@@ -189,7 +187,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.buffered(self.id)
     }
 
-    /// Sends a ping; its pong is reported to [`Handler::on_pong`].
+    /// Sends a ping; its pong is reported to [`Handler::on_pong`](crate::Handler::on_pong).
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), CtxError> {
         let id = self.id;
         let open = self.cx.conn(id).ok_or(CtxError::Closing)?;
@@ -236,14 +234,9 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.slot()?.info.response.as_deref()
     }
 
-    /// The peer's address (for an outgoing connection through a proxy, the proxy's).
-    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
-        self.slot()?.info.peer
-    }
-
-    /// An address for posting `H::Msg` to this connection from anywhere (dead from the start if
-    /// asked for in [`Handler::on_close`]).
-    pub fn addr(&mut self) -> Addr<H::Msg> {
+    /// An address for posting `M` to this connection, dead from the start if the connection is
+    /// closed or gone; [`Ctx::addr`] names `M` as the handler's message type.
+    pub(crate) fn address<M>(&mut self) -> Addr<M> {
         let remote = self.cx.local().remote.clone();
         let shard = self.cx.shard();
         let id = self.id;
@@ -255,17 +248,16 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
             // Closed (asked from `on_close`) or gone: an address that is dead from the start.
             _ => Arc::new(AtomicBool::new(false)),
         };
-        Addr {
-            remote,
-            shard,
-            target: Target::Conn(id),
-            alive,
-            _msg: PhantomData,
-        }
+        Addr::new(remote, shard, Target::Conn(id), alive)
+    }
+
+    /// The peer's address (for an outgoing connection through a proxy, the proxy's).
+    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
+        self.slot()?.info.peer
     }
 
     /// Subscribes this connection to `topic` (no effect if it already is, or from
-    /// [`Handler::on_close`]).
+    /// [`Handler::on_close`](crate::Handler::on_close)).
     pub fn subscribe(&mut self, topic: &str) {
         let id = self.id;
         let (local, conns) = self.cx.split();
@@ -312,7 +304,7 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
         self.cx.local().topics.set_policy(topic, policy);
     }
 
-    /// Calls [`Handler::on_timer`] after `after`, unless cancelled or the connection closes.
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) after `after`, unless cancelled or the connection closes.
     pub fn set_timer(&mut self, after: Duration) -> TimerId {
         let key = self.cx.local().timer_id();
         let at = self.cx.now() + after;
@@ -336,67 +328,5 @@ impl<'a, 'b, H: Handler> Ctx<'a, 'b, H> {
             }
             None => false,
         }
-    }
-}
-
-/// A message framed once, for sending many times with [`Ctx::send_prepared`]: as the server
-/// role frames it (unmasked) and as the client role does (masked).
-///
-/// The client frame is masked once, with one random key that every copy then shares, where
-/// RFC 6455 wants a fresh key per frame. Masking exists so that bytes a script in a browser
-/// chose never cross an intermediary in the clear; a load generator or a trusted client sending
-/// its own message over and over does not need that, and saves a copy of the payload per send.
-#[derive(Clone, Debug)]
-pub struct PreparedMessage {
-    message: Message,
-    server: Bytes,
-    client: Bytes,
-}
-
-impl PreparedMessage {
-    /// Frames `message` for both roles (holding its payload three times).
-    pub fn new(message: impl Into<Message>) -> Self {
-        let message = message.into();
-        let opcode = match &message {
-            Message::Text(_) => OpCode::Text,
-            Message::Binary(_) => OpCode::Binary,
-        };
-        let server = server_frame(opcode, message.as_bytes());
-        let client = client_frame(opcode, message.as_bytes(), rand::random());
-        Self {
-            message,
-            server,
-            client,
-        }
-    }
-
-    /// The message.
-    pub fn message(&self) -> &Message {
-        &self.message
-    }
-
-    /// Its payload's length.
-    pub fn len(&self) -> usize {
-        self.message.as_bytes().len()
-    }
-
-    /// Whether its payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn payload(&self) -> (DataKind, Bytes) {
-        match &self.message {
-            Message::Text(t) => (DataKind::Text, t.clone().into_bytes()),
-            Message::Binary(b) => (DataKind::Binary, b.clone()),
-        }
-    }
-}
-
-/// A message as one unmasked frame, ready to be queued to many connections.
-pub(crate) fn frame(message: Message) -> Bytes {
-    match message {
-        Message::Text(t) => server_frame(OpCode::Text, t.as_str().as_bytes()),
-        Message::Binary(b) => server_frame(OpCode::Binary, &b),
     }
 }

@@ -2,72 +2,12 @@
 
 use bytes::Bytes;
 use ringsock_engine::server::DialError;
-use ringsock_engine::ws::{CloseCode, ProtocolError, Utf8Bytes};
+use ringsock_engine::ws::ProtocolError;
 
+use crate::addr::Addr;
 use crate::ctx::Ctx;
+use crate::message::{Closed, Message};
 use crate::timer::TimerId;
-
-/// A whole message from the peer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
-    /// A text message, checked UTF-8 (`as_str()` borrows it, `into_bytes()` shares it).
-    Text(Utf8Bytes),
-    /// A binary message.
-    Binary(Bytes),
-}
-
-impl Message {
-    /// The payload's bytes, whatever the kind.
-    pub fn as_bytes(&self) -> &[u8] {
-        match self {
-            Message::Text(t) => t.as_str().as_bytes(),
-            Message::Binary(b) => b,
-        }
-    }
-
-    /// The text, if this is a text message.
-    pub fn as_text(&self) -> Option<&str> {
-        match self {
-            Message::Text(t) => Some(t.as_str()),
-            Message::Binary(_) => None,
-        }
-    }
-}
-
-impl From<&str> for Message {
-    fn from(text: &str) -> Self {
-        Message::Text(Utf8Bytes::from(text.to_owned()))
-    }
-}
-
-impl From<String> for Message {
-    fn from(text: String) -> Self {
-        Message::Text(Utf8Bytes::from(text))
-    }
-}
-
-impl From<Bytes> for Message {
-    fn from(data: Bytes) -> Self {
-        Message::Binary(data)
-    }
-}
-
-impl From<Vec<u8>> for Message {
-    fn from(data: Vec<u8>) -> Self {
-        Message::Binary(Bytes::from(data))
-    }
-}
-
-/// How a connection ended, as [`Handler::on_close`] hears it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Closed {
-    /// The peer's close code, the code we sent on a protocol error, or 1006 (no close
-    /// handshake: the transport dropped, a close went unanswered, or the peer stopped answering
-    /// pings).
-    pub code: CloseCode,
-    /// The reason that came with the code; empty for 1006.
-    pub reason: String,
-}
 
 /// A WebSocket connection's behaviour. Every callback runs on the shard that owns the
 /// connection, one at a time, with `&mut self` and a [`Ctx`] to act on it and its shard.
@@ -124,5 +64,15 @@ pub trait Handler: Sized + 'static {
     /// headers). No other callback runs for it.
     fn on_connect_failed(&mut self, error: DialError) {
         let _ = error;
+    }
+}
+
+// The one `Ctx` method that needs the handler's message type lives beside the trait that names
+// it, so `ctx` does not import `handler` back.
+impl<H: Handler> Ctx<'_, '_, H> {
+    /// An address for posting `H::Msg` to this connection from anywhere (dead from the start if
+    /// asked for in [`Handler::on_close`]).
+    pub fn addr(&mut self) -> Addr<H::Msg> {
+        self.address()
     }
 }

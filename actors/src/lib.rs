@@ -34,26 +34,49 @@
 
 #![warn(missing_docs)]
 
-mod actor;
-mod addr;
-mod ctx;
-mod handler;
-mod pool;
+// The data: plain types that the behaviour below uses and that import no behaviour.
+mod actor_entry;
+mod batch;
+mod delivery;
+mod local;
+mod message;
+mod outgoing;
+mod post;
+mod prepared;
 mod runtime;
-mod server;
+mod settings;
+mod slot;
+mod stats;
 mod timer;
 mod topics;
 mod upgrade;
 
+// The behaviour: each imports the data and never, through any chain, imports itself (the
+// `Handler` trait and its `Ctx` excepted: they belong together).
+mod actor;
+mod addr;
+mod builder;
+mod ctx;
+mod dispatch;
+mod handler;
+mod keepalive;
+mod pool;
+mod publish;
+mod running;
+mod service;
+
 pub use actor::{Actor, ActorCtx};
 pub use addr::{Addr, TellError};
-pub use ctx::{Ctx, CtxError, PreparedMessage, SendStatus};
-pub use handler::{Closed, Handler, Message};
+pub use builder::{Server, ServerBuilder};
+pub use ctx::{Ctx, CtxError, SendStatus};
+pub use delivery::{codes, Delivery, SlowPolicy};
+pub use handler::Handler;
+pub use message::{Closed, Message};
 pub use pool::{ClientPool, ClientPoolBuilder, PoolSlot, PoolStats, Reconnect};
-pub use runtime::Stats;
-pub use server::{codes, ConnectError, PublishError, Running, Server, ServerBuilder};
+pub use prepared::PreparedMessage;
+pub use running::{ConnectError, PublishError, Running};
+pub use stats::Stats;
 pub use timer::TimerId;
-pub use topics::{Delivery, SlowPolicy};
 pub use upgrade::{Accepted, UpgradeRequest};
 
 pub use ringsock_engine::client::{

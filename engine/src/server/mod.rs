@@ -13,7 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -167,6 +167,7 @@ impl ServerBuilder {
 
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut shards = Vec::with_capacity(self.shards);
+        let mut threads = Vec::with_capacity(self.shards);
         for (i, listeners) in per_shard.into_iter().enumerate() {
             let inbox = Arc::new(ArrayQueue::new(4));
             let (settings, service, ready_tx, remote) = (
@@ -206,11 +207,8 @@ impl ServerBuilder {
                     };
                     Shard::new(backend, parts).run()
                 })?;
-            shards.push(ShardHandle {
-                inbox,
-                waker: None,
-                thread: Some(thread),
-            });
+            threads.push(thread);
+            shards.push(ShardHandle { inbox, waker: None });
         }
         drop(ready_tx);
         let mut backend = "";
@@ -233,11 +231,17 @@ impl ServerBuilder {
             None => eprintln!("ringsock: using the {backend} backend"),
         }
         Ok(ServerHandle {
-            addrs,
-            backend,
-            shards,
-            remote,
-            report: None,
+            inner: Arc::new(Running {
+                addrs,
+                backend,
+                shards,
+                remote,
+                state: Mutex::new(Stopping {
+                    threads,
+                    report: None,
+                }),
+                stopped: Condvar::new(),
+            }),
         })
     }
 }
@@ -245,25 +249,49 @@ impl ServerBuilder {
 struct ShardHandle {
     inbox: Arc<ArrayQueue<ShardMsg>>,
     waker: Option<Waker>,
-    thread: Option<JoinHandle<io::Result<ShutdownReport>>>,
 }
 
-/// A running server. Dropping it shuts the server down at once (no grace period). `P` is what
-/// its service accepts as posts.
+/// A running server: cheap to clone, and shareable with other threads (a publisher, a signal
+/// watcher). The server shuts down gracefully when any clone calls
+/// [`ServerHandle::shutdown`] (or [`ServerHandle::shutdown_on_signal`] sees its signal), and at
+/// once, without a grace period, when the last clone is dropped. `P` is what its service accepts
+/// as posts.
 pub struct ServerHandle<P = ()> {
+    inner: Arc<Running<P>>,
+}
+
+impl<P> Clone for ServerHandle<P> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// What every clone of a [`ServerHandle`] shares.
+struct Running<P> {
     addrs: Vec<SocketAddr>,
     backend: &'static str,
     shards: Vec<ShardHandle>,
     remote: Remote<P>,
+    /// The shard threads until a shutdown has joined them, then its report.
+    state: Mutex<Stopping>,
+    /// Signalled when the report is in.
+    stopped: Condvar,
+}
+
+/// Where a server is in stopping.
+struct Stopping {
+    threads: Vec<JoinHandle<io::Result<ShutdownReport>>>,
     report: Option<ShutdownReport>,
 }
 
 impl<P> std::fmt::Debug for ServerHandle<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerHandle")
-            .field("addrs", &self.addrs)
-            .field("backend", &self.backend)
-            .field("shards", &self.shards.len())
+            .field("addrs", &self.inner.addrs)
+            .field("backend", &self.inner.backend)
+            .field("shards", &self.inner.shards.len())
             .finish()
     }
 }
@@ -271,27 +299,72 @@ impl<P> std::fmt::Debug for ServerHandle<P> {
 impl<P> ServerHandle<P> {
     /// Posts to the shards from outside (see [`Service::on_post`]).
     pub fn remote(&self) -> &Remote<P> {
-        &self.remote
+        &self.inner.remote
     }
 
     /// The addresses listened on (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.addrs
+        &self.inner.addrs
     }
 
     /// `"io_uring"` or `"epoll"`.
     pub fn backend(&self) -> &'static str {
-        self.backend
+        self.inner.backend
     }
 
     /// Stops accepting, sends close 1001 to every WebSocket, waits up to `grace` for the close
-    /// handshakes, cuts what remains, and reports how it went.
-    pub fn shutdown(mut self, grace: Duration) -> ShutdownReport {
-        self.shutdown_in_place(grace)
+    /// handshakes, cuts what remains, and reports how it went. A second call, from any clone,
+    /// waits for the first and returns the same report.
+    pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.shutdown(grace)
     }
 
-    fn shutdown_in_place(&mut self, grace: Duration) -> ShutdownReport {
-        if let Some(report) = self.report {
+    /// Blocks until the server has shut down (from another clone or a signal), and returns the
+    /// report. Does not stop it.
+    pub fn wait(&self) -> ShutdownReport {
+        let mut state = self.inner.lock();
+        loop {
+            if let Some(report) = state.report {
+                return report;
+            }
+            state = self
+                .inner
+                .stopped
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down with `grace` (see
+    /// [`ServerHandle::shutdown`]): the whole life of a server process in one call. The signals
+    /// are caught with handlers (no signal mask to set before the shards start), and a second
+    /// Ctrl-C during the grace period does not kill the process; it is only caught while this
+    /// call runs. Fails if the handlers cannot be installed.
+    pub fn shutdown_on_signal(&self, grace: Duration) -> io::Result<ShutdownReport> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        if let Some(signal) = signals.forever().next() {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            eprintln!("ringsock: {name}, closing connections (grace {grace:?})");
+        }
+        let report = self.shutdown(grace);
+        signals.handle().close();
+        Ok(report)
+    }
+}
+
+impl<P> Running<P> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Stopping> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let mut state = self.lock();
+        if let Some(report) = state.report {
             return report;
         }
         let deadline = Instant::now() + grace;
@@ -305,31 +378,20 @@ impl<P> ServerHandle<P> {
             }
         }
         let mut total = ShutdownReport::default();
-        for shard in &mut self.shards {
-            if let Some(thread) = shard.thread.take() {
-                if let Ok(Ok(report)) = thread.join() {
-                    total += report;
-                }
+        for thread in state.threads.drain(..) {
+            if let Ok(Ok(report)) = thread.join() {
+                total += report;
             }
         }
-        self.report = Some(total);
+        state.report = Some(total);
+        self.stopped.notify_all();
         total
-    }
-
-    /// Blocks until the server is shut down from elsewhere (it runs until the process ends).
-    pub fn wait(mut self) {
-        for shard in &mut self.shards {
-            if let Some(thread) = shard.thread.take() {
-                let _ = thread.join();
-            }
-        }
-        self.report = Some(ShutdownReport::default());
     }
 }
 
-impl<P> Drop for ServerHandle<P> {
+impl<P> Drop for Running<P> {
     fn drop(&mut self) {
-        self.shutdown_in_place(Duration::ZERO);
+        self.shutdown(Duration::ZERO);
     }
 }
 
@@ -354,5 +416,31 @@ fn pin_to_core(core: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(core, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::Echo;
+
+    /// A clone waits on another thread while the original shuts down: both see one report, and
+    /// a second shutdown returns it again instead of stopping anything twice.
+    #[test]
+    fn a_clone_waits_for_the_shutdown_another_makes() {
+        let server = Server::builder()
+            .bind("127.0.0.1:0".parse().unwrap())
+            .shards(1)
+            .pin_threads(false)
+            .start(Echo)
+            .unwrap();
+        let waiter = server.clone();
+        let waiting = std::thread::spawn(move || waiter.wait());
+        let report = server.shutdown(Duration::from_millis(100));
+        assert_eq!(waiting.join().unwrap(), report);
+        assert_eq!(server.shutdown(Duration::ZERO), report);
+        // Stopped: nothing listens any more.
+        let addr = server.local_addrs()[0];
+        assert!(std::net::TcpStream::connect(addr).is_err());
     }
 }

@@ -46,6 +46,13 @@ pub struct InvalidHeader {
     pub reason: InvalidHeaderReason,
 }
 
+impl From<InvalidHeader> for std::io::Error {
+    /// As an `InvalidInput` error, so `?` carries it through code that returns `io::Result`.
+    fn from(e: InvalidHeader) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+    }
+}
+
 /// Appends `part` to a request line, percent-encoding white space and control bytes.
 fn push_request_part(buf: &mut Vec<u8>, part: &str) {
     for &b in part.as_bytes() {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{Echo, Limits, Server};
 use ringsock_engine::ws::{DeflateOptions, ServerOptions};
-use ringsock_tools::{block_termination_signals, wait_for_signal, SHUTDOWN_GRACE};
+use ringsock_tools::SHUTDOWN_GRACE;
 
 const USAGE: &str =
     "usage: ringsock-echo [--addr IP:PORT]... [--shards N] [--backend auto|io_uring|epoll]
@@ -142,7 +142,6 @@ fn run() -> Result<(), String> {
         builder = builder
             .handshake(ServerOptions::new().deflate(DeflateOptions::new().context_takeover(true)));
     }
-    block_termination_signals();
     let server = builder
         .start(Echo)
         .map_err(|e| format!("cannot start: {e}"))?;
@@ -152,9 +151,9 @@ fn run() -> Result<(), String> {
         listening.join(", "),
         server.backend()
     );
-    let signal = wait_for_signal();
-    eprintln!("ringsock-echo: signal {signal}, closing connections");
-    let report = server.shutdown(SHUTDOWN_GRACE);
+    let report = server
+        .shutdown_on_signal(SHUTDOWN_GRACE)
+        .map_err(|e| format!("cannot watch for signals: {e}"))?;
     eprintln!(
         "ringsock-echo: {} of {} connections closed cleanly, {} cut",
         report.closed_cleanly, report.closing, report.cut

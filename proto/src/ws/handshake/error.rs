@@ -57,6 +57,19 @@ pub enum HandshakeError {
     },
 }
 
+impl From<HandshakeError> for std::io::Error {
+    /// A bad URL or option is `InvalidInput`; anything the server answered is `InvalidData`.
+    fn from(e: HandshakeError) -> Self {
+        let kind = match e {
+            HandshakeError::InvalidUrl(_)
+            | HandshakeError::InvalidProtocol(_)
+            | HandshakeError::InvalidHeader(_) => std::io::ErrorKind::InvalidInput,
+            _ => std::io::ErrorKind::InvalidData,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
 impl HandshakeError {
     /// The response this error is about, when one was received and parsed.
     pub fn response(&self) -> Option<&ResponseHead> {

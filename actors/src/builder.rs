@@ -1,44 +1,48 @@
 //! The server builder: addresses, limits, handler hooks per path, an HTTP responder, pings,
-//! backpressure; and the running server's handle (publish, spawn, shutdown).
+//! backpressure. `start` turns it into a [`Running`] server.
 
 use std::collections::HashMap;
 use std::io;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ringsock_engine::client::DialOptions;
 use ringsock_engine::http::InvalidHeader;
 use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
-use ringsock_engine::server::{self as engine, HttpResponse, Limits, ServerHandle, ShutdownReport};
-use ringsock_engine::ws::{
-    ClientHandshake, ClientOptions, CloseCode, Config, DeflateOptions, HandshakeError,
-    ServerOptions,
-};
-use std::net::ToSocketAddrs;
+use ringsock_engine::server::{self as engine, HttpResponse, Limits};
+use ringsock_engine::ws::{DeflateOptions, ServerOptions};
 
-use crate::actor::Actor;
-use crate::addr::{Addr, Target};
-use crate::ctx::frame;
-use crate::handler::{Handler, Message};
-use crate::runtime::{ConnInfo, DialPost, ErasedHandler, Hook, Post, Runtime, Settings, Stats};
-use crate::topics::SlowPolicy;
+use crate::delivery::SlowPolicy;
+use crate::handler::Handler;
+use crate::running::Running;
+use crate::runtime::{ErasedHandler, Hook, Responder, Runtime};
+use crate::settings::Settings;
+use crate::stats::Stats;
 use crate::upgrade::{Accepted, UpgradeRequest};
 
 /// Configures a [`Running`] server.
 pub struct ServerBuilder {
+    /// The engine's builder: addresses, shards, backend, buffer pool, mailboxes.
     engine: engine::ServerBuilder,
+    /// The handshake's options: subprotocols, extensions, extra headers.
     handshake: ServerOptions,
+    /// Upgrade hooks by path.
     routes: Vec<(String, Hook)>,
-    http: Option<crate::runtime::Responder>,
+    /// The responder for requests that are not upgrades.
+    http: Option<Responder>,
+    /// The automatic ping interval, if any.
     ping: Option<Duration>,
+    /// The automatic pong deadline, if not the interval.
     pong_timeout: Option<Duration>,
+    /// The default slow-subscriber policy.
     policy: SlowPolicy,
+    /// Policies of named topics.
     topic_policies: HashMap<String, SlowPolicy>,
+    /// Whether connections keep their upgrade request.
     keep_request: bool,
+    /// The engine's limits, kept here as `high_water`, `max_buffered` and `max_length` edit
+    /// them until `start`.
     limits: Limits,
 }
 
@@ -243,209 +247,6 @@ impl ServerBuilder {
             .limits(self.limits)
             .handshake(self.handshake)
             .start(runtime)?;
-        Ok(Running {
-            handle,
-            stats,
-            next_shard: AtomicUsize::new(0),
-            max_message,
-            close_timeout,
-        })
+        Ok(Running::new(handle, stats, max_message, close_timeout))
     }
-}
-
-/// Why [`Running::connect`] could not start a connection.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The URL is not a valid ws:// or wss:// URL, or an option is invalid.
-    #[error(transparent)]
-    Handshake(#[from] HandshakeError),
-    /// The host name did not resolve.
-    #[error("cannot resolve the host: {0}")]
-    Resolve(#[from] io::Error),
-    /// The chosen shard's mailbox is full.
-    #[error("the shard's mailbox is full")]
-    Full,
-}
-
-/// Why [`Running::publish`] did not reach every shard.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{full} of {shards} shard mailboxes were full; the message did not reach them")]
-pub struct PublishError {
-    /// Shards whose mailbox was full.
-    pub full: usize,
-    /// Shards in all.
-    pub shards: usize,
-}
-
-/// A running server.
-pub struct Running {
-    handle: ServerHandle<Post>,
-    stats: Arc<Stats>,
-    next_shard: AtomicUsize,
-    max_message: usize,
-    close_timeout: Duration,
-}
-
-impl Running {
-    /// The addresses listened on (port 0 resolved).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        self.handle.local_addrs()
-    }
-
-    /// `"io_uring"` or `"epoll"`.
-    pub fn backend(&self) -> &'static str {
-        self.handle.backend()
-    }
-
-    /// The number of shards.
-    pub fn shards(&self) -> usize {
-        self.handle.remote().shards()
-    }
-
-    /// Counters over all shards.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
-    /// Publishes to `topic` from outside the server (a push service's producer): framed once,
-    /// posted once to each shard.
-    pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<(), PublishError> {
-        let frame = frame(message.into());
-        let topic: Arc<str> = Arc::from(topic);
-        let remote = self.handle.remote();
-        let mut full = 0;
-        for shard in 0..remote.shards() {
-            let post = Post::Publish {
-                topic: topic.clone(),
-                frame: frame.clone(),
-            };
-            if remote.post(shard, post).is_err() {
-                full += 1;
-            }
-        }
-        if full < remote.shards() {
-            // A message no shard took was not published; a producer that retries it must not
-            // count it twice.
-            self.stats.published.fetch_add(1, Ordering::Relaxed);
-        }
-        match full {
-            0 => Ok(()),
-            _ => Err(PublishError {
-                full,
-                shards: remote.shards(),
-            }),
-        }
-    }
-
-    /// Opens a WebSocket to `url` (`ws://` or `wss://`) on a shard, round robin, run by
-    /// `handler` as any connection is: `on_open` once the server's 101 arrives
-    /// ([`crate::Ctx::response`] holds it), or `on_connect_failed` (a TLS failure arrives as
-    /// [`crate::DialError::Tls`]). Fails at once for an invalid URL, a name that does not
-    /// resolve, or a full mailbox. Resolving a host name blocks the calling thread, never a
-    /// shard.
-    pub fn connect<H: Handler + Send>(&self, url: &str, handler: H) -> Result<(), ConnectError> {
-        self.connect_with(url, &ClientOptions::new(), &DialOptions::new(), handler)
-    }
-
-    /// [`Running::connect`] with [`ClientOptions`] (subprotocols, extensions, extra request
-    /// headers) and [`DialOptions`] (TLS settings for `wss://`: private CAs, a client
-    /// certificate; an HTTP CONNECT proxy, whose host is resolved here instead of the server's;
-    /// the connect timeout).
-    pub fn connect_with<H: Handler + Send>(
-        &self,
-        url: &str,
-        options: &ClientOptions,
-        dial: &DialOptions,
-        handler: H,
-    ) -> Result<(), ConnectError> {
-        self.connect_from(url, options, dial, None, handler)
-    }
-
-    /// [`Running::connect_with`] from a chosen local address (`None`: the kernel's pick). With
-    /// port 0 the port is picked for the whole 4-tuple at connect time, so connections spread
-    /// over several source IPs (127.0.0.2, 127.0.0.3, ...) get a port range each to one server.
-    /// A local address the socket cannot bind to is reported to `on_connect_failed`.
-    pub fn connect_from<H: Handler + Send>(
-        &self,
-        url: &str,
-        options: &ClientOptions,
-        dial: &DialOptions,
-        local: Option<SocketAddr>,
-        handler: H,
-    ) -> Result<(), ConnectError> {
-        // A fresh key per handshake, from the operating system's generator (RFC 6455 4.1).
-        let handshake = ClientHandshake::new(url, options, rand::random())?;
-        let (host, port) = dial.socket_target(&handshake);
-        let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, "the host name has no address")
-        })?;
-        let info = ConnInfo {
-            target: url.into(),
-            peer: Some(addr),
-            request: None,
-            response: None,
-        };
-        let dial = DialPost {
-            addr,
-            local,
-            handshake,
-            options: dial.clone(),
-            config: Config {
-                max_length: self.max_message,
-                close_timeout: self.close_timeout,
-                ..Config::default()
-            },
-            info,
-            handler: Box::new(handler),
-        };
-        let remote = self.handle.remote();
-        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
-        remote
-            .post(shard, Post::Dial(Box::new(dial)))
-            .map_err(|_| ConnectError::Full)
-    }
-
-    /// Starts `actor` on a shard (round robin) and returns its address. If that shard's
-    /// mailbox is full, the actor is dropped and the address is dead.
-    pub fn spawn<A: Actor>(&self, actor: A) -> Addr<A::Msg> {
-        let remote = self.handle.remote();
-        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
-        let id = self.stats.next_actor.fetch_add(1, Ordering::Relaxed);
-        let alive = Arc::new(AtomicBool::new(true));
-        let post = Post::Spawn {
-            actor: id,
-            entry: Box::new(actor),
-            alive: alive.clone(),
-        };
-        if remote.post(shard, post).is_err() {
-            alive.store(false, Ordering::Release);
-        }
-        Addr {
-            remote: remote.clone(),
-            shard,
-            target: Target::Actor(id),
-            alive,
-            _msg: PhantomData,
-        }
-    }
-
-    /// Stops accepting, closes every WebSocket with 1001, waits up to `grace` for the close
-    /// handshakes, and reports how it went.
-    pub fn shutdown(self, grace: Duration) -> ShutdownReport {
-        self.handle.shutdown(grace)
-    }
-
-    /// Blocks until the process ends.
-    pub fn wait(self) {
-        self.handle.wait()
-    }
-}
-
-/// Close codes for [`SlowPolicy::Close`].
-pub mod codes {
-    use super::CloseCode;
-    /// 1008: the subscriber broke the server's policy (did not keep up).
-    pub const POLICY_VIOLATION: CloseCode = CloseCode::POLICY_VIOLATION;
-    /// 1013: try again later.
-    pub const TRY_AGAIN_LATER: CloseCode = CloseCode(1013);
 }
