@@ -70,7 +70,9 @@ for t in "${targets[@]}"; do
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     seed=$(sed -n 's/^INFO: Seed: //p' "$log" | head -1)
     if [[ $status -ne 0 ]]; then
-        echo "fuzz: $t FAIL (exit $status after ${elapsed}s; 124: the run did not stop); its log ends:"
+        why="exit $status"
+        [[ $status -eq 124 || $status -eq 137 ]] && why="still running after $((FUZZ_TIME + 120))s, stopped"
+        echo "fuzz: $t FAIL ($why after ${elapsed}s); its log ends:"
         tail -40 "$log" | sed 's/^/    /'
         find "$ARTIFACTS/$t" -type f -newer "$work/seeds" | while read -r a; do
             echo "    input kept in $a; replay: $bin $a"
