@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # server.sh: Autobahn|Testsuite against ringsock as a server. Builds ringsock-echo (release),
 # starts it on 127.0.0.1 (a port the kernel picks), runs every case of wstest's fuzzingclient
-# against it, writes autobahn/reports/server/, stops the server and exits with the verdict of
-# autobahn/summary.py (0: every case and every close OK or INFORMATIONAL).
+# against it, writes autobahn/reports/server/ (server-BACKEND/ when BACKEND is set), stops the
+# server and exits with the verdict of autobahn/summary.py (0: every case and every close OK or
+# INFORMATIONAL).
 #
 # Needs autobahn/install.sh first. Environment: AUTOBAHN_TIMEOUT (seconds for the whole wstest
 # run, default 2400), CASES (a JSON list of case patterns, default ["*"]), SHARDS (the echo
-# server's shard threads, default one per core), NO_BUILD=1 (use the binary already built).
+# server's shard threads, default one per core), BACKEND (the echo server's --backend: io_uring
+# or epoll; default its own choice, io_uring where the kernel has it), NO_BUILD=1 (use the
+# binary already built).
 set -euo pipefail
 cd "$(dirname "$0")"
 HERE=$(pwd)
 ROOT=$(cd .. && pwd)
 WSTEST=$HERE/.cache/wstest
-REPORTS=$HERE/reports/server
 TIMEOUT=${AUTOBAHN_TIMEOUT:-2400}
 CASES=${CASES:-'["*"]'}
+BACKEND=${BACKEND:-}
+# A run on a chosen backend keeps its own reports and agent name, so that it can run beside the
+# default one without either overwriting the other's.
+REPORTS=$HERE/reports/server${BACKEND:+-$BACKEND}
+AGENT=ringsock${BACKEND:+-$BACKEND}
 
 if [[ ! -x $WSTEST ]]; then
     echo "autobahn/server.sh: wstest is not installed; run bash autobahn/install.sh" >&2
@@ -38,9 +45,10 @@ cleanup() {
 trap cleanup EXIT
 
 # Port 0: the server reports the port it got, so two runs (or another program) never collide.
-shard_args=()
-[[ -n ${SHARDS:-} ]] && shard_args=(--shards "$SHARDS")
-"$ECHO_BIN" --addr 127.0.0.1:0 "${shard_args[@]}" 2>"$work/echo.log" &
+echo_args=()
+[[ -n ${SHARDS:-} ]] && echo_args+=(--shards "$SHARDS")
+[[ -n $BACKEND ]] && echo_args+=(--backend "$BACKEND")
+"$ECHO_BIN" --addr 127.0.0.1:0 "${echo_args[@]}" 2>"$work/echo.log" &
 server_pid=$!
 addr=
 for _ in $(seq 100); do
@@ -61,7 +69,7 @@ mkdir -p "$REPORTS"
 cat >"$work/fuzzingclient.json" <<EOF
 {
     "outdir": "$REPORTS",
-    "servers": [{"agent": "ringsock", "url": "ws://$addr"}],
+    "servers": [{"agent": "$AGENT", "url": "ws://$addr"}],
     "cases": $CASES,
     "exclude-cases": [],
     "exclude-agent-cases": {}
@@ -91,7 +99,7 @@ cp "$work/echo.log" "$REPORTS/ringsock-echo.log"
 
 echo "autobahn/server.sh: wstest ran ${elapsed}s; ringsock-echo used ${cpu}s of CPU"
 verdict=0
-python3 "$HERE/summary.py" "$REPORTS" --title "server (ringsock-echo), ${elapsed}s wall" || verdict=$?
+python3 "$HERE/summary.py" "$REPORTS" --title "server (ringsock-echo${BACKEND:+ --backend $BACKEND}), ${elapsed}s wall" || verdict=$?
 if [[ $status -ne 0 && $verdict -eq 0 ]]; then
     verdict=1
 fi

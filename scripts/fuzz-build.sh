@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Checks that the fuzz targets compile. They are built with the stable toolchain (plain cargo, no
-# sanitizer flags), which is enough to keep them in step with the code; README says how to run them.
+# Builds the fuzz targets with the stable toolchain and plain cargo: coverage-instrumented
+# libFuzzer programs (scripts/fuzz-common.sh says which flags and why), release with debug
+# assertions, in <fuzz crate>/target/<host>/release/. scripts/fuzz-run.sh runs them; the build
+# alone also keeps the targets in step with the code.
 set -euo pipefail
-cd "$(dirname "$0")/../proto/fuzz"
+# shellcheck source=scripts/fuzz-common.sh
+source "$(dirname "$0")/fuzz-common.sh"
+cd "$FUZZ_DIR"
 # Not --locked: the fuzz crate's lock file trails the engine's dependencies, and a stale lock
-# should not fail the tests; the workspace build above is --locked.
-cargo build --bins
+# should not fail the tests; the workspace build is --locked.
+RUSTFLAGS=$FUZZ_RUSTFLAGS cargo build --release --bins --target "$FUZZ_HOST"

@@ -22,5 +22,11 @@ if ! command -v cc >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
 fi
 
+# cmake: the engine's `zlib-ng` feature (tested by scripts/test.sh) builds zlib-ng's C sources
+# with it (libz-ng-sys); nothing else needs it.
+if ! command -v cmake >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake >/dev/null
+fi
+
 # The interop tests' peers: Python websockets in .venv-interop, and Chromium.
 bash "$(dirname "$0")/interop-setup.sh"
