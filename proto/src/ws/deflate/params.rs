@@ -303,7 +303,7 @@ mod tests {
     /// Regression: an offer of `server_max_window_bits=15` was answered without the parameter
     /// ("15 is the default"), which websockets 15 refuses ("expected server_max_window_bits"),
     /// failing the handshake: RFC 7692 section 7.1.2.1 accepts the parameter only by answering
-    /// it. Found by the interop tests (actors/tests/interop_python.rs).
+    /// it. Found by the interop tests (actors/tests/it/interop_python.rs).
     #[test]
     fn server_answers_server_max_window_bits_whenever_offered() {
         for own in [15, 11] {
