@@ -32,14 +32,14 @@ impl Member {
 impl Handler for Member {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let topic = self.topic();
         ctx.subscribe(&topic);
         ctx.send_text(&format!("* you are {} in #{}", self.nick, self.room));
         ctx.publish_others(&topic, format!("* {} joined #{}", self.nick, self.room));
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let Some(text) = message.as_text() else {
             ctx.send_text("* only text messages are relayed");
             return;
@@ -60,7 +60,7 @@ impl Handler for Member {
         ctx.publish(&topic, format!("{}: {}", self.nick, text));
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, _closed: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, _closed: Closed) {
         let topic = self.topic();
         ctx.publish(&topic, format!("* {} left #{}", self.nick, self.room));
     }

@@ -52,11 +52,11 @@ struct Match {
 impl Actor for Match {
     type Msg = ToMatch;
 
-    fn on_start(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+    fn on_start(&mut self, ctx: &mut ActorCtx<'_, Self>) {
         ctx.set_timer(TICK);
     }
 
-    fn on_tell(&mut self, _ctx: &mut ActorCtx<'_, '_, Self>, msg: ToMatch) {
+    fn on_tell(&mut self, _ctx: &mut ActorCtx<'_, Self>, msg: ToMatch) {
         match msg {
             ToMatch::Join { player, name } => {
                 self.players.insert(
@@ -81,7 +81,7 @@ impl Actor for Match {
         }
     }
 
-    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, _timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, Self>, _timer: TimerId) {
         ctx.set_timer(TICK);
         if self.players.is_empty() {
             return;
@@ -114,7 +114,7 @@ struct Player {
 impl Handler for Player {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe(TOPIC);
         let join = ToMatch::Join {
             player: self.id,
@@ -125,7 +125,7 @@ impl Handler for Player {
         }
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let mut parts = message.as_text().unwrap_or("").split_whitespace();
         let mut next = || parts.next().and_then(|v| v.parse::<i32>().ok());
         match (next(), next()) {
@@ -143,7 +143,7 @@ impl Handler for Player {
         }
     }
 
-    fn on_close(&mut self, _ctx: &mut Ctx<'_, '_, Self>, _closed: Closed) {
+    fn on_close(&mut self, _ctx: &mut Ctx<'_, Self>, _closed: Closed) {
         let _ = self.game.tell(ToMatch::Leave { player: self.id });
     }
 }

@@ -7,10 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringsock_engine::server::Remote;
+
 use crate::actor_entry::{ActorEntry, Call, ErasedActor};
 use crate::addr::{Addr, Target};
 use crate::delivery::Delivery;
 use crate::message::{frame, Message};
+use crate::post::Post;
 use crate::publish::publish;
 use crate::runtime::EngineCx;
 use crate::timer::TimerId;
@@ -21,30 +24,30 @@ pub trait Actor: Send + Sized + 'static {
     type Msg: Send + 'static;
 
     /// Runs once, on its shard, before any message.
-    fn on_start(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+    fn on_start(&mut self, ctx: &mut ActorCtx<'_, Self>) {
         let _ = ctx;
     }
 
     /// A message posted with its [`Addr`].
-    fn on_tell(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, msg: Self::Msg) {
+    fn on_tell(&mut self, ctx: &mut ActorCtx<'_, Self>, msg: Self::Msg) {
         let _ = (ctx, msg);
     }
 
     /// A timer set with [`ActorCtx::set_timer`] is due.
-    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, Self>, timer: TimerId) {
         let _ = (ctx, timer);
     }
 
     /// The actor stopped ([`ActorCtx::stop`]); the last call.
-    fn on_stop(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+    fn on_stop(&mut self, ctx: &mut ActorCtx<'_, Self>) {
         let _ = ctx;
     }
 }
 
 /// An actor callback's view of its shard.
-pub struct ActorCtx<'a, 'b, A> {
+pub struct ActorCtx<'a, A> {
     /// The shard's context.
-    cx: &'a mut EngineCx<'b>,
+    cx: EngineCx<'a>,
     /// This actor's id.
     actor: u64,
     /// Set by [`ActorCtx::stop`].
@@ -53,7 +56,7 @@ pub struct ActorCtx<'a, 'b, A> {
     _actor: PhantomData<fn(A)>,
 }
 
-impl<A: Actor> ActorCtx<'_, '_, A> {
+impl<A: Actor> ActorCtx<'_, A> {
     /// An address for posting to this actor.
     pub fn addr(&mut self) -> Addr<A::Msg> {
         let shard = self.cx.shard();
@@ -68,12 +71,25 @@ impl<A: Actor> ActorCtx<'_, '_, A> {
 
     /// Publishes to `topic` on every shard (framed once).
     pub fn publish(&mut self, topic: &str, message: impl Into<Message>) -> Delivery {
-        publish(self.cx, topic, frame(message.into()), None, true)
+        publish(&mut self.cx, topic, frame(message.into()), None, true)
+    }
+
+    /// Subscribers of `topic` on every shard.
+    pub fn subscribers(&mut self, topic: &str) -> usize {
+        self.cx.local().topics.count(topic)
     }
 
     /// Subscribers of `topic` on this shard.
-    pub fn subscribers(&mut self, topic: &str) -> usize {
-        self.cx.local().topics.count(topic)
+    pub fn subscribers_here(&mut self, topic: &str) -> usize {
+        self.cx.local().topics.count_here(topic)
+    }
+
+    /// Starts `actor` on this shard and returns its address. It starts (`on_start`) after this
+    /// callback returns, before any message posted to it.
+    pub fn spawn<B: Actor>(&mut self, actor: B) -> Addr<B::Msg> {
+        let local = self.cx.local();
+        let id = local.stats.next_actor.fetch_add(1, Ordering::Relaxed);
+        post_spawn(&local.remote, local.shard, id, actor)
     }
 
     /// Calls [`Actor::on_timer`] after `after`, unless cancelled or the actor stopped.
@@ -106,7 +122,7 @@ impl<A: Actor> ActorCtx<'_, '_, A> {
 impl<A: Actor> ErasedActor for A {
     fn call(&mut self, cx: &mut EngineCx<'_>, actor: u64, call: Call) -> bool {
         let mut ctx = ActorCtx::<A> {
-            cx,
+            cx: cx.reborrow(),
             actor,
             stop: false,
             _actor: PhantomData,
@@ -125,7 +141,7 @@ impl<A: Actor> ErasedActor for A {
 
     fn stop(&mut self, cx: &mut EngineCx<'_>, actor: u64) {
         let mut ctx = ActorCtx::<A> {
-            cx,
+            cx: cx.reborrow(),
             actor,
             stop: true,
             _actor: PhantomData,
@@ -158,6 +174,27 @@ fn run(cx: &mut EngineCx<'_>, actor: u64, what: Call) {
     if let Some(entry) = cx.local().actors.get_mut(&actor) {
         entry.actor = Some(boxed);
     }
+}
+
+/// Posts `actor`, numbered `id`, to shard `shard`, and returns its address: dead if that shard's
+/// mailbox is full, as the actor is then dropped. Whatever posts to the address after this
+/// returns queues behind the spawn, so the actor starts before its first message.
+pub(crate) fn post_spawn<A: Actor>(
+    remote: &Remote<Post>,
+    shard: usize,
+    id: u64,
+    actor: A,
+) -> Addr<A::Msg> {
+    let alive = Arc::new(AtomicBool::new(true));
+    let post = Post::Spawn {
+        actor: id,
+        entry: Box::new(actor),
+        alive: alive.clone(),
+    };
+    if remote.post(shard, post).is_err() {
+        alive.store(false, Ordering::Release);
+    }
+    Addr::new(remote.clone(), shard, Target::Actor(id), alive)
 }
 
 /// Installs a spawned actor on this shard and runs its `on_start`.

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use ringsock_engine::server::{ConnId, PostError, Remote};
+use ringsock_engine::server::{ConnId, Remote};
 
 use crate::post::Post;
 
@@ -100,9 +100,7 @@ impl<M: Send + 'static> Addr<M> {
             Target::Actor(actor) => Post::ActorTell { actor, msg },
         };
         self.remote.post(self.shard, post).map_err(|e| {
-            let msg = match e {
-                PostError::Full(p) | PostError::NoShard(p) => p.into_tell_payload(),
-            };
+            let msg = e.into_inner().into_tell_payload();
             TellError::Full(*msg.downcast::<M>().expect("a tell carries its own type"))
         })
     }

@@ -2,19 +2,25 @@
 //! backpressure. `start` turns it into a [`Running`] server.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ringsock_engine::http::InvalidHeader;
 use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
-use ringsock_engine::server::{self as engine, HttpResponse, Limits};
+use ringsock_engine::server::{self as engine, HttpResponse, Limits, Remote};
 use ringsock_engine::ws::{DeflateOptions, ServerOptions};
 
+use crate::actor::{post_spawn, Actor};
+use crate::addr::Addr;
 use crate::delivery::SlowPolicy;
 use crate::handler::Handler;
+use crate::post::Post;
+use crate::registry::{Registry, TopicEvent, TopicHook};
 use crate::running::Running;
 use crate::runtime::{ErasedHandler, Hook, Responder, Runtime};
 use crate::settings::Settings;
@@ -44,6 +50,33 @@ pub struct ServerBuilder {
     /// The engine's limits, kept here as `high_water`, `max_buffered` and `max_length` edit
     /// them until `start`.
     limits: Limits,
+    /// The counters every shard will add to (actor ids are numbered here from the first spawn).
+    stats: Arc<Stats>,
+    /// The shards' mailboxes, made by the first [`ServerBuilder::spawn`] so its actors wait in
+    /// them for the start.
+    remote: Option<Remote<Post>>,
+    /// Actors spawned before the start, dealt round robin.
+    spawned: usize,
+    /// The topic hook.
+    on_topic: Option<TopicHook>,
+    /// An address `bind` could not resolve, reported by `start`.
+    bind_error: Option<io::Error>,
+}
+
+impl fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("engine", &self.engine)
+            .field(
+                "routes",
+                &self.routes.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("ping", &self.ping)
+            .field("policy", &self.policy)
+            .field("limits", &self.limits)
+            .field("spawned", &self.spawned)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The entry point: `Server::builder()`.
@@ -65,18 +98,35 @@ impl Server {
             topic_policies: HashMap::new(),
             keep_request: false,
             limits: Limits::default(),
+            stats: Arc::default(),
+            remote: None,
+            spawned: 0,
+            on_topic: None,
+            bind_error: None,
         }
     }
 }
 
 impl ServerBuilder {
-    /// Adds an address to listen on (IPv4 or IPv6; port 0 picks one).
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.engine = self.engine.bind(addr);
+    /// Adds the addresses to listen on: `"127.0.0.1:9001"`, `"[::1]:9001"`, `("localhost",
+    /// 9001)` or a [`SocketAddr`] (port 0 picks one). A name is resolved here, and every
+    /// address it has is bound; one that does not resolve fails [`ServerBuilder::start`].
+    pub fn bind(mut self, addrs: impl ToSocketAddrs) -> Self {
+        match addrs.to_socket_addrs() {
+            Ok(addrs) => {
+                for addr in addrs {
+                    self.engine = self.engine.bind(addr);
+                }
+            }
+            Err(e) => {
+                self.bind_error.get_or_insert(e);
+            }
+        }
         self
     }
 
-    /// Number of shard threads (default: one per core).
+    /// Number of shard threads (default: one per core). Set it before
+    /// [`ServerBuilder::spawn`], which deals actors over the shards.
     pub fn shards(mut self, n: usize) -> Self {
         self.engine = self.engine.shards(n);
         self
@@ -223,9 +273,41 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts `actor` with the server and returns its address now, so that routes, handlers and
+    /// other threads can be given it before the first connection. Actors are dealt to the
+    /// shards round robin; each starts (`on_start`) on its shard's first turn, before that
+    /// shard accepts a connection or handles a message posted to the actor. Call
+    /// [`ServerBuilder::shards`] and [`ServerBuilder::mailbox`] before this: the actors wait in
+    /// the mailboxes (an actor that finds its mailbox full is dropped, its address dead).
+    pub fn spawn<A: Actor>(&mut self, actor: A) -> Addr<A::Msg> {
+        let (shards, capacity) = (self.engine.shard_count(), self.engine.mailbox_capacity());
+        let remote = self
+            .remote
+            .get_or_insert_with(|| Remote::new(shards, capacity));
+        let shard = self.spawned % remote.shards();
+        self.spawned += 1;
+        let id = self.stats.next_actor.fetch_add(1, Ordering::Relaxed);
+        post_spawn(remote, shard, id, actor)
+    }
+
+    /// Calls `hook` when a topic gains its first subscriber on any shard and when it loses its
+    /// last (where a bridge to a broker subscribes upstream and unsubscribes). It runs on the
+    /// shard where that happened, inside the subscribe or unsubscribe (or the close that
+    /// unsubscribed), under the lock that orders these events server-wide: it must be quick,
+    /// must not block, and must not subscribe or unsubscribe itself (hand the event to a
+    /// channel or an actor instead).
+    pub fn on_topic(mut self, hook: impl Fn(TopicEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.on_topic = Some(Box::new(hook));
+        self
+    }
+
     /// Binds and starts the shards.
     pub fn start(self) -> io::Result<Running> {
-        let stats = Arc::new(Stats::default());
+        if let Some(e) = self.bind_error {
+            return Err(e);
+        }
+        let stats = self.stats;
+        let registry = Arc::new(Registry::new(self.on_topic));
         let settings = Arc::new(Settings {
             ping: self.ping,
             pong_timeout: self.pong_timeout.or(self.ping).unwrap_or(Duration::MAX),
@@ -240,13 +322,23 @@ impl ServerBuilder {
             http: self.http,
             settings,
             stats: stats.clone(),
+            registry: registry.clone(),
         };
-        let (max_message, close_timeout) = (self.limits.max_message, self.limits.close_timeout);
-        let handle = self
-            .engine
-            .limits(self.limits)
-            .handshake(self.handshake)
-            .start(runtime)?;
-        Ok(Running::new(handle, stats, max_message, close_timeout))
+        let limits = (self.limits.max_message, self.limits.close_timeout);
+        let engine = self.engine.limits(self.limits).handshake(self.handshake);
+        let handle = match self.remote {
+            Some(remote) => engine.start_with(runtime, remote).map_err(|e| {
+                if e.kind() == io::ErrorKind::InvalidInput {
+                    io::Error::new(
+                        e.kind(),
+                        format!("{e}: call `shards` before `spawn`, which dealt actors to them"),
+                    )
+                } else {
+                    e
+                }
+            })?,
+            None => engine.start(runtime)?,
+        };
+        Ok(Running::new(handle, stats, registry, self.spawned, limits))
     }
 }

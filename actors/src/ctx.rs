@@ -3,7 +3,7 @@
 
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::ConnId;
 use ringsock_engine::ws::{CloseCode, Connection, DataKind, SendError};
 
+use crate::actor::{post_spawn, Actor};
 use crate::addr::{Addr, Target};
 use crate::delivery::{Delivery, SlowPolicy};
 use crate::message::{frame, Message};
@@ -61,16 +62,16 @@ impl From<SendError> for CtxError {
 }
 
 /// A handler callback's view of its connection and shard.
-pub struct Ctx<'a, 'b, H> {
-    cx: &'a mut EngineCx<'b>,
+pub struct Ctx<'a, H> {
+    cx: EngineCx<'a>,
     id: ConnId,
     _handler: PhantomData<fn(H)>,
 }
 
-impl<'a, 'b, H> Ctx<'a, 'b, H> {
-    pub(crate) fn new(cx: &'a mut EngineCx<'b>, id: ConnId) -> Self {
+impl<'a, H> Ctx<'a, H> {
+    pub(crate) fn new(cx: &'a mut EngineCx<'_>, id: ConnId) -> Self {
         Self {
-            cx,
+            cx: cx.reborrow(),
             id,
             _handler: PhantomData,
         }
@@ -82,9 +83,9 @@ impl<'a, 'b, H> Ctx<'a, 'b, H> {
 
     /// The same context seen by another handler type: a wrapping handler
     /// ([`crate::ClientPool`]'s) hands it to the handler it wraps.
-    pub(crate) fn retype<G>(&mut self) -> Ctx<'_, 'b, G> {
+    pub(crate) fn retype<G>(&mut self) -> Ctx<'_, G> {
         Ctx {
-            cx: &mut *self.cx,
+            cx: self.cx.reborrow(),
             id: self.id,
             _handler: PhantomData,
         }
@@ -285,18 +286,31 @@ impl<'a, 'b, H> Ctx<'a, 'b, H> {
     /// subscribes. The message is framed once. Returns this shard's part of the delivery.
     pub fn publish(&mut self, topic: &str, message: impl Into<Message>) -> Delivery {
         let frame = frame(message.into());
-        publish(self.cx, topic, frame, None, true)
+        publish(&mut self.cx, topic, frame, None, true)
     }
 
     /// As [`Ctx::publish`], leaving this connection out.
     pub fn publish_others(&mut self, topic: &str, message: impl Into<Message>) -> Delivery {
         let frame = frame(message.into());
-        publish(self.cx, topic, frame, Some(self.id), true)
+        publish(&mut self.cx, topic, frame, Some(self.id), true)
+    }
+
+    /// Subscribers of `topic` on every shard.
+    pub fn subscribers(&mut self, topic: &str) -> usize {
+        self.cx.local().topics.count(topic)
     }
 
     /// Subscribers of `topic` on this shard.
-    pub fn subscribers(&mut self, topic: &str) -> usize {
-        self.cx.local().topics.count(topic)
+    pub fn subscribers_here(&mut self, topic: &str) -> usize {
+        self.cx.local().topics.count_here(topic)
+    }
+
+    /// Starts `actor` on this connection's shard and returns its address. It starts
+    /// (`on_start`) after this callback returns, before any message posted to it.
+    pub fn spawn<A: Actor>(&mut self, actor: A) -> Addr<A::Msg> {
+        let local = self.cx.local();
+        let id = local.stats.next_actor.fetch_add(1, Ordering::Relaxed);
+        post_spawn(&local.remote, local.shard, id, actor)
     }
 
     /// Sets the slow-subscriber policy of `topic` on this shard.

@@ -19,43 +19,43 @@ pub trait Handler: Sized + 'static {
     type Msg: Send + 'static;
 
     /// The connection is open; its 101 is queued and messages may be sent.
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let _ = ctx;
     }
 
     /// A whole message arrived.
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let _ = (ctx, message);
     }
 
     /// A pong arrived for a ping sent with [`Ctx::ping`] (automatic pings are not reported).
-    fn on_pong(&mut self, ctx: &mut Ctx<'_, '_, Self>, payload: Bytes) {
+    fn on_pong(&mut self, ctx: &mut Ctx<'_, Self>, payload: Bytes) {
         let _ = (ctx, payload);
     }
 
     /// The connection ended; this is the last callback. Subscriptions, timers and the
     /// connection's [`Addr`](crate::Addr)s are already gone.
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, closed: Closed) {
         let _ = (ctx, closed);
     }
 
     /// The peer broke the protocol; [`Handler::on_close`] follows with the code sent to it.
-    fn on_error(&mut self, ctx: &mut Ctx<'_, '_, Self>, error: ProtocolError) {
+    fn on_error(&mut self, ctx: &mut Ctx<'_, Self>, error: ProtocolError) {
         let _ = (ctx, error);
     }
 
     /// The outbound buffer, after passing the high-water mark, fell to the low-water mark.
-    fn on_drain(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_drain(&mut self, ctx: &mut Ctx<'_, Self>) {
         let _ = ctx;
     }
 
     /// A message posted with an [`Addr`](crate::Addr).
-    fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: Self::Msg) {
+    fn on_tell(&mut self, ctx: &mut Ctx<'_, Self>, msg: Self::Msg) {
         let _ = (ctx, msg);
     }
 
     /// A timer set with [`Ctx::set_timer`] is due.
-    fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: TimerId) {
         let _ = (ctx, timer);
     }
 
@@ -69,7 +69,7 @@ pub trait Handler: Sized + 'static {
 
 // The one `Ctx` method that needs the handler's message type lives beside the trait that names
 // it, so `ctx` does not import `handler` back.
-impl<H: Handler> Ctx<'_, '_, H> {
+impl<H: Handler> Ctx<'_, H> {
     /// An address for posting `H::Msg` to this connection from anywhere (dead from the start if
     /// asked for in [`Handler::on_close`]).
     pub fn addr(&mut self) -> Addr<H::Msg> {

@@ -16,7 +16,7 @@
 //! struct Echo;
 //! impl Handler for Echo {
 //!     type Msg = ();
-//!     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+//!     fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
 //!         match message {
 //!             Message::Text(t) => ctx.send_text(t.as_str()),
 //!             Message::Binary(b) => ctx.send_binary(b),
@@ -25,7 +25,7 @@
 //! }
 //!
 //! let server = Server::builder()
-//!     .bind("127.0.0.1:9001".parse().unwrap())
+//!     .bind("127.0.0.1:9001")
 //!     .route("/", |_req| Ok(Accepted::new(Echo)))
 //!     .start()?;
 //! server.wait();
@@ -43,6 +43,7 @@ mod message;
 mod outgoing;
 mod post;
 mod prepared;
+mod registry;
 mod runtime;
 mod settings;
 mod slot;
@@ -74,6 +75,7 @@ pub use handler::Handler;
 pub use message::{Closed, Message};
 pub use pool::{ClientPool, ClientPoolBuilder, PoolSlot, PoolStats, Reconnect};
 pub use prepared::PreparedMessage;
+pub use registry::{TopicEvent, TopicInfo};
 pub use running::{ConnectError, PublishError, Running};
 pub use stats::Stats;
 pub use timer::TimerId;

@@ -11,6 +11,7 @@ use crate::actor_entry::ActorEntry;
 use crate::batch::Batch;
 use crate::delivery::DeliveryLimits;
 use crate::post::Post;
+use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::stats::{Sent, Stats};
 use crate::topics::Topics;
@@ -46,8 +47,9 @@ impl Local {
         remote: Remote<Post>,
         settings: Arc<Settings>,
         stats: Arc<Stats>,
+        registry: Arc<Registry>,
     ) -> Self {
-        let topics = Topics::new(settings.topic_policies.clone());
+        let topics = Topics::new(settings.topic_policies.clone(), registry);
         Local {
             shard,
             remote,

@@ -1,9 +1,10 @@
 //! The running server's handle: publish from outside, open outgoing connections, spawn actors,
 //! shut down.
 
+use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,11 +12,12 @@ use ringsock_engine::client::DialOptions;
 use ringsock_engine::server::{ServerHandle, ShutdownReport};
 use ringsock_engine::ws::{ClientHandshake, ClientOptions, Config, HandshakeError};
 
-use crate::actor::Actor;
-use crate::addr::{Addr, Target};
+use crate::actor::{post_spawn, Actor};
+use crate::addr::Addr;
 use crate::handler::Handler;
 use crate::message::{frame, Message};
 use crate::post::{DialPost, Post};
+use crate::registry::{Registry, TopicInfo};
 use crate::slot::ConnInfo;
 use crate::stats::Stats;
 
@@ -43,12 +45,23 @@ pub struct PublishError {
     pub shards: usize,
 }
 
-/// A running server.
+/// A running server: cheap to clone and shareable with other threads (a publisher, a signal
+/// watcher), each clone a handle to the same server. Any clone can publish, spawn, connect,
+/// read the stats and topics, wait and shut down. Dropping the last clone stops the server at
+/// once, without the close handshakes: call [`Running::shutdown`] or [`Running::wait`] first.
+#[derive(Clone)]
 pub struct Running {
+    inner: Arc<Shared>,
+}
+
+/// What every clone of a [`Running`] holds.
+struct Shared {
     /// The engine's handle: addresses, every shard's mailbox, shutdown.
     handle: ServerHandle<Post>,
     /// The counters every shard adds to.
     stats: Arc<Stats>,
+    /// The server-wide view of topics.
+    registry: Arc<Registry>,
     /// The round robin over shards for dials and spawns.
     next_shard: AtomicUsize,
     /// The largest message an outgoing connection accepts, as the server's own.
@@ -57,41 +70,56 @@ pub struct Running {
     close_timeout: Duration,
 }
 
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("server", &self.inner.handle)
+            .field("stats", &self.inner.stats)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Running {
-    /// The handle of a server just started.
+    /// The handle of a server just started; `spawned` actors were posted before the start,
+    /// round robin from shard 0.
     pub(crate) fn new(
         handle: ServerHandle<Post>,
         stats: Arc<Stats>,
-        max_message: usize,
-        close_timeout: Duration,
+        registry: Arc<Registry>,
+        spawned: usize,
+        limits: (usize, Duration),
     ) -> Self {
+        let (max_message, close_timeout) = limits;
         Self {
-            handle,
-            stats,
-            next_shard: AtomicUsize::new(0),
-            max_message,
-            close_timeout,
+            inner: Arc::new(Shared {
+                handle,
+                stats,
+                registry,
+                next_shard: AtomicUsize::new(spawned),
+                max_message,
+                close_timeout,
+            }),
         }
     }
 
     /// The addresses listened on (port 0 resolved).
     pub fn local_addrs(&self) -> &[SocketAddr] {
-        self.handle.local_addrs()
+        self.inner.handle.local_addrs()
     }
 
     /// `"io_uring"` or `"epoll"`.
     pub fn backend(&self) -> &'static str {
-        self.handle.backend()
+        self.inner.handle.backend()
     }
 
     /// The number of shards.
     pub fn shards(&self) -> usize {
-        self.handle.remote().shards()
+        self.inner.handle.remote().shards()
     }
 
     /// Counters over all shards.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.inner.stats
     }
 
     /// Publishes to `topic` from outside the server (a push service's producer): framed once,
@@ -99,7 +127,7 @@ impl Running {
     pub fn publish(&self, topic: &str, message: impl Into<Message>) -> Result<(), PublishError> {
         let frame = frame(message.into());
         let topic: Arc<str> = Arc::from(topic);
-        let remote = self.handle.remote();
+        let remote = self.inner.handle.remote();
         let mut full = 0;
         for shard in 0..remote.shards() {
             let post = Post::Publish {
@@ -113,7 +141,7 @@ impl Running {
         if full < remote.shards() {
             // A message no shard took was not published; a producer that retries it must not
             // count it twice.
-            self.stats.published.fetch_add(1, Ordering::Relaxed);
+            self.inner.stats.published.fetch_add(1, Ordering::Relaxed);
         }
         match full {
             0 => Ok(()),
@@ -178,15 +206,15 @@ impl Running {
             handshake,
             options: dial.clone(),
             config: Config {
-                max_length: self.max_message,
-                close_timeout: self.close_timeout,
+                max_length: self.inner.max_message,
+                close_timeout: self.inner.close_timeout,
                 ..Config::default()
             },
             info,
             handler: Box::new(handler),
         };
-        let remote = self.handle.remote();
-        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
+        let remote = self.inner.handle.remote();
+        let shard = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
         remote
             .post(shard, Post::Dial(Box::new(dial)))
             .map_err(|_| ConnectError::Full)
@@ -195,30 +223,40 @@ impl Running {
     /// Starts `actor` on a shard (round robin) and returns its address. If that shard's
     /// mailbox is full, the actor is dropped and the address is dead.
     pub fn spawn<A: Actor>(&self, actor: A) -> Addr<A::Msg> {
-        let remote = self.handle.remote();
-        let shard = self.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
-        let id = self.stats.next_actor.fetch_add(1, Ordering::Relaxed);
-        let alive = Arc::new(AtomicBool::new(true));
-        let post = Post::Spawn {
-            actor: id,
-            entry: Box::new(actor),
-            alive: alive.clone(),
-        };
-        if remote.post(shard, post).is_err() {
-            alive.store(false, Ordering::Release);
-        }
-        Addr::new(remote.clone(), shard, Target::Actor(id), alive)
+        let remote = self.inner.handle.remote();
+        let shard = self.inner.next_shard.fetch_add(1, Ordering::Relaxed) % remote.shards();
+        let id = self.inner.stats.next_actor.fetch_add(1, Ordering::Relaxed);
+        post_spawn(remote, shard, id, actor)
+    }
+
+    /// Subscribers of `topic` on every shard.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.inner.registry.subscribers(topic)
+    }
+
+    /// The topics with at least one subscriber, by name, with their subscribers on every
+    /// shard.
+    pub fn topics(&self) -> Vec<TopicInfo> {
+        self.inner.registry.list()
     }
 
     /// Stops accepting, closes every WebSocket with 1001, waits up to `grace` for the close
     /// handshakes, and reports how it went.
-    pub fn shutdown(self, grace: Duration) -> ShutdownReport {
-        self.handle.shutdown(grace)
+    /// Any clone may call it; the others' [`Running::wait`] returns the same report.
+    pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.inner.handle.shutdown(grace)
+    }
+
+    /// Waits for SIGINT or SIGTERM, then shuts down as [`Running::shutdown`] does, with `grace`
+    /// for the close handshakes: the whole life of a server process in one call. Fails only if
+    /// the signal handlers cannot be installed.
+    pub fn shutdown_on_signal(&self, grace: Duration) -> io::Result<ShutdownReport> {
+        self.inner.handle.shutdown_on_signal(grace)
     }
 
     /// Blocks until the server has shut down (from another thread, or a signal), and returns
     /// the report.
     pub fn wait(&self) -> ShutdownReport {
-        self.handle.wait()
+        self.inner.handle.wait()
     }
 }

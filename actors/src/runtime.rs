@@ -17,6 +17,7 @@ use ringsock_engine::server::{ConnId, Cx, DialError, HttpResponse};
 use ringsock_engine::ws::ProtocolError;
 
 use crate::message::{Closed, Message};
+use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::timer::TimerId;
@@ -45,6 +46,8 @@ pub(crate) struct Runtime {
     pub settings: Arc<Settings>,
     /// The counters every shard adds to.
     pub stats: Arc<Stats>,
+    /// The server-wide view of topics.
+    pub registry: Arc<Registry>,
 }
 
 /// What a handler is called for.

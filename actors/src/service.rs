@@ -40,6 +40,7 @@ impl Service for Runtime {
             remote.clone(),
             self.settings.clone(),
             self.stats.clone(),
+            self.registry.clone(),
         )
     }
 
@@ -89,16 +90,18 @@ impl Service for Runtime {
             Event::Text(t) => call(cx, id, Dispatch::Message(Message::Text(t))),
             Event::Binary(b) => call(cx, id, Dispatch::Message(Message::Binary(b))),
             Event::Ping(_) => {}
-            Event::Pong { payload, id: ping } => {
-                if !keepalive::answered(cx, id, ping) {
-                    call(cx, id, Dispatch::Pong(payload));
-                }
+            // A pong that answers the automatic ping is the keepalive's; only others reach
+            // the handler.
+            Event::Pong { payload, id: ping } if !keepalive::answered(cx, id, ping) => {
+                call(cx, id, Dispatch::Pong(payload));
             }
             Event::Error(e) => call(cx, id, Dispatch::Error(e)),
             Event::Close(CloseFrame { code, reason }) => {
                 leave(cx, id);
                 call(cx, id, Dispatch::Close(Closed { code, reason }));
             }
+            // An event the protocol learns later means nothing to handlers yet.
+            _ => {}
         }
     }
 

@@ -2,6 +2,7 @@
 //! to every subscriber here.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use indexmap::IndexSet;
@@ -9,6 +10,7 @@ use ringsock_engine::server::{ConnId, Conns};
 
 use crate::delivery::{Delivery, DeliveryLimits, SlowPolicy};
 use crate::outgoing::Outgoing;
+use crate::registry::Registry;
 use crate::slot::Slot;
 
 /// One topic on one shard.
@@ -19,6 +21,8 @@ struct Topic {
     subscribers: IndexSet<ConnId>,
     /// Its own slow-subscriber policy, if it has one.
     policy: Option<SlowPolicy>,
+    /// Its subscribers over all shards (the registry's counter).
+    everywhere: Arc<AtomicUsize>,
 }
 
 /// The topic table of one shard. A topic exists while it has subscribers here.
@@ -28,27 +32,38 @@ pub(crate) struct Topics {
     topics: HashMap<Arc<str>, Topic>,
     /// Policies named at the server, applied to topics as they appear.
     policies: Arc<HashMap<String, SlowPolicy>>,
+    /// The server-wide view, told as topics appear here and leave.
+    registry: Arc<Registry>,
 }
 
 impl Topics {
-    /// An empty table that gives the topics named in `policies` their policy as they appear.
-    pub fn new(policies: Arc<HashMap<String, SlowPolicy>>) -> Self {
+    /// An empty table that gives the topics named in `policies` their policy as they appear,
+    /// and tells `registry` of each topic that appears here or leaves.
+    pub fn new(policies: Arc<HashMap<String, SlowPolicy>>, registry: Arc<Registry>) -> Self {
         Self {
             topics: HashMap::new(),
             policies,
+            registry,
         }
     }
 
     /// Adds `id` to `topic`; the shared name to remember for unsubscribing, if it was new.
     pub fn subscribe(&mut self, topic: &str, id: ConnId) -> Option<Arc<str>> {
         if let Some(t) = self.topics.get_mut(topic) {
-            return t.subscribers.insert(id).then(|| t.name.clone());
+            let added = t.subscribers.insert(id);
+            if added {
+                t.everywhere.fetch_add(1, Ordering::Relaxed);
+            }
+            return added.then(|| t.name.clone());
         }
         let name: Arc<str> = Arc::from(topic);
+        let everywhere = self.registry.join(&name);
+        everywhere.fetch_add(1, Ordering::Relaxed);
         let mut t = Topic {
             name: name.clone(),
             subscribers: IndexSet::new(),
             policy: self.policies.get(topic).copied(),
+            everywhere,
         };
         t.subscribers.insert(id);
         self.topics.insert(name.clone(), t);
@@ -61,15 +76,27 @@ impl Topics {
             return false;
         };
         let removed = t.subscribers.swap_remove(&id);
+        if removed {
+            t.everywhere.fetch_sub(1, Ordering::Relaxed);
+        }
         if t.subscribers.is_empty() {
             self.topics.remove(topic);
+            self.registry.leave(topic);
         }
         removed
     }
 
     /// Subscribers of `topic` on this shard.
-    pub fn count(&self, topic: &str) -> usize {
+    pub fn count_here(&self, topic: &str) -> usize {
         self.topics.get(topic).map_or(0, |t| t.subscribers.len())
+    }
+
+    /// Subscribers of `topic` on every shard.
+    pub fn count(&self, topic: &str) -> usize {
+        match self.topics.get(topic) {
+            Some(t) => t.everywhere.load(Ordering::Relaxed),
+            None => self.registry.subscribers(topic),
+        }
     }
 
     /// Sets the slow-subscriber policy of `topic` on this shard (while it exists).
@@ -144,12 +171,14 @@ mod tests {
             "subscribing twice is a no-op"
         );
         assert!(topics.subscribe("t", b).is_some());
-        assert_eq!(topics.count("t"), 2);
+        assert_eq!(topics.count_here("t"), 2);
+        assert_eq!(topics.count("t"), 2, "the server-wide count, one shard");
         assert!(topics.unsubscribe("t", a));
         assert!(!topics.unsubscribe("t", a));
-        assert_eq!(topics.count("t"), 1);
+        assert_eq!(topics.count_here("t"), 1);
         assert!(topics.unsubscribe("t", b));
         assert!(topics.topics.is_empty(), "an empty topic is forgotten");
+        assert!(topics.registry.list().is_empty(), "and left the registry");
     }
 
     #[test]
@@ -159,7 +188,7 @@ mod tests {
             "ticker".to_owned(),
             SlowPolicy::Close(CloseCode::POLICY_VIOLATION),
         )]);
-        let mut topics = Topics::new(Arc::new(policies));
+        let mut topics = Topics::new(Arc::new(policies), Arc::default());
         topics.subscribe("ticker", a);
         topics.subscribe("other", a);
         assert_eq!(

@@ -113,6 +113,7 @@ fn deliver(
             ),
             Event::Error(e) => println!("  {to_name} error: {e}"),
             Event::Close(c) => println!("  {to_name} closed: {} {:?}", c.code, c.reason),
+            other => println!("  {to_name} got {other:?}"),
         }
     }
     // Answers (pongs, the close reply) go straight back.

@@ -26,33 +26,6 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
-/// Blocks SIGINT and SIGTERM on this thread (threads started later inherit the mask), so that
-/// [`wait_for_signal`] can take them synchronously instead of a handler interrupting a shard.
-pub fn block_termination_signals() {
-    // SAFETY: builds a signal set in a zeroed sigset_t and changes this thread's mask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
-}
-
-/// Waits for SIGINT or SIGTERM (blocked beforehand with [`block_termination_signals`]).
-pub fn wait_for_signal() -> i32 {
-    // SAFETY: sigwait reads the set and writes the signal number into a live c_int.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        let mut sig: libc::c_int = 0;
-        libc::sigwait(&set, &mut sig);
-        sig
-    }
-}
-
 /// The grace period tools give connections to finish their close handshakes on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 

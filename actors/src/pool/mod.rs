@@ -165,10 +165,10 @@ impl ClientPoolBuilder {
 /// struct Ping;
 /// impl Handler for Ping {
 ///     type Msg = ();
-///     fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
 ///         ctx.send_text("hello");
 ///     }
-///     fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+///     fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
 ///         if let Some(text) = message.as_text() {
 ///             ctx.send_text(text);
 ///         }

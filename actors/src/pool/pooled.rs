@@ -29,8 +29,8 @@ impl<H: Handler> Pooled<H> {
     #[inline]
     fn call<R>(
         &mut self,
-        ctx: &mut Ctx<'_, '_, Self>,
-        f: impl FnOnce(&mut H, &mut Ctx<'_, '_, H>) -> R,
+        ctx: &mut Ctx<'_, Self>,
+        f: impl FnOnce(&mut H, &mut Ctx<'_, H>) -> R,
     ) -> R {
         let before = ctx.shard_sent();
         let r = f(&mut self.inner, &mut ctx.retype());
@@ -47,24 +47,24 @@ impl<H: Handler> Pooled<H> {
 impl<H: Handler> Handler for Pooled<H> {
     type Msg = H::Msg;
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         bump(&self.shared.shard(ctx.shard()).opened, 1);
         self.shared.notify(Event::Opened { index: self.index });
         self.call(ctx, |h, c| h.on_open(c));
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let c = self.shared.shard(ctx.shard());
         bump(&c.messages_in, 1);
         bump(&c.bytes_in, message.as_bytes().len() as u64);
         self.call(ctx, |h, c| h.on_message(c, message));
     }
 
-    fn on_pong(&mut self, ctx: &mut Ctx<'_, '_, Self>, payload: Bytes) {
+    fn on_pong(&mut self, ctx: &mut Ctx<'_, Self>, payload: Bytes) {
         self.call(ctx, |h, c| h.on_pong(c, payload));
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, closed: Closed) {
         let c = self.shared.shard(ctx.shard());
         bump(&c.closed, 1);
         if closed.code == CloseCode::ABNORMAL {
@@ -78,19 +78,19 @@ impl<H: Handler> Handler for Pooled<H> {
         });
     }
 
-    fn on_error(&mut self, ctx: &mut Ctx<'_, '_, Self>, error: ProtocolError) {
+    fn on_error(&mut self, ctx: &mut Ctx<'_, Self>, error: ProtocolError) {
         self.call(ctx, |h, c| h.on_error(c, error));
     }
 
-    fn on_drain(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_drain(&mut self, ctx: &mut Ctx<'_, Self>) {
         self.call(ctx, |h, c| h.on_drain(c));
     }
 
-    fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: Self::Msg) {
+    fn on_tell(&mut self, ctx: &mut Ctx<'_, Self>, msg: Self::Msg) {
         self.call(ctx, |h, c| h.on_tell(c, msg));
     }
 
-    fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: TimerId) {
         self.call(ctx, |h, c| h.on_timer(c, timer));
     }
 

@@ -29,7 +29,7 @@ struct Named {
 impl Handler for Named {
     type Msg = String;
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let addr = ctx.addr();
         self.registry
             .lock()
@@ -39,7 +39,7 @@ impl Handler for Named {
         ctx.send_text(&format!("shard {}", ctx.shard()));
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let text = message.as_text().expect("text").to_owned();
         let mut words = text.splitn(3, ' ');
         assert_eq!(words.next(), Some("tell"));
@@ -59,11 +59,11 @@ impl Handler for Named {
         ctx.send_text(&answer);
     }
 
-    fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: String) {
+    fn on_tell(&mut self, ctx: &mut Ctx<'_, Self>, msg: String) {
         ctx.send_text(&msg);
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, _: Closed) {
         // Its addresses are gone by its last callback, a fresh one included.
         let _ = self.closed.send((self.name.clone(), ctx.addr().is_alive()));
     }
@@ -214,11 +214,11 @@ struct Blocker {
 
 impl Handler for Blocker {
     type Msg = String;
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: ringsock_actors::Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, _: ringsock_actors::Message) {
         let _ = self.blocked.send(ctx.addr());
         let _ = self.release.lock().unwrap().recv_timeout(STEP);
     }
-    fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: String) {
+    fn on_tell(&mut self, ctx: &mut Ctx<'_, Self>, msg: String) {
         ctx.send_text(&msg);
     }
 }

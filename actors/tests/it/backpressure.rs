@@ -52,7 +52,7 @@ fn payload(seq: u32) -> Vec<u8> {
 
 impl Handler for Flooder {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if message.as_text() != Some("flood") {
             return;
         }
@@ -68,7 +68,7 @@ impl Handler for Flooder {
         });
     }
 
-    fn on_drain(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_drain(&mut self, ctx: &mut Ctx<'_, Self>) {
         let buffered = ctx.buffered_amount();
         let send = ctx.send_text("drained");
         let _ = self.report.send(Report::Drained { buffered, send });
@@ -156,7 +156,7 @@ struct Overflow {
 
 impl Handler for Overflow {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let mut statuses = Vec::new();
         for seq in 0..1_000 {
             let status = ctx.send_binary(payload(seq));

@@ -16,16 +16,16 @@ struct Member {
 
 impl Handler for Member {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe(&self.room);
         ctx.publish_others(&self.room, format!("* {} joined", self.nick));
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Some(text) = message.as_text() {
             ctx.publish(&self.room, format!("{}: {}", self.nick, text));
         }
     }
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, _: Closed) {
         ctx.publish(&self.room, format!("* {} left", self.nick));
     }
 }

@@ -16,7 +16,7 @@ use crate::support::{builder, start};
 struct Echo;
 impl Handler for Echo {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Some(t) = message.as_text() {
             ctx.send_text(t);
         }

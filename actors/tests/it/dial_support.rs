@@ -44,14 +44,14 @@ pub struct Client {
 
 impl Handler for Client {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let status = ctx.response().map_or(0, |r| r.status());
         let _ = self.report.send(Seen::Open(status));
         for text in &self.send {
             ctx.send_text(text);
         }
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let _ = self.report.send(Seen::Text(
             message.as_text().unwrap_or("<binary>").to_owned(),
         ));
@@ -60,7 +60,7 @@ impl Handler for Client {
             ctx.close(1000, "done").unwrap();
         }
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         let _ = self.report.send(Seen::Closed(closed.code.0));
     }
     fn on_connect_failed(&mut self, error: DialError) {

@@ -32,7 +32,7 @@ struct Subscriber {
 
 impl Handler for Subscriber {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe(TOPIC);
         self.per_shard[ctx.shard()].fetch_add(1, Ordering::Relaxed);
     }
@@ -43,7 +43,7 @@ struct Publisher;
 
 impl Handler for Publisher {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         ctx.publish(TOPIC, message);
     }
 }

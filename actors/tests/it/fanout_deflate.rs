@@ -27,12 +27,12 @@ struct Subscriber {
 impl Handler for Subscriber {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe(TOPIC);
         ctx.send_text("ready");
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Some(text) = message.as_text() {
             let before = compressions_on_this_thread();
             ctx.publish(TOPIC, text.to_owned());

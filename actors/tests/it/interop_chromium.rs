@@ -72,13 +72,13 @@ struct BrowserEcho {
 
 impl Handler for BrowserEcho {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let offer = ctx
             .request_header("sec-websocket-extensions")
             .map(str::to_owned);
         let _ = self.report.send(Seen::Open(self.label, offer));
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Some(summary) = message.as_text().and_then(|t| t.strip_prefix("summary:")) {
             let json = serde_json::from_str(summary).unwrap_or(Value::Null);
             let _ = self.report.send(Seen::Summary(self.label, json));

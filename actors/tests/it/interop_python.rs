@@ -74,7 +74,7 @@ struct Echo;
 
 impl Handler for Echo {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         match message {
             Message::Text(t) => ctx.send(DataKind::Text, t.into_bytes()),
             Message::Binary(b) => ctx.send(DataKind::Binary, b),
@@ -102,7 +102,7 @@ impl Target {
     fn engine_echo(kind: BackendKind) -> Target {
         raise_fd_limit();
         let handle = EngineServer::builder()
-            .bind("127.0.0.1:0".parse().unwrap())
+            .bind("127.0.0.1:0")
             .shards(1)
             .backend(kind)
             .pin_threads(false)
@@ -626,7 +626,7 @@ struct Probe {
 }
 
 impl Probe {
-    fn send_next(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn send_next(&mut self, ctx: &mut Ctx<'_, Self>) {
         match self.messages.get(self.next) {
             Some((kind, payload)) => {
                 ctx.send(*kind, payload.clone());
@@ -640,14 +640,14 @@ impl Probe {
 
 impl Handler for Probe {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         self.header = ctx
             .response()
             .and_then(|r| r.headers().get("sec-websocket-extensions"))
             .map(str::to_owned);
         self.send_next(ctx);
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if self.next == self.messages.len() {
             let stats = serde_json::from_slice(message.as_bytes()).unwrap_or(Value::Null);
             self.done = true;
@@ -670,7 +670,7 @@ impl Handler for Probe {
         self.next += 1;
         self.send_next(ctx);
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         if !self.done {
             let _ = self
                 .report

@@ -32,10 +32,10 @@ struct Ending {
 
 impl Handler for Ending {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.send_text("open");
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if message.as_text() == Some("close") {
             let reserved = ctx.close(1001, "not mine to send");
             let long = ctx.close(4000, &"x".repeat(124));
@@ -49,10 +49,10 @@ impl Handler for Ending {
                 .send(Heard::CloseResults(format!("{ok:?} {again:?} {after:?}")));
         }
     }
-    fn on_error(&mut self, _: &mut Ctx<'_, '_, Self>, error: ringsock_actors::ProtocolError) {
+    fn on_error(&mut self, _: &mut Ctx<'_, Self>, error: ringsock_actors::ProtocolError) {
         let _ = self.heard.send(Heard::Error(error.to_string()));
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         let _ = self.heard.send(Heard::Close(closed.code.0));
     }
 }

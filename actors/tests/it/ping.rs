@@ -29,15 +29,15 @@ struct Watched {
 
 impl Handler for Watched {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Message::Text(t) = message {
             ctx.send_text(t.as_str());
         }
     }
-    fn on_pong(&mut self, _: &mut Ctx<'_, '_, Self>, payload: Bytes) {
+    fn on_pong(&mut self, _: &mut Ctx<'_, Self>, payload: Bytes) {
         let _ = self.report.send(Seen::Pong(payload));
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         let _ = self.report.send(Seen::Close(closed, Instant::now()));
     }
 }
@@ -256,12 +256,12 @@ struct Pinger {
 
 impl Handler for Pinger {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Some(text) = message.as_text() {
             ctx.ping(text.as_bytes()).unwrap();
         }
     }
-    fn on_pong(&mut self, _: &mut Ctx<'_, '_, Self>, payload: Bytes) {
+    fn on_pong(&mut self, _: &mut Ctx<'_, Self>, payload: Bytes) {
         let _ = self.report.send(Seen::Pong(payload));
     }
 }
@@ -326,12 +326,12 @@ struct Flooder {
 
 impl Handler for Flooder {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, _: Message) {
         for i in 0..40u8 {
             ctx.ping(&[i]).unwrap();
         }
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         let _ = self.report.send(Seen::Close(closed, Instant::now()));
     }
 }

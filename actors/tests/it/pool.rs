@@ -22,7 +22,7 @@ use crate::support::*;
 struct Echo;
 impl Handler for Echo {
     type Msg = ();
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         match message {
             Message::Text(t) => ctx.send_text(t.as_str()),
             Message::Binary(b) => ctx.send_binary(b),
@@ -77,7 +77,7 @@ const MESSAGES: usize = 3;
 
 impl Handler for Numbered {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         self.tally.shards.lock().unwrap()[ctx.shard()] += 1;
         for seq in 0..MESSAGES {
             if seq % 2 == 0 {
@@ -87,7 +87,7 @@ impl Handler for Numbered {
             }
         }
     }
-    fn on_message(&mut self, _: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, _: &mut Ctx<'_, Self>, message: Message) {
         let expected = format!("{}:{}", self.index, self.next);
         let kind_ok = matches!(
             (&message, self.next % 2),
@@ -248,7 +248,7 @@ struct Watched {
 
 impl Handler for Watched {
     type Msg = ();
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         let entry = (self.index, closed.code.0, Instant::now());
         self.timeline.closed.lock().unwrap().push(entry);
     }
@@ -435,7 +435,7 @@ fn connections_spread_over_local_addresses(kind: BackendKind) {
     struct Peer(Arc<Mutex<Vec<IpAddr>>>);
     impl Handler for Peer {
         type Msg = ();
-        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
             let ip = ctx.peer_addr().expect("a peer").ip();
             self.0.lock().unwrap().push(ip);
         }
@@ -522,7 +522,7 @@ fn clean_closes_are_dialled_again_when_asked(kind: BackendKind) {
     struct Churn(Arc<AtomicUsize>);
     impl Handler for Churn {
         type Msg = ();
-        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
             ctx.close(1000, "").unwrap();
         }
@@ -567,10 +567,10 @@ fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length
     }
     impl Handler for Greeter {
         type Msg = ();
-        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
             ctx.send_prepared(&self.greeting);
         }
-        fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
             if message.as_bytes() == &self.expected[..] {
                 self.checked.fetch_add(1, Ordering::Relaxed);
             }
@@ -585,11 +585,11 @@ fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length
     }
     impl Handler for Sender {
         type Msg = ();
-        fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+        fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
             ctx.send_prepared(&self.prepared);
             ctx.send_prepared(&self.prepared);
         }
-        fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+        fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
             let zeros = message.as_bytes().iter().all(|&b| b == 0);
             let entry = (message.as_text().is_some(), message.as_bytes().len(), zeros);
             self.seen.lock().unwrap().push(entry);

@@ -18,12 +18,12 @@ struct Sub {
 
 impl Handler for Sub {
     type Msg = String;
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe("a");
         ctx.subscribe("b");
         let _ = self.ready.send(ctx.addr());
     }
-    fn on_tell(&mut self, ctx: &mut Ctx<'_, '_, Self>, msg: String) {
+    fn on_tell(&mut self, ctx: &mut Ctx<'_, Self>, msg: String) {
         ctx.send_text(&msg);
     }
 }

@@ -76,10 +76,10 @@ struct Counter {
 
 impl Handler for Counter {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.discard_payloads(true);
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let bytes = message.as_bytes();
         assert!(
             bytes.iter().all(|&b| b == 0),
@@ -91,7 +91,7 @@ impl Handler for Counter {
             ctx.close(1000, "done").unwrap();
         }
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         assert_eq!(closed.code.0, 1000, "{closed:?}");
     }
 }

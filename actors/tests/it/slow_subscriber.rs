@@ -35,7 +35,7 @@ struct Subscriber;
 
 impl Handler for Subscriber {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe(TOPIC);
     }
 }

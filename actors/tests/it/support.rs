@@ -37,7 +37,7 @@ pub fn tcp_send_buffer_max() -> usize {
 pub fn builder(kind: BackendKind, shards: usize) -> ServerBuilder {
     raise_fd_limit();
     Server::builder()
-        .bind("127.0.0.1:0".parse().unwrap())
+        .bind("127.0.0.1:0")
         .shards(shards)
         .backend(kind)
         .pin_threads(false)

@@ -27,7 +27,7 @@ struct Timed {
 impl Handler for Timed {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let a = ctx.set_timer(Duration::from_millis(40));
         let b = ctx.set_timer(Duration::from_millis(80));
         let c = ctx.set_timer(Duration::from_millis(120));
@@ -40,7 +40,7 @@ impl Handler for Timed {
         (self.a, self.b, self.c) = (Some(a), Some(b), Some(c));
     }
 
-    fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, timer: TimerId) {
         let name = if Some(timer) == self.a {
             "a"
         } else if Some(timer) == self.b {
@@ -105,14 +105,14 @@ struct Doomed {
 
 impl Handler for Doomed {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.set_timer(DOOMED_TIMER);
         ctx.send_text("armed");
     }
-    fn on_timer(&mut self, _: &mut Ctx<'_, '_, Self>, _: TimerId) {
+    fn on_timer(&mut self, _: &mut Ctx<'_, Self>, _: TimerId) {
         let _ = self.report.send("fired");
     }
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, _: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, _: Closed) {
         let _ = self.report.send("closed");
     }
 }
@@ -126,10 +126,10 @@ struct Witness {
 
 impl Handler for Witness {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.set_timer(DOOMED_TIMER);
     }
-    fn on_timer(&mut self, _: &mut Ctx<'_, '_, Self>, _: TimerId) {
+    fn on_timer(&mut self, _: &mut Ctx<'_, Self>, _: TimerId) {
         let _ = self.report.send("witness fired");
     }
 }
@@ -186,17 +186,17 @@ impl Spinner {
 
 impl Handler for Spinner {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         self.since = Instant::now();
         ctx.set_timer(Duration::ZERO);
     }
-    fn on_timer(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: TimerId) {
+    fn on_timer(&mut self, ctx: &mut Ctx<'_, Self>, _: TimerId) {
         self.fired += 1;
         if self.spinning() {
             ctx.set_timer(Duration::ZERO);
         }
     }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let spinning = self.spinning();
         if message.as_text() == Some("stop") {
             self.stop = true;
@@ -270,7 +270,7 @@ struct TickListener;
 
 impl Handler for TickListener {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe("ticks");
         ctx.send_text(&format!("shard {}", ctx.shard()));
     }
@@ -293,7 +293,7 @@ struct Ticker {
 impl Actor for Ticker {
     type Msg = Cmd;
 
-    fn on_start(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+    fn on_start(&mut self, ctx: &mut ActorCtx<'_, Self>) {
         let decoy = ctx.set_timer(Duration::from_millis(5));
         let cancelled = ctx.cancel_timer(decoy);
         let again = ctx.cancel_timer(decoy);
@@ -305,7 +305,7 @@ impl Actor for Ticker {
         ));
     }
 
-    fn on_tell(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, cmd: Cmd) {
+    fn on_tell(&mut self, ctx: &mut ActorCtx<'_, Self>, cmd: Cmd) {
         match cmd {
             Cmd::Go => {
                 ctx.set_timer(Duration::from_millis(20));
@@ -313,7 +313,7 @@ impl Actor for Ticker {
         }
     }
 
-    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, '_, Self>, timer: TimerId) {
+    fn on_timer(&mut self, ctx: &mut ActorCtx<'_, Self>, timer: TimerId) {
         if Some(timer) == self.decoy {
             ctx.publish("ticks", format!("{} decoy fired", self.name));
             return;
@@ -327,7 +327,7 @@ impl Actor for Ticker {
         }
     }
 
-    fn on_stop(&mut self, ctx: &mut ActorCtx<'_, '_, Self>) {
+    fn on_stop(&mut self, ctx: &mut ActorCtx<'_, Self>) {
         ctx.publish("ticks", format!("{} stopped", self.name));
     }
 }

@@ -21,12 +21,12 @@ struct Member {
 impl Handler for Member {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         ctx.subscribe(ROOM);
         ctx.send_text("joined");
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let text = message.as_text().unwrap_or_default().to_owned();
         let (cmd, arg) = text.split_once(' ').unwrap_or((&text, ""));
         let reply = match cmd {
@@ -54,7 +54,7 @@ impl Handler for Member {
         ctx.send_text(&reply);
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, _: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, _: Closed) {
         // A careless handler: re-subscribing a closed connection must not leave it in the room.
         ctx.subscribe(ROOM);
         ctx.publish(ROOM, format!("{} left", self.name));

@@ -31,7 +31,7 @@ struct Session {
 
 impl Handler for Session {
     type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let protocol = ctx.protocol().unwrap_or("none").to_owned();
         let url = ctx.url().to_owned();
         let peer = ctx.peer_addr().map_or("?".to_owned(), |p| p.to_string());

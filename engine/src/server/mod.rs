@@ -3,14 +3,14 @@
 //!
 //! ```no_run
 //! use ringsock_engine::server::{Echo, Server};
-//! let server = Server::builder().bind("127.0.0.1:9001".parse().unwrap()).start(Echo)?;
+//! let server = Server::builder().bind("127.0.0.1:9001").start(Echo)?;
 //! println!("echo on {} with {}", server.local_addrs()[0], server.backend());
 //! server.wait();
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
@@ -44,6 +44,8 @@ pub struct ServerBuilder {
     pin: bool,
     mailbox: usize,
     rng_seed: Option<u64>,
+    /// An address `bind` could not resolve, reported by `start`.
+    bind_error: Option<io::Error>,
 }
 
 /// The entry point: `Server::builder()`.
@@ -65,14 +67,23 @@ impl Server {
             pin: true,
             mailbox: 65536,
             rng_seed: None,
+            bind_error: None,
         }
     }
 }
 
 impl ServerBuilder {
-    /// Adds an address to listen on (IPv4 or IPv6; port 0 picks one, the same for all shards).
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.addrs.push(addr);
+    /// Adds the addresses to listen on: `"127.0.0.1:9001"`, `"[::1]:0"`, `("localhost", 9001)`
+    /// or a [`SocketAddr`] (port 0 picks one, the same for all shards). A name is resolved here
+    /// and every address it has is bound; one that does not resolve fails
+    /// [`ServerBuilder::start`].
+    pub fn bind(mut self, addrs: impl ToSocketAddrs) -> Self {
+        match addrs.to_socket_addrs() {
+            Ok(addrs) => self.addrs.extend(addrs),
+            Err(e) => {
+                self.bind_error.get_or_insert(e);
+            }
+        }
         self
     }
 
@@ -134,8 +145,43 @@ impl ServerBuilder {
         self
     }
 
+    /// The number of shards `start` will run.
+    pub fn shard_count(&self) -> usize {
+        self.shards
+    }
+
+    /// The capacity of each shard's mailbox.
+    pub fn mailbox_capacity(&self) -> usize {
+        self.mailbox
+    }
+
     /// Binds every address on every shard (`SO_REUSEPORT`) and starts the shards.
     pub fn start<S: Service>(self, service: S) -> io::Result<ServerHandle<S::Post>> {
+        let remote = Remote::new(self.shards, self.mailbox);
+        self.start_with(service, remote)
+    }
+
+    /// [`ServerBuilder::start`] on mailboxes made beforehand ([`Remote::new`]), so that what was
+    /// posted to them before the start is the first thing each shard handles. Fails with
+    /// [`io::ErrorKind::InvalidInput`] if `remote` has not one mailbox per shard.
+    pub fn start_with<S: Service>(
+        self,
+        service: S,
+        remote: Remote<S::Post>,
+    ) -> io::Result<ServerHandle<S::Post>> {
+        if let Some(e) = self.bind_error {
+            return Err(e);
+        }
+        if remote.shards() != self.shards {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the mailboxes were made for {} shards, the server runs {}",
+                    remote.shards(),
+                    self.shards
+                ),
+            ));
+        }
         // No address is a client-only runtime: shards that only dial out.
         // Bind on this thread so a busy port fails `start`, and port 0 resolves once.
         let mut addrs = self.addrs.clone();
@@ -161,7 +207,6 @@ impl ServerBuilder {
             )
         });
         let service = Arc::new(service);
-        let remote = Remote::new(self.shards, self.mailbox);
         let per_shard_max = self.limits.max_connections.div_ceil(self.shards);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
 
@@ -429,7 +474,7 @@ mod tests {
     #[test]
     fn a_clone_waits_for_the_shutdown_another_makes() {
         let server = Server::builder()
-            .bind("127.0.0.1:0".parse().unwrap())
+            .bind("127.0.0.1:0")
             .shards(1)
             .pin_threads(false)
             .start(Echo)

@@ -34,6 +34,15 @@ impl<T> std::fmt::Debug for Conns<'_, T> {
 }
 
 impl<T> Conns<'_, T> {
+    /// The same connections for a shorter borrow (a context passed down by value).
+    pub fn reborrow(&mut self) -> Conns<'_, T> {
+        Conns {
+            conns: &mut *self.conns,
+            dirty: &mut *self.dirty,
+            output: self.output,
+        }
+    }
+
     /// The open WebSocket `id` names, marked for this turn's flush; `None` once it is gone.
     /// Its sends are held to the server's [`OutputLimits`].
     pub fn get(&mut self, id: ConnId) -> Option<&mut Open<T>> {
@@ -142,6 +151,21 @@ impl<S: Service> std::fmt::Debug for Cx<'_, S> {
 }
 
 impl<'a, S: Service> Cx<'a, S> {
+    /// The same context for a shorter borrow: what a layer above hands its own callbacks by
+    /// value, so that their context type needs one lifetime, not two.
+    pub fn reborrow(&mut self) -> Cx<'_, S> {
+        Cx {
+            conns: self.conns.reborrow(),
+            dials: &mut *self.dials,
+            next_generation: &mut *self.next_generation,
+            local: &mut *self.local,
+            timers: &mut *self.timers,
+            remote: self.remote,
+            shard: self.shard,
+            now: self.now,
+        }
+    }
+
     /// The time this loop turn started; use it for protocol deadlines.
     pub fn now(&self) -> Instant {
         self.now

@@ -16,6 +16,7 @@ use crate::reactor::Waker;
 
 /// Why a post was not queued; the message comes back.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PostError<P> {
     /// The shard's queue is full: it is behind, and the caller decides whether to retry or drop.
     #[error("the shard's queue is full")]
@@ -62,7 +63,12 @@ impl<P> fmt::Debug for Remote<P> {
 }
 
 impl<P: Send> Remote<P> {
-    pub(crate) fn new(shards: usize, capacity: usize) -> Self {
+    /// Mailboxes for a server of `shards` shards, each holding up to `capacity` posts, made
+    /// before the server starts so that posts can be queued (and addresses that post here
+    /// handed out) while it is being configured: the server builder's `start_with` starts a
+    /// server on them, and each shard takes what waits in its mailbox on its first turn, before
+    /// it accepts a connection. One server per `Remote`.
+    pub fn new(shards: usize, capacity: usize) -> Self {
         let shards: Vec<Mailbox<P>> = (0..shards)
             .map(|_| Mailbox {
                 queue: ArrayQueue::new(capacity.max(1)),

@@ -102,6 +102,7 @@ pub struct PingId(pub u64);
 
 /// What [`Connection::recv`] reports. After [`Event::Close`] nothing more comes.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A whole text message.
     Text(Utf8Bytes),

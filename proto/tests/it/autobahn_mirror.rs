@@ -274,6 +274,7 @@ fn comparable(event: Event) -> Ev {
         }
         Event::Error(e) => Ev::Error(e),
         Event::Close(c) => Ev::Close(c.code.0, c.reason),
+        other => panic!("an event this mirror does not know: {other:?}"),
     }
 }
 

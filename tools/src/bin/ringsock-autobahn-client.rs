@@ -54,7 +54,7 @@ struct Testee {
 impl Handler for Testee {
     type Msg = ();
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         match message {
             Message::Text(text) => {
                 ctx.send_text(text.as_str());
@@ -66,7 +66,7 @@ impl Handler for Testee {
         }
     }
 
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         let _ = self
             .done
             .send((Outcome::Closed(closed), self.last_text.take()));

@@ -393,7 +393,7 @@ impl Shared {
 
     /// Sends message `i` of the run's cycle.
     #[inline]
-    fn send<H: Handler>(&self, ctx: &mut Ctx<'_, '_, H>, i: usize) {
+    fn send<H: Handler>(&self, ctx: &mut Ctx<'_, H>, i: usize) {
         if self.strict {
             ctx.send(self.kind, self.payloads[i].clone());
         } else {
@@ -435,7 +435,7 @@ impl Shared {
     }
 
     /// Notes whether the handshake agreed on permessage-deflate; true if it did.
-    fn note_deflate<H: Handler>(&self, ctx: &mut Ctx<'_, '_, H>) -> bool {
+    fn note_deflate<H: Handler>(&self, ctx: &mut Ctx<'_, H>) -> bool {
         let agreed = ctx.response().is_some_and(|r| {
             r.headers()
                 .tokens("sec-websocket-extensions")
@@ -521,7 +521,7 @@ struct EchoConn {
 }
 
 impl EchoConn {
-    fn send(&mut self, ctx: &mut Ctx<'_, '_, Self>, now: Instant) {
+    fn send(&mut self, ctx: &mut Ctx<'_, Self>, now: Instant) {
         let i = self.next;
         self.shared.send(ctx, i);
         self.in_flight.push_back((now, i));
@@ -532,7 +532,7 @@ impl EchoConn {
 impl Handler for EchoConn {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         // Skipping payloads has no effect with an extension in use: they are inflated anyway.
         let deflated = self.shared.note_deflate(ctx);
         self.kept = self.shared.strict || deflated;
@@ -548,7 +548,7 @@ impl Handler for EchoConn {
         }
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         let now = ctx.now();
         let phase = self.shared.phase();
         let Some((sent, i)) = self.in_flight.pop_front() else {
@@ -569,7 +569,7 @@ impl Handler for EchoConn {
         }
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, closed: Closed) {
         flush(&self.shared, ctx.now());
         unexpected_close(&self.shared, &closed);
     }
@@ -605,7 +605,7 @@ struct Listener {
 
 impl Listener {
     /// Sends the next message of the exchange, or counts the connection as done.
-    fn exchange(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn exchange(&mut self, ctx: &mut Ctx<'_, Self>) {
         if self.to_send == 0 {
             self.shared.exchanged.fetch_add(1, Ordering::Relaxed);
             return;
@@ -620,7 +620,7 @@ impl Listener {
 impl Handler for Listener {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let deflated = self.shared.note_deflate(ctx);
         self.kept = self.shared.strict || deflated;
         if !self.shared.strict {
@@ -631,7 +631,7 @@ impl Handler for Listener {
         }
     }
 
-    fn on_message(&mut self, ctx: &mut Ctx<'_, '_, Self>, message: Message) {
+    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if let Some(i) = self.awaiting.take() {
             self.shared.check_echo(&message, i, self.kept);
             self.exchange(ctx);
@@ -647,7 +647,7 @@ impl Handler for Listener {
         }
     }
 
-    fn on_close(&mut self, _: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
         unexpected_close(&self.shared, &closed);
     }
 
@@ -665,7 +665,7 @@ struct Churn {
 impl Handler for Churn {
     type Msg = ();
 
-    fn on_open(&mut self, ctx: &mut Ctx<'_, '_, Self>) {
+    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
         let now = ctx.now();
         if self.shared.phase() == MEASURE {
             let ns = now.saturating_duration_since(self.dialled).as_nanos() as u64;
@@ -674,7 +674,7 @@ impl Handler for Churn {
         let _ = ctx.close(1000, "");
     }
 
-    fn on_close(&mut self, ctx: &mut Ctx<'_, '_, Self>, closed: Closed) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, closed: Closed) {
         flush(&self.shared, ctx.now());
         if closed.code.0 != 1000 {
             unexpected_close(&self.shared, &closed);
