@@ -242,7 +242,9 @@ impl Running {
 
     /// Stops accepting, closes every WebSocket with 1001, waits up to `grace` for the close
     /// handshakes, and reports how it went.
-    /// Any clone may call it; the others' [`Running::wait`] returns the same report.
+    /// What this thread published or told before the call reaches the connections before
+    /// their 1001. Any clone may call it; the others' [`Running::wait`] returns the same
+    /// report.
     pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.handle.shutdown(grace)
     }

@@ -27,6 +27,7 @@ mod lifecycle;
 mod ping;
 mod pool;
 mod publish_burst;
+mod shared_state;
 mod skip;
 mod slow_subscriber;
 mod timers;

@@ -358,7 +358,8 @@ impl<P> ServerHandle<P> {
     }
 
     /// Stops accepting, sends close 1001 to every WebSocket, waits up to `grace` for the close
-    /// handshakes, cuts what remains, and reports how it went. A second call, from any clone,
+    /// handshakes, cuts what remains, and reports how it went. Posts queued before the call
+    /// (a last publish) are handled before the 1001s are sent. A second call, from any clone,
     /// waits for the first and returns the same report.
     pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.shutdown(grace)

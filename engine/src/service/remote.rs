@@ -105,6 +105,11 @@ impl<P: Send> Remote<P> {
     }
 
     /// Takes the next message for `shard`.
+    /// Posts waiting in `shard`'s mailbox now.
+    pub(crate) fn queued(&self, shard: usize) -> usize {
+        self.shards[shard].queue.len()
+    }
+
     pub(crate) fn pop(&self, shard: usize) -> Option<P> {
         self.shards[shard].queue.pop()
     }

@@ -327,7 +327,7 @@ impl<S: Service> Shard<S> {
             while let Some(msg) = self.inbox.pop() {
                 self.on_message(msg, now);
             }
-            posts_left = self.take_posts(now);
+            posts_left = self.take_posts(now, MAX_POSTS_PER_TURN);
             self.fire_timers(now);
             self.flush(now);
             if let Some(deadline) = self.shutdown {
@@ -343,11 +343,11 @@ impl<S: Service> Shard<S> {
 
     /// Hands up to `MAX_POSTS_PER_TURN` posts to the service, then tells it they are done;
     /// true if more are waiting.
-    fn take_posts(&mut self, now: Instant) -> bool {
+    fn take_posts(&mut self, now: Instant, limit: usize) -> bool {
         let shard = self.world.index;
         let mut taken = 0;
         let more = loop {
-            if taken == MAX_POSTS_PER_TURN {
+            if taken == limit {
                 break true;
             }
             let Some(post) = self.world.remote.pop(shard) else {

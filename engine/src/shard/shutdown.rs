@@ -10,6 +10,10 @@ impl<S: Service> Shard<S> {
                 if self.shutdown.is_some() {
                     return;
                 }
+                // What was posted before the shutdown was asked for (a last publish) goes out
+                // before the 1001s: every post queued now, whatever the per-turn budget.
+                let queued = self.world.remote.queued(self.world.index);
+                self.take_posts(now, queued);
                 self.shutdown = Some(deadline);
                 self.report.shutting_down = true;
                 self.backend.stop_accepting();
