@@ -8,7 +8,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{IntoRawFd, RawFd};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -110,7 +110,7 @@ impl<T> Dialing<T> {
 }
 
 /// A non-blocking TCP socket to `addr`, from `local` if given, connecting.
-pub(crate) fn connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<RawFd> {
+pub(crate) fn connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result<OwnedFd> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_nonblocking(true)?;
     socket.set_tcp_nodelay(true)?;
@@ -128,7 +128,7 @@ pub(crate) fn connect(addr: SocketAddr, local: Option<SocketAddr>) -> io::Result
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
         Err(e) => return Err(e),
     }
-    Ok(socket.into_raw_fd())
+    Ok(socket.into())
 }
 
 /// `IP_BIND_ADDRESS_NO_PORT`: defer the port choice from bind() to connect().

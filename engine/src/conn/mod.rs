@@ -6,7 +6,7 @@
 //! Data the shard's loop and the service's context both use: it imports neither.
 
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -70,7 +70,8 @@ pub(crate) const NO_DRAIN: u32 = u32::MAX;
 
 /// A socket's state in its shard's slab.
 pub(crate) struct Conn<T> {
-    pub fd: RawFd,
+    /// The socket, until it is handed to the reactor to close ([`Conn::take_fd`]).
+    fd: Option<OwnedFd>,
     pub generation: u32,
     pub phase: Phase<T>,
     /// TLS between the socket and the phase (outgoing `wss://`, or an `https://` proxy); `None`
@@ -104,9 +105,25 @@ pub(crate) struct Conn<T> {
 }
 
 impl<T> Conn<T> {
-    pub(crate) fn new(fd: RawFd, generation: u32, now: Instant) -> Self {
+    /// The socket's number for the reactor's calls; -1 once it was handed over to be closed,
+    /// so a late call fails with EBADF instead of reaching whatever socket reuses the number.
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// The socket while the connection holds it.
+    pub(crate) fn socket(&self) -> Option<&OwnedFd> {
+        self.fd.as_ref()
+    }
+
+    /// The socket, to hand to the reactor's `close` (once: later calls get `None`).
+    pub(crate) fn take_fd(&mut self) -> Option<OwnedFd> {
+        self.fd.take()
+    }
+
+    pub(crate) fn new(fd: OwnedFd, generation: u32, now: Instant) -> Self {
         Self {
-            fd,
+            fd: Some(fd),
             generation,
             phase: Phase::Head(BytesMut::new()),
             tls: None,
@@ -193,7 +210,8 @@ mod tests {
 
     #[test]
     fn a_partial_send_requeues_the_unwritten_tail_in_order() {
-        let mut conn = Conn::<()>::new(-1, 0, Instant::now());
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let mut conn = Conn::<()>::new(null.into(), 0, Instant::now());
         conn.out.push_back(Bytes::from_static(b"later"));
         let chunks = vec![
             Bytes::from_static(b"abc"),

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -230,7 +230,7 @@ fn rests_at_the_fd_limit_and_resumes(kind: BackendKind) {
     // Right after a failure the listener rests for a whole ACCEPT_RETRY; a close ends the rest
     // at once. Only a close can produce an accept sooner than ACCEPT_RETRY after the failure,
     // so one such try proves it; a try the machine made slower proves nothing, and is repeated.
-    let mut accepted: Vec<RawFd> = Vec::new();
+    let mut accepted: Vec<OwnedFd> = Vec::new();
     let mut fastest = None;
     // The spares' peers stay open (and the untried spares too): only `close` frees a descriptor.
     let mut peers = Vec::new();
@@ -238,7 +238,7 @@ fn rests_at_the_fd_limit_and_resumes(kind: BackendKind) {
         let (spare, peer) = spares.pop().expect("a spare per try");
         peers.push(peer);
         let (_, failed) = wait_for_at(be, LIMIT, is_emfile);
-        be.close(Token::new(7, n as u32 + 1), spare.into_raw_fd());
+        be.close(Token::new(7, n as u32 + 1), spare.into());
         let (seen, at) = wait_for_at(be, LIMIT, |c| matches!(c, Completion::Accepted { .. }));
         let before = accepted.len();
         for c in seen {
@@ -277,11 +277,7 @@ fn rests_at_the_fd_limit_and_resumes(kind: BackendKind) {
     assert_eq!(accepted.len(), before + 1);
 
     be.stop_accepting();
-    for fd in accepted {
-        // SAFETY: accepted by the backend for this test, closed once.
-        unsafe { libc::close(fd) };
-    }
-    drop((taken, spares, peers));
+    drop((accepted, taken, spares, peers));
 }
 
 #[test]

@@ -45,7 +45,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -329,6 +329,8 @@ impl EpollBackend {
                     )
                 };
                 if fd >= 0 {
+                    // SAFETY: accept4 just returned this descriptor; nothing else owns it.
+                    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
                     out.push(Completion::Accepted { fd });
                     continue;
                 }
@@ -652,7 +654,7 @@ impl Backend for EpollBackend {
         }
     }
 
-    fn close(&mut self, token: Token, fd: RawFd) {
+    fn close(&mut self, token: Token, fd: OwnedFd) {
         let mine = matches!(self.conns.get(&token.index()), Some(c) if c.token == token);
         if mine {
             if let Some(conn) = self.conns.remove(&token.index()) {
@@ -670,11 +672,9 @@ impl Backend for EpollBackend {
                 }
             }
         }
-        // SAFETY: the shard hands the descriptor over with `close` and never uses it again. The
-        // result is ignored: on Linux the descriptor is released even when close reports EINTR.
-        unsafe {
-            libc::close(fd);
-        }
+        // Closed here, after the deregistration (on Linux the descriptor is released even when
+        // close reports EINTR).
+        drop(fd);
         self.queued.push(Completion::Closed { token });
         // A descriptor was just freed: a listener resting after EMFILE may accept again now.
         for l in self.listeners.iter_mut().filter(|l| l.short_of_resources) {
@@ -821,7 +821,7 @@ mod tests {
     }
 
     /// Waits for one accepted socket.
-    fn accept(be: &mut EpollBackend) -> RawFd {
+    fn accept(be: &mut EpollBackend) -> OwnedFd {
         let mut fd = None;
         drive(be, |_, c| match c {
             Completion::Accepted { fd: f } => {
@@ -834,12 +834,12 @@ mod tests {
     }
 
     /// A connected pair: the client stream and the server socket registered under `token`.
-    fn pair(be: &mut EpollBackend, token: Token) -> (Socket, TcpStream, RawFd) {
+    fn pair(be: &mut EpollBackend, token: Token) -> (Socket, TcpStream, OwnedFd) {
         let (l, addr) = listener();
         be.listen(l.as_raw_fd()).unwrap();
         let client = TcpStream::connect(addr).unwrap();
         let fd = accept(be);
-        be.register(token, fd).unwrap();
+        be.register(token, fd.as_raw_fd()).unwrap();
         (l, client, fd)
     }
 
@@ -873,7 +873,7 @@ mod tests {
             Bytes::from_static(b"two "),
             Bytes::from_static(b"three"),
         ];
-        be.send(t, fd, chunks.clone());
+        be.send(t, fd.as_raw_fd(), chunks.clone());
         drive(&mut be, |_, c| match c {
             Completion::Sent {
                 token,
@@ -901,7 +901,7 @@ mod tests {
         });
 
         // Half-closed: sending still works.
-        be.send(t, fd, vec![Bytes::from_static(b"bye")]);
+        be.send(t, fd.as_raw_fd(), vec![Bytes::from_static(b"bye")]);
         drive(&mut be, |_, c| {
             matches!(c, Completion::Sent { result: Ok(3), .. })
         });
@@ -964,7 +964,7 @@ mod tests {
         while sent < TOTAL {
             let batch: Vec<Bytes> = queue.drain(..queue.len().min(MAX_IOVECS)).collect();
             let offered: usize = batch.iter().map(Bytes::len).sum();
-            be.send(t, fd, batch);
+            be.send(t, fd.as_raw_fd(), batch);
             drive(&mut be, |_, c| match c {
                 Completion::Sent {
                     token,
@@ -1019,7 +1019,7 @@ mod tests {
         let chunk = Bytes::from(vec![7u8; 1 << 20]);
         let deadline = Instant::now() + LIMIT;
         let mut out = Vec::new();
-        be.send(t, fd, vec![chunk.clone()]);
+        be.send(t, fd.as_raw_fd(), vec![chunk.clone()]);
         loop {
             assert!(Instant::now() < deadline, "the socket never filled up");
             out.clear();
@@ -1027,7 +1027,9 @@ mod tests {
             match out.as_slice() {
                 [] if be.conns[&5].parked.is_some() => break,
                 [] => {}
-                [Completion::Sent { result: Ok(_), .. }] => be.send(t, fd, vec![chunk.clone()]),
+                [Completion::Sent { result: Ok(_), .. }] => {
+                    be.send(t, fd.as_raw_fd(), vec![chunk.clone()])
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -1095,7 +1097,8 @@ mod tests {
         drive(&mut be, |be, c| {
             match c {
                 Completion::Accepted { fd } => {
-                    be.register(Token::new(data.len(), 1), fd).unwrap();
+                    be.register(Token::new(data.len(), 1), fd.as_raw_fd())
+                        .unwrap();
                     data.push(Vec::new());
                     fds.push(fd);
                 }
@@ -1193,7 +1196,7 @@ mod tests {
         let mut out = Vec::new();
         be.wait(Some(LIMIT), &mut out).unwrap();
         assert_eq!(out.len(), ACCEPT_BATCH);
-        let mut fds: Vec<RawFd> = out
+        let mut fds: Vec<OwnedFd> = out
             .into_iter()
             .map(|c| match c {
                 Completion::Accepted { fd } => fd,
@@ -1208,10 +1211,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         });
-        for fd in fds {
-            // SAFETY: accepted by the backend for this test, closed once.
-            unsafe { libc::close(fd) };
-        }
+        drop(fds);
         drop(clients);
     }
 
@@ -1251,7 +1251,7 @@ mod tests {
         // A close frees a descriptor, which mends nothing here: the rest goes on (a close ends
         // only rests for resource errors, `accept_tests`).
         let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
-        be.close(Token::new(9, 9), std::os::fd::IntoRawFd::into_raw_fd(a));
+        be.close(Token::new(9, 9), OwnedFd::from(a));
         out.clear();
         be.wait(Some(LIMIT), &mut out).unwrap();
         assert!(

@@ -22,7 +22,7 @@
 //! completion for that token, and only then may the token be reused.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ pub enum Completion {
     /// A listener accepted a connection; the socket is non-blocking and owned by the shard.
     Accepted {
         /// The new socket.
-        fd: RawFd,
+        fd: OwnedFd,
     },
     /// Accepting failed (e.g. EMFILE). The backend keeps (or re-arms) the accept itself; after a
     /// resource error ([`is_resource_error`]) it first rests the listener for [`ACCEPT_RETRY`]
@@ -255,9 +255,10 @@ pub trait Backend {
     /// Shuts the write side (after the last bytes of a close handshake), keeps receiving.
     fn shutdown_write(&mut self, token: Token, fd: RawFd);
 
-    /// Stops all I/O on `token` and closes `fd`. [`Completion::Closed`] follows, after every
+    /// Stops all I/O on `token` and closes `fd`, which the caller hands over (the socket it
+    /// registered under `token`, or any it owns). [`Completion::Closed`] follows, after every
     /// other completion for the token (an in-flight send's `Sent` included).
-    fn close(&mut self, token: Token, fd: RawFd);
+    fn close(&mut self, token: Token, fd: OwnedFd);
 
     /// Blocks until at least one completion is ready or `timeout` passes (`None`: no limit),
     /// then appends every ready completion to `out`.

@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -45,12 +45,16 @@ fn backend(kind: BackendKind) -> Box<dyn Backend> {
 }
 
 /// A client connected to a socket registered under `token`; the listener goes with it.
-fn connected(be: &mut dyn Backend, token: Token) -> (Socket, TcpStream, RawFd) {
+fn connected(be: &mut dyn Backend, token: Token) -> (Socket, TcpStream, OwnedFd) {
     connected_with(be, token, &[])
 }
 
 /// [`connected`], the client having written `first` before the socket is registered.
-fn connected_with(be: &mut dyn Backend, token: Token, first: &[u8]) -> (Socket, TcpStream, RawFd) {
+fn connected_with(
+    be: &mut dyn Backend,
+    token: Token,
+    first: &[u8],
+) -> (Socket, TcpStream, OwnedFd) {
     let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     l.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
         .unwrap();
@@ -72,9 +76,9 @@ fn connected_with(be: &mut dyn Backend, token: Token, first: &[u8]) -> (Socket, 
     be.stop_accepting();
     // The bytes written are in the server's socket before it is registered.
     ringsock_testkit::wait_until(LIMIT, "the first bytes in the accepted socket", || {
-        unread(fd) == first.len()
+        unread(fd.as_raw_fd()) == first.len()
     });
-    be.register(token, fd).unwrap();
+    be.register(token, fd.as_raw_fd()).unwrap();
     (l, client, fd)
 }
 
@@ -105,7 +109,7 @@ struct Reader {
 impl Reader {
     fn skip(&mut self, be: &mut dyn Backend, token: Token, fd: RawFd, n: u64) {
         self.owed += n;
-        be.skip(token, fd, n);
+        be.skip(token, fd.as_raw_fd(), n);
     }
 
     /// Takes one completion: received bytes must be the stream's next ones, and a skip may
@@ -193,7 +197,7 @@ fn a_skip_drops_exactly_its_bytes_and_what_follows_arrives_intact(kind: BackendK
     for n in [9 << 20, 100_000, 1, 70_000] {
         let from = r.offset;
         r.until(&mut *be, token, |r| r.offset > from);
-        r.skip(&mut *be, token, fd, n);
+        r.skip(&mut *be, token, fd.as_raw_fd(), n);
         r.until(&mut *be, token, |r| r.owed == 0);
     }
     r.until(&mut *be, token, |r| r.offset == TOTAL as u64);
@@ -212,7 +216,7 @@ fn a_skip_waits_for_bytes_not_sent_yet(kind: BackendKind) {
     write_stream(&mut client, 0, 10_000, 10_000, Duration::ZERO);
     let mut r = Reader::default();
     r.until(&mut *be, token, |r| r.offset == 10_000);
-    r.skip(&mut *be, token, fd, 50_000);
+    r.skip(&mut *be, token, fd.as_raw_fd(), 50_000);
     let writer = thread::spawn(move || {
         write_stream(
             &mut client,
@@ -239,7 +243,7 @@ fn bytes_delivered_after_the_ask_count_against_the_skip(kind: BackendKind) {
     let token = Token::new(1, 3);
     let (_l, mut client, fd) = connected_with(&mut *be, token, &pattern(0, 20_000));
     let mut r = Reader::default();
-    r.skip(&mut *be, token, fd, 50_000);
+    r.skip(&mut *be, token, fd.as_raw_fd(), 50_000);
     let writer = thread::spawn(move || {
         write_stream(
             &mut client,
@@ -271,7 +275,7 @@ fn eof_ends_a_skip(kind: BackendKind) {
     write_stream(&mut client, 0, 1_000, 1_000, Duration::ZERO);
     let mut r = Reader::default();
     r.until(&mut *be, token, |r| r.offset == 1_000);
-    r.skip(&mut *be, token, fd, 1 << 20);
+    r.skip(&mut *be, token, fd.as_raw_fd(), 1 << 20);
     write_stream(&mut client, 1_000, 30_000, 30_000, Duration::ZERO);
     drop(client);
     r.until(&mut *be, token, |r| r.eof);
@@ -289,7 +293,7 @@ fn close_during_a_skip_ends_with_closed(kind: BackendKind) {
     write_stream(&mut client, 0, 5_000, 5_000, Duration::ZERO);
     let mut r = Reader::default();
     r.until(&mut *be, token, |r| r.offset == 5_000);
-    r.skip(&mut *be, token, fd, 1 << 20);
+    r.skip(&mut *be, token, fd.as_raw_fd(), 1 << 20);
     write_stream(&mut client, 5_000, 2_000, 2_000, Duration::ZERO);
     r.until(&mut *be, token, |r| r.skipped == 2_000);
     be.close(token, fd);
@@ -312,7 +316,7 @@ fn the_read_after_a_skip_is_header_sized(kind: BackendKind) {
     r.until(&mut *be, token, |r| r.offset == 1_000);
 
     // A skip of 0 on an empty socket: the bytes that come next are read a header at a time.
-    r.skip(&mut *be, token, fd, 0);
+    r.skip(&mut *be, token, fd.as_raw_fd(), 0);
     let mut out = Vec::new();
     be.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
     for c in out.drain(..) {
@@ -332,7 +336,7 @@ fn the_read_after_a_skip_is_header_sized(kind: BackendKind) {
     );
 
     // A skip that ends exactly where the socket runs dry: the probe waits for the next bytes.
-    r.skip(&mut *be, token, fd, 10_000);
+    r.skip(&mut *be, token, fd.as_raw_fd(), 10_000);
     write_stream(&mut client, 51_000, 10_000, 10_000, Duration::ZERO);
     r.until(&mut *be, token, |r| r.owed == 0);
     be.wait(Some(Duration::from_millis(20)), &mut out).unwrap();

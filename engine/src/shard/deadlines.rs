@@ -22,7 +22,9 @@ impl<S: Service> Shard<S> {
                 {
                     conn.discard_output();
                     conn.lifecycle = Lifecycle::Closing;
-                    self.backend.close(token, conn.fd);
+                    if let Some(fd) = conn.take_fd() {
+                        self.backend.close(token, fd);
+                    }
                 }
             } else {
                 match &mut conn.phase {

@@ -111,13 +111,12 @@ impl<S: Service> Shard<S> {
             let Some(conn) = slot(&mut self.world.conns, token) else {
                 continue;
             };
-            let fd = conn.fd;
+            let fd = conn.fd();
             if let Err(e) = self.backend.register(token, fd) {
                 self.fail_dial(token, DialError::Io(e), now);
-                // Never registered: the reactor will not report its close, so close it here.
-                if let Some(conn) = slot(&mut self.world.conns, token) {
-                    // SAFETY: the socket was made by `dial::connect` and nothing else holds it.
-                    unsafe { libc::close(conn.fd) };
+                // Never registered: the reactor will not report its close; the socket closes
+                // as its slot is dropped.
+                if slot(&mut self.world.conns, token).is_some() {
                     self.world.conns.remove(token.index());
                 }
                 continue;

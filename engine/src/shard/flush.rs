@@ -80,6 +80,7 @@ impl<S: Service> Shard<S> {
             return;
         };
         conn.dirty = false;
+        let fd = conn.fd();
         if let Phase::Ws(open) = &mut conn.phase {
             // Here, with every completion of the turn handled, `skippable` counts exactly the
             // bytes the backend has not reported yet. TLS bytes are records, never skipped; a
@@ -92,9 +93,9 @@ impl<S: Service> Shard<S> {
                 let n = clamp_u32(open.ws.skippable(SKIP_MIN));
                 if n > 0 {
                     conn.skipping = n;
-                    self.backend.skip(token, conn.fd, n.into());
+                    self.backend.skip(token, fd, n.into());
                 } else if open.ws.skip_next_header_only(SKIP_MIN) {
-                    self.backend.skip(token, conn.fd, 0);
+                    self.backend.skip(token, fd, 0);
                 }
             }
             // Output moves out of the protocol only when the socket can take it: while a send
@@ -135,14 +136,16 @@ impl<S: Service> Shard<S> {
             }
             if !chunks.is_empty() {
                 conn.sending = true;
-                self.backend.send(token, conn.fd, chunks);
+                self.backend.send(token, fd, chunks);
             } else {
                 self.send_lists.push(chunks);
             }
         }
         if !conn.sending && conn.out.is_empty() && conn.lifecycle == Lifecycle::CloseWhenFlushed {
             conn.lifecycle = Lifecycle::Closing;
-            self.backend.close(token, conn.fd);
+            if let Some(fd) = conn.take_fd() {
+                self.backend.close(token, fd);
+            }
             return;
         }
         if let Phase::Ws(open) = &mut conn.phase {

@@ -23,7 +23,7 @@ mod shutdown;
 #[cfg(test)]
 mod tests;
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -407,28 +407,26 @@ impl<S: Service> Shard<S> {
         }
     }
 
-    fn on_accepted(&mut self, fd: RawFd, now: Instant) {
+    fn on_accepted(&mut self, fd: OwnedFd, now: Instant) {
         self.refusals.accepted(self.world.index);
         if self.shutdown.is_some() {
-            // SAFETY: the backend handed us ownership of this freshly accepted socket.
-            unsafe { libc::close(fd) };
-            return;
+            return; // dropped: closed
         }
         if self.world.conns.len() >= self.max_connections {
             // Told, not left to guess from a bare close (the backend handed the socket over).
             refuse::refuse(fd);
             return;
         }
-        set_nodelay(fd);
+        set_nodelay(&fd);
+        let raw = fd.as_raw_fd();
         self.world.next_generation = self.world.next_generation.wrapping_add(1);
         let generation = self.world.next_generation;
         let entry = self.world.conns.vacant_entry();
         let token = Token::new(entry.key(), generation);
         entry.insert(Conn::new(fd, generation, now));
-        if self.backend.register(token, fd).is_err() {
+        if self.backend.register(token, raw).is_err() {
+            // Closed as its slot is dropped: nothing else holds it.
             self.world.conns.remove(token.index());
-            // SAFETY: registration failed, so nothing else holds this socket.
-            unsafe { libc::close(fd) };
             return;
         }
         self.schedule(token);
@@ -447,26 +445,11 @@ fn answer<T>(conn: &mut Conn<T>, bytes: Vec<u8>) {
     conn.lifecycle = Lifecycle::CloseWhenFlushed;
 }
 
-fn peer_addr(fd: RawFd) -> Option<std::net::SocketAddr> {
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `fd` is this connection's open socket for the duration of the call; the
-    // borrowed view is not kept.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    socket2::SockRef::from(&fd).peer_addr().ok()?.as_socket()
+fn peer_addr(fd: &OwnedFd) -> Option<std::net::SocketAddr> {
+    socket2::SockRef::from(fd).peer_addr().ok()?.as_socket()
 }
 
-fn set_nodelay(fd: RawFd) {
-    let one: libc::c_int = 1;
-    // SAFETY: passes a live c_int of the right size to setsockopt on a socket we own.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+fn set_nodelay(fd: &OwnedFd) {
+    // A failure costs latency only, never correctness.
+    let _ = socket2::SockRef::from(fd).set_tcp_nodelay(true);
 }

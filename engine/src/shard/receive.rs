@@ -144,7 +144,7 @@ impl<S: Service> Shard<S> {
         let Some(conn) = slot(&mut self.world.conns, token) else {
             return;
         };
-        let peer = peer_addr(conn.fd);
+        let peer = conn.socket().and_then(peer_addr);
         let decided = route::route(
             &*self.service,
             &mut self.world.local,

@@ -14,7 +14,8 @@
 //! how many connections were refused meanwhile); never once per connection.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::OwnedFd;
 
 /// The whole answer to a connection the server cannot serve: fixed, short enough for any
 /// fresh socket's send buffer, so one non-blocking send writes it.
@@ -38,29 +39,19 @@ const DRAIN_MAX: usize = 16 << 10;
 
 /// Answers `fd` with [`SERVICE_UNAVAILABLE`] and closes it. Never blocks: a socket that cannot
 /// take the answer at once just gets closed.
-pub(crate) fn refuse(fd: RawFd) {
-    // SAFETY: sends from a static buffer of the stated length on a socket the caller owns;
+pub(crate) fn refuse(fd: OwnedFd) {
+    let socket = socket2::Socket::from(fd);
     // MSG_NOSIGNAL keeps a peer that is gone from raising SIGPIPE.
-    unsafe {
-        libc::send(
-            fd,
-            SERVICE_UNAVAILABLE.as_ptr().cast(),
-            SERVICE_UNAVAILABLE.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        );
-    }
-    let mut sink = [0u8; 4096];
+    let _ = socket.send_with_flags(SERVICE_UNAVAILABLE, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+    let mut sink = [MaybeUninit::<u8>::uninit(); 4096];
     let mut drained = 0;
     while drained < DRAIN_MAX {
-        // SAFETY: receives into a live stack buffer of the stated length.
-        let n = unsafe { libc::recv(fd, sink.as_mut_ptr().cast(), sink.len(), libc::MSG_DONTWAIT) };
-        if n <= 0 {
-            break;
+        match socket.recv_with_flags(&mut sink, libc::MSG_DONTWAIT) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
         }
-        drained += n as usize;
     }
-    // SAFETY: the caller hands `fd` over; nothing uses it after this.
-    unsafe { libc::close(fd) };
+    // Closed as `socket` drops.
 }
 
 /// A shard's reserve descriptor and the state of its current episode of accept failures.
@@ -168,22 +159,16 @@ impl Refusals {
         'listeners: for listener in listeners {
             while attempts < REFUSE_BATCH {
                 attempts += 1;
-                // SAFETY: null address pointers are allowed (the peer's address is not
-                // wanted); the shard owns the listener and keeps it open.
-                let fd = unsafe {
-                    libc::accept4(
-                        listener.as_raw_fd(),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    )
+                // (The refusal's own calls say MSG_DONTWAIT, so a blocking socket is fine.)
+                let error = match socket2::SockRef::from(listener).accept() {
+                    Ok((socket, _)) => {
+                        refuse(socket.into());
+                        refused += 1;
+                        continue;
+                    }
+                    Err(e) => e,
                 };
-                if fd >= 0 {
-                    refuse(fd);
-                    refused += 1;
-                    continue;
-                }
-                match io::Error::last_os_error().raw_os_error() {
+                match error.raw_os_error() {
                     // That one connection went away, or a signal came: try the next.
                     Some(libc::EINTR | libc::ECONNABORTED) => continue,
                     // EAGAIN: nobody else waits here. Anything else (EMFILE: another thread

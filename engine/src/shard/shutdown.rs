@@ -64,8 +64,9 @@ impl<S: Service> Shard<S> {
         for token in tokens {
             if let Some(conn) = slot(&mut self.world.conns, token) {
                 conn.lifecycle = Lifecycle::Closing;
-                let fd = conn.fd;
-                self.backend.close(token, fd);
+                if let Some(fd) = conn.take_fd() {
+                    self.backend.close(token, fd);
+                }
             }
         }
     }

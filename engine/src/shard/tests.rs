@@ -111,7 +111,7 @@ impl Backend for Scripted {
         self.log.borrow_mut().holds.push((token, false));
     }
     fn shutdown_write(&mut self, _token: Token, _fd: std::os::fd::RawFd) {}
-    fn close(&mut self, token: Token, _fd: std::os::fd::RawFd) {
+    fn close(&mut self, token: Token, _fd: std::os::fd::OwnedFd) {
         let mut log = self.log.borrow_mut();
         log.closed_at.get_or_insert_with(Instant::now);
         if let Some((t, chunks)) = log.stalled.take() {
@@ -225,7 +225,9 @@ fn an_idle_close_waiting_for_the_peer_does_not_spin_the_loop() {
     let (mut step, mut ended, mut close_sent) = (0, false, None);
     let report = run_shard(limits, log.clone(), move |log, inbox| {
         match step {
-            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            0 => log
+                .ready
+                .push_back(Completion::Accepted { fd: not_a_socket() }),
             1 => log.receive(upgrade_request()),
             _ if !ended => {
                 if close_sent.is_none() && contains(&log.sent, &[0x88, 14, 0x03, 0xE9]) {
@@ -276,7 +278,9 @@ fn a_final_write_the_peer_never_reads_is_cut_at_the_handshake_timeout() {
     let (mut step, mut ended) = (0, false);
     run_shard(limits, log.clone(), move |log, inbox| {
         match step {
-            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            0 => log
+                .ready
+                .push_back(Completion::Accepted { fd: not_a_socket() }),
             1 => log.receive(upgrade_request()),
             // A big message whose echo the peer never reads, then its close.
             2 => log.receive(client_frame(true, 0, BINARY, &[7; 60_000])),
@@ -323,7 +327,9 @@ fn a_request_followed_by_the_peers_eof_still_gets_its_answer() {
     let mut step = 0;
     run_shard(Limits::default(), log.clone(), move |log, inbox| {
         match step {
-            0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+            0 => log
+                .ready
+                .push_back(Completion::Accepted { fd: not_a_socket() }),
             // The request and the client's half-close arrive in the same loop turn.
             1 => {
                 log.receive(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n".to_vec());
@@ -393,7 +399,9 @@ fn the_rest_of_a_discarded_payload_is_skipped_once_and_accounted_for() {
         log.clone(),
         move |log, inbox| {
             match step {
-                0 => log.ready.push_back(Completion::Accepted { fd: -1 }),
+                0 => log
+                    .ready
+                    .push_back(Completion::Accepted { fd: not_a_socket() }),
                 1 => log.receive(upgrade_request()),
                 // The header and 10,000 bytes of a 200,000-byte message: the rest is skippable.
                 2 => log.receive(big[..head + 10_000].to_vec()),
@@ -549,4 +557,12 @@ fn without_a_reserve_or_for_other_errors_waiting_connections_are_left_alone() {
     for got in clients_after_accept_failed(true, libc::ENOBUFS) {
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
     }
+}
+
+/// A descriptor for a fake accept: real, so the shard can own and close it, but no socket, so
+/// the socket calls on it fail harmlessly.
+fn not_a_socket() -> std::os::fd::OwnedFd {
+    std::fs::File::open("/dev/null")
+        .expect("/dev/null opens")
+        .into()
 }

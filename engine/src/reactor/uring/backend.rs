@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{IntoRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::time::{Duration, Instant};
 
@@ -745,11 +745,11 @@ impl Backend for UringBackend {
         self.submit(index, sqe);
     }
 
-    fn close(&mut self, token: Token, fd: RawFd) {
+    fn close(&mut self, token: Token, fd: OwnedFd) {
         let Some(index) = self.slot_of(token) else {
-            // Never registered (or a stale token): nothing of ours is in flight on it.
-            // SAFETY: the shard hands `fd` over to be closed; no op of this backend uses it.
-            unsafe { libc::close(fd) };
+            // Never registered (or a stale token): nothing of ours is in flight on it, so it
+            // closes here, as it drops.
+            drop(fd);
             self.ready.push(Completion::Closed { token });
             self.end_accept_rests();
             return;
@@ -770,7 +770,8 @@ impl Backend for UringBackend {
             // `Closed`) forever; the CQE still reports how much went out.
             self.submit(index, cancel(Op::Send, token));
         }
-        let sqe = opcode::Close::new(types::Fd(fd))
+        // The ring's close op takes the descriptor over.
+        let sqe = opcode::Close::new(types::Fd(fd.into_raw_fd()))
             .build()
             .user_data(conn_ud(Op::Close, token));
         self.submit(index, sqe);
@@ -871,11 +872,8 @@ impl UringBackend {
                 return false;
             }
             for completion in scratch.drain(..) {
-                if let Completion::Accepted { fd } = completion {
-                    // SAFETY: a socket accepted while we were shutting down: nobody else knows
-                    // it, so it is ours to close.
-                    unsafe { libc::close(fd) };
-                }
+                // A socket accepted while we were shutting down closes as it drops.
+                drop(completion);
             }
         }
         true

@@ -11,7 +11,7 @@
 //! start of the next wait: once per loop turn at most, never inside one wait.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
 use crate::reactor::{is_resource_error, Completion, ACCEPT_RETRY};
@@ -92,7 +92,10 @@ impl Listener {
             self.armed = false;
         }
         if res >= 0 {
-            Some(Completion::Accepted { fd: res })
+            // SAFETY: the accept's CQE hands over a descriptor the kernel just made; nothing
+            // else owns it.
+            let fd = unsafe { OwnedFd::from_raw_fd(res) };
+            Some(Completion::Accepted { fd })
         } else if res != -libc::ECANCELED || self.active {
             // (A cancelled accept after `stop_accepting` is expected and not reported.)
             let error = io::Error::from_raw_os_error(-res);
@@ -140,9 +143,11 @@ mod tests {
         assert!(l.on_cqe(-libc::ECANCELED, false, now).is_none());
         assert_eq!(l.due(now), Due::Never);
         // An accept that completed before the cancel is still reported.
+        // A real descriptor, as the completion takes ownership of it and closes it.
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(std::fs::File::open("/dev/null").unwrap());
         assert!(matches!(
-            l.on_cqe(7, true, now),
-            Some(Completion::Accepted { fd: 7 })
+            l.on_cqe(fd, true, now),
+            Some(Completion::Accepted { fd: owned }) if std::os::fd::AsRawFd::as_raw_fd(&owned) == fd
         ));
     }
 }

@@ -7,7 +7,7 @@ use socket2::{Domain, Socket, Type};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::thread;
 
@@ -51,7 +51,7 @@ fn pump(b: &mut UringBackend, mut seen: impl FnMut(&mut UringBackend, Completion
 }
 
 /// Listens, connects one client, registers the accepted socket under `token`.
-fn connected(b: &mut UringBackend, token: Token) -> (Socket, TcpStream, RawFd) {
+fn connected(b: &mut UringBackend, token: Token) -> (Socket, TcpStream, OwnedFd) {
     let (l, addr) = listener();
     b.listen(l.as_raw_fd()).unwrap();
     let client = TcpStream::connect(addr).unwrap();
@@ -64,7 +64,7 @@ fn connected(b: &mut UringBackend, token: Token) -> (Socket, TcpStream, RawFd) {
         other => panic!("unexpected {other:?}"),
     });
     let fd = fd.unwrap();
-    b.register(token, fd).unwrap();
+    b.register(token, fd.as_raw_fd()).unwrap();
     (l, client, fd)
 }
 
@@ -256,7 +256,7 @@ fn accept_receive_send_eof_close() {
             buf
         })
     };
-    b.send(token, fd, chunks.clone());
+    b.send(token, fd.as_raw_fd(), chunks.clone());
     let mut sent = None;
     pump(&mut b, |_, c| match c {
         Completion::Sent {
@@ -289,7 +289,7 @@ fn accept_receive_send_eof_close() {
     assert!(eof);
 
     // Half-close our side too, then close → Closed, exactly once.
-    b.shutdown_write(token, fd);
+    b.shutdown_write(token, fd.as_raw_fd());
     b.close(token, fd);
     let mut closed = 0;
     pump(&mut b, |_, c| match c {
@@ -323,7 +323,7 @@ fn close_reports_inflight_send_before_closed() {
 
     // A send the peer never reads stays in flight (socket buffers fill up); close cancels it.
     let chunk = Bytes::from(vec![7u8; 1 << 20]);
-    b.send(stuck, fd, vec![chunk; 32]);
+    b.send(stuck, fd.as_raw_fd(), vec![chunk; 32]);
     let mut out = Vec::new();
     b.wait(Some(Duration::from_millis(20)), &mut out).unwrap();
     assert!(
@@ -333,7 +333,7 @@ fn close_reports_inflight_send_before_closed() {
     b.close(stuck, fd);
 
     // A small send completes normally; a close in the same turn still reports it first.
-    b.send(quick, fd2, vec![Bytes::from_static(b"bye")]);
+    b.send(quick, fd2.as_raw_fd(), vec![Bytes::from_static(b"bye")]);
     b.close(quick, fd2);
 
     let mut events: Vec<(Token, &'static str)> = Vec::new();
@@ -395,7 +395,7 @@ fn pool_exhaustion_is_never_reported_and_loses_nothing() {
         .collect();
 
     let mut next = 0usize;
-    let mut fds: HashMap<Token, RawFd> = HashMap::new();
+    let mut fds: HashMap<Token, OwnedFd> = HashMap::new();
     let mut data: HashMap<Token, Vec<u8>> = HashMap::new();
     let mut eofs = 0;
     let mut held: Vec<BufId> = Vec::new();
@@ -410,7 +410,7 @@ fn pool_exhaustion_is_never_reported_and_loses_nothing() {
                 Completion::Accepted { fd } => {
                     let token = Token::new(next, 1);
                     next += 1;
-                    b.register(token, fd).unwrap();
+                    b.register(token, fd.as_raw_fd()).unwrap();
                     fds.insert(token, fd);
                 }
                 Completion::Received { token, buf, len } => {
@@ -450,7 +450,7 @@ fn pool_exhaustion_is_never_reported_and_loses_nothing() {
     for buf in held.drain(..) {
         b.recycle(buf);
     }
-    for (&token, &fd) in &fds {
+    for (token, fd) in fds {
         b.close(token, fd);
     }
     let mut closed = 0;
@@ -559,7 +559,7 @@ fn a_connection_starved_of_buffers_skips_without_one() {
         assert!(out.is_empty(), "{out:?}");
     }
     assert_eq!(b.conns[0].as_ref().unwrap().rx.state(), RecvState::Starved);
-    b.skip(token, fd, 5_000);
+    b.skip(token, fd.as_raw_fd(), 5_000);
     let mut skipped = 0;
     pump(&mut b, |_, c| match c {
         Completion::Skipped { len, .. } => {
@@ -600,7 +600,7 @@ fn after_a_skip_a_header_is_read_and_the_next_skip_needs_no_cancel() {
         }
         other => panic!("unexpected {other:?}"),
     });
-    b.skip(token, fd, 10_000);
+    b.skip(token, fd.as_raw_fd(), 10_000);
     // Everything the socket will hold for a while: the skip, then far more than a buffer.
     client.write_all(&data[1_000..]).unwrap();
     let mut skipped = 0;
@@ -629,7 +629,7 @@ fn after_a_skip_a_header_is_read_and_the_next_skip_needs_no_cancel() {
     let conn = b.conns[0].as_ref().unwrap();
     assert_eq!((conn.rx.state(), conn.inflight), (RecvState::Paused, 0));
     // Asked in the turn the probe delivered: straight to dropping, nothing to cancel.
-    b.skip(token, fd, 5_000);
+    b.skip(token, fd.as_raw_fd(), 5_000);
     let conn = b.conns[0].as_ref().unwrap();
     assert_eq!((conn.rx.state(), conn.inflight), (RecvState::Skipping, 1));
     let mut at = 11_000 + probe.len() + 5_000;
@@ -661,7 +661,11 @@ fn quiesce_reaps_every_op_before_memory_is_freed() {
     // A listener (multishot accept), a connection (multishot recv) and a send that cannot
     // finish: all in flight when the backend goes away.
     let (_l, _client, fd) = connected(&mut b, token);
-    b.send(token, fd, vec![Bytes::from(vec![1u8; 1 << 20]); 32]);
+    b.send(
+        token,
+        fd.as_raw_fd(),
+        vec![Bytes::from(vec![1u8; 1 << 20]); 32],
+    );
     let mut out = Vec::new();
     b.wait(Some(Duration::from_millis(10)), &mut out).unwrap();
     assert!(
@@ -675,6 +679,5 @@ fn quiesce_reaps_every_op_before_memory_is_freed() {
     // Within the grace it gives itself (what `quiesce` returning true also says).
     assert!(start.elapsed() < DROP_GRACE, "{:?}", start.elapsed());
     drop(b);
-    // SAFETY: the shard's fd, closed by nobody else in this test.
-    unsafe { libc::close(fd) };
+    drop(fd);
 }
