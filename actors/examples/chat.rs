@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use ringsock_actors::{Accepted, Closed, Ctx, Handler, HttpResponse, Message, Server};
+use ringsock_actors::{Accept, Closed, Ctx, Handler, HttpResponse, Message, Server};
 
 /// The browser client, served at `/`.
 const PAGE: &str = include_str!("chat.html");
@@ -101,7 +101,7 @@ fn main() -> std::io::Result<()> {
         .route("/chat", |req| {
             let nick = clean(&req.query_param("nick").unwrap_or_default(), "guest");
             let room = clean(&req.query_param("room").unwrap_or_default(), "lobby");
-            Ok(Accepted::new(Member { nick, room }))
+            Ok(Accept::new(Member { nick, room }))
         })
         .http(|req| match req.path() {
             "/" => HttpResponse::with_body(200, "text/html; charset=utf-8", PAGE),

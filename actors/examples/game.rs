@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringsock_actors::{
-    Accepted, Actor, ActorCtx, Addr, Closed, Ctx, Handler, HttpResponse, Message, Server, TimerId,
+    Accept, Actor, ActorCtx, Addr, Closed, Ctx, Handler, HttpResponse, Message, Server, TimerId,
 };
 
 /// The match's state broadcasts go to this topic.
@@ -184,7 +184,7 @@ fn main() -> std::io::Result<()> {
             let Some(game) = hook_game.get() else {
                 return Err(HttpResponse::text(503, "the match is starting"));
             };
-            Ok(Accepted::new(Player {
+            Ok(Accept::new(Player {
                 id: ids.fetch_add(1, Ordering::Relaxed),
                 name: clean(&req.query_param("name").unwrap_or_default()),
                 game: game.clone(),

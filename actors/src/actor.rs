@@ -44,6 +44,15 @@ pub trait Actor: Send + Sized + 'static {
     }
 }
 
+impl<A> std::fmt::Debug for ActorCtx<'_, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorCtx")
+            .field("actor", &self.actor)
+            .field("shard", &self.cx.shard())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An actor callback's view of its shard.
 pub struct ActorCtx<'a, A> {
     /// The shard's context.

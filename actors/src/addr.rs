@@ -12,6 +12,7 @@ use crate::post::Post;
 
 /// Why [`Addr::tell`] did not deliver; the message comes back.
 #[derive(PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TellError<M> {
     /// The connection closed (or the actor stopped).
     #[error("the connection or actor is gone")]

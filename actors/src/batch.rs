@@ -30,7 +30,7 @@ pub(crate) struct Batch {
 impl Batch {
     /// Adds `frame` for `topic`; false if it does not belong to this batch (another topic, or
     /// no room left), which must then be delivered first.
-    pub fn add(&mut self, topic: &Arc<str>, frame: &[u8]) -> bool {
+    pub(crate) fn add(&mut self, topic: &Arc<str>, frame: &[u8]) -> bool {
         match &self.topic {
             None => self.topic = Some(topic.clone()),
             Some(t) if **t == **topic && self.frames.len() + frame.len() <= BATCH_BYTES => {}
@@ -42,7 +42,7 @@ impl Batch {
     }
 
     /// The batch's topic, frames and number of messages, leaving it empty.
-    pub fn take(&mut self) -> Option<(Arc<str>, Bytes, usize)> {
+    pub(crate) fn take(&mut self) -> Option<(Arc<str>, Bytes, usize)> {
         let topic = self.topic.take()?;
         let messages = std::mem::take(&mut self.messages);
         Some((topic, self.frames.split().freeze(), messages))

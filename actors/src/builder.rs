@@ -1,5 +1,5 @@
 //! The server builder: addresses, limits, handler hooks per path, an HTTP responder, pings,
-//! backpressure. `start` turns it into a [`Running`] server.
+//! backpressure. `start` turns it into a [`ServerHandle`] server.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,16 +21,16 @@ use crate::delivery::SlowPolicy;
 use crate::handler::Handler;
 use crate::post::Post;
 use crate::registry::{Registry, TopicEvent, TopicHook};
-use crate::running::Running;
+use crate::running::ServerHandle;
 use crate::runtime::{ErasedHandler, Hook, Responder, Runtime};
 use crate::settings::Settings;
 use crate::stats::Stats;
-use crate::upgrade::{Accepted, UpgradeRequest};
+use crate::upgrade::{Accept, UpgradeRequest};
 
-/// Configures a [`Running`] server.
+/// Configures a [`ServerHandle`] server.
 pub struct ServerBuilder {
     /// The engine's builder: addresses, shards, backend, buffer pool, mailboxes.
-    engine: engine::ServerBuilder,
+    engine: engine::EngineBuilder,
     /// The handshake's options: subprotocols, extensions, extra headers.
     handshake: ServerOptions,
     /// Upgrade hooks by path.
@@ -88,7 +88,7 @@ impl Server {
     /// high-water mark, a 64 MiB hard limit, and slow subscribers skipped.
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
-            engine: engine::Server::builder(),
+            engine: engine::Engine::builder(),
             handshake: ServerOptions::new(),
             routes: Vec::new(),
             http: None,
@@ -109,7 +109,7 @@ impl Server {
 
 impl ServerBuilder {
     /// Adds the addresses to listen on: `"127.0.0.1:9001"`, `"[::1]:9001"`, `("localhost",
-    /// 9001)` or a [`SocketAddr`] (port 0 picks one). A name is resolved here, and every
+    /// 9001)` or a [`SocketAddr`](std::net::SocketAddr) (port 0 picks one). A name is resolved here, and every
     /// address it has is bound; one that does not resolve fails [`ServerBuilder::start`].
     pub fn bind(mut self, addrs: impl ToSocketAddrs) -> Self {
         match addrs.to_socket_addrs() {
@@ -254,7 +254,7 @@ impl ServerBuilder {
     pub fn route<H, F>(mut self, path: &str, hook: F) -> Self
     where
         H: Handler,
-        F: Fn(&UpgradeRequest<'_>) -> Result<Accepted<H>, HttpResponse> + Send + Sync + 'static,
+        F: Fn(&UpgradeRequest<'_>) -> Result<Accept<H>, HttpResponse> + Send + Sync + 'static,
     {
         let erased: Hook = Box::new(move |req| {
             hook(req).map(|a| a.map(|h| Box::new(h) as Box<dyn ErasedHandler>))
@@ -302,7 +302,7 @@ impl ServerBuilder {
     }
 
     /// Binds and starts the shards.
-    pub fn start(self) -> io::Result<Running> {
+    pub fn start(self) -> io::Result<ServerHandle> {
         if let Some(e) = self.bind_error {
             return Err(e);
         }
@@ -339,6 +339,12 @@ impl ServerBuilder {
             })?,
             None => engine.start(runtime)?,
         };
-        Ok(Running::new(handle, stats, registry, self.spawned, limits))
+        Ok(ServerHandle::new(
+            handle,
+            stats,
+            registry,
+            self.spawned,
+            limits,
+        ))
     }
 }

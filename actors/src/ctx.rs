@@ -24,6 +24,7 @@ use crate::timer::TimerId;
 
 /// What became of a message handed to [`Ctx::send_text`] or [`Ctx::send_binary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendStatus {
     /// Queued; the outbound buffer is under the high-water mark.
     Queued,
@@ -37,6 +38,7 @@ pub enum SendStatus {
 
 /// Why [`Ctx::close`] or [`Ctx::ping`] refused.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CtxError {
     /// Applications may close with 1000 or 3000–4999 only.
     #[error("close code {0} is not one an application may send (1000 or 3000-4999)")]
@@ -58,6 +60,15 @@ impl From<SendError> for CtxError {
             }
             _ => CtxError::Closing,
         }
+    }
+}
+
+impl<H> std::fmt::Debug for Ctx<'_, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("id", &self.id)
+            .field("shard", &self.cx.shard())
+            .finish_non_exhaustive()
     }
 }
 

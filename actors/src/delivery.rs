@@ -9,6 +9,7 @@ use ringsock_engine::ws::CloseCode;
 /// published message arrives for it. (Small messages published from outside the shard in a
 /// quick run are delivered as one batch, and the policy then applies to the batch as a whole.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SlowPolicy {
     /// Skip this message for that subscriber (counted in [`crate::Stats`]).
     Drop,

@@ -59,7 +59,7 @@ pub trait Handler: Sized + 'static {
         let _ = (ctx, timer);
     }
 
-    /// An outgoing connection ([`crate::Running::connect`]) did not open: refused, timed out,
+    /// An outgoing connection ([`crate::ServerHandle::connect`]) did not open: refused, timed out,
     /// or the server's answer was not a valid 101 (the error then holds its status and
     /// headers). No other callback runs for it.
     fn on_connect_failed(&mut self, error: DialError) {

@@ -42,7 +42,7 @@ pub(crate) struct Local {
 
 impl Local {
     /// Shard `shard`'s empty state.
-    pub fn new(
+    pub(crate) fn new(
         shard: usize,
         remote: Remote<Post>,
         settings: Arc<Settings>,
@@ -65,13 +65,13 @@ impl Local {
     }
 
     /// A fresh timer key.
-    pub fn timer_id(&mut self) -> u64 {
+    pub(crate) fn timer_id(&mut self) -> u64 {
         self.next_timer += 1;
         self.next_timer
     }
 
     /// The budget a delivery at `now` checks subscribers against.
-    pub fn delivery_limits(&self, now: Instant) -> DeliveryLimits {
+    pub(crate) fn delivery_limits(&self, now: Instant) -> DeliveryLimits {
         DeliveryLimits {
             high_water: self.settings.high_water,
             policy: self.settings.policy,

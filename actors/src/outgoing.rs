@@ -19,7 +19,7 @@ pub(crate) struct Outgoing {
 
 impl Outgoing {
     /// Messages as plain frames made by [`server_frame`].
-    pub fn new(plain: Bytes) -> Self {
+    pub(crate) fn new(plain: Bytes) -> Self {
         Self {
             plain,
             encoded: Vec::new(),
@@ -27,7 +27,7 @@ impl Outgoing {
     }
 
     /// Queues the messages on `ws` in the form its extensions need; false if it is not open.
-    pub fn queue(&mut self, ws: &mut Connection) -> bool {
+    pub(crate) fn queue(&mut self, ws: &mut Connection) -> bool {
         match ws.stateless_key() {
             Some(0) => ws.send_raw_frames(&self.plain).is_ok(),
             Some(key) => {

@@ -53,7 +53,7 @@ pub(crate) enum Post {
 
 impl Post {
     /// The boxed message of a tell that could not be posted.
-    pub fn into_tell_payload(self) -> Box<dyn Any + Send> {
+    pub(crate) fn into_tell_payload(self) -> Box<dyn Any + Send> {
         match self {
             Post::Tell { msg, .. } | Post::ActorTell { msg, .. } => msg,
             _ => Box::new(()),

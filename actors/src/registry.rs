@@ -21,7 +21,7 @@ pub enum TopicEvent<'a> {
     LastUnsubscribed(&'a str),
 }
 
-/// A live topic and its subscribers over all shards, as [`crate::Running::topics`] lists them.
+/// A live topic and its subscribers over all shards, as [`crate::ServerHandle::topics`] lists them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TopicInfo {
@@ -42,7 +42,7 @@ struct Live {
     shards: usize,
 }
 
-/// The server-wide topic registry, shared by every shard and the [`crate::Running`] handle.
+/// The server-wide topic registry, shared by every shard and the [`crate::ServerHandle`] handle.
 #[derive(Default)]
 pub(crate) struct Registry {
     live: Mutex<HashMap<Arc<str>, Live>>,
@@ -60,7 +60,7 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// A registry that tells `hook` of each topic's first and last subscriber.
-    pub fn new(hook: Option<TopicHook>) -> Self {
+    pub(crate) fn new(hook: Option<TopicHook>) -> Self {
         Self {
             live: Mutex::new(HashMap::new()),
             hook,
@@ -73,7 +73,7 @@ impl Registry {
     }
 
     /// A shard has its first subscriber of `topic`: the counter its subscribes add to.
-    pub fn join(&self, topic: &Arc<str>) -> Arc<AtomicUsize> {
+    pub(crate) fn join(&self, topic: &Arc<str>) -> Arc<AtomicUsize> {
         let mut live = self.lock();
         if let Some(entry) = live.get_mut(topic) {
             entry.shards += 1;
@@ -94,7 +94,7 @@ impl Registry {
     }
 
     /// A shard has lost its last subscriber of `topic`.
-    pub fn leave(&self, topic: &str) {
+    pub(crate) fn leave(&self, topic: &str) {
         let mut live = self.lock();
         let Some(entry) = live.get_mut(topic) else {
             return;
@@ -109,14 +109,14 @@ impl Registry {
     }
 
     /// Subscribers of `topic` over all shards.
-    pub fn subscribers(&self, topic: &str) -> usize {
+    pub(crate) fn subscribers(&self, topic: &str) -> usize {
         self.lock()
             .get(topic)
             .map_or(0, |t| t.subscribers.load(Ordering::Relaxed))
     }
 
     /// Every topic with a subscriber, by name.
-    pub fn list(&self) -> Vec<TopicInfo> {
+    pub(crate) fn list(&self) -> Vec<TopicInfo> {
         let mut list: Vec<TopicInfo> = self
             .lock()
             .iter()

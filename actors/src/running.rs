@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringsock_engine::client::DialOptions;
-use ringsock_engine::server::{ServerHandle, ShutdownReport};
+use ringsock_engine::server::{EngineHandle, ShutdownReport};
 use ringsock_engine::ws::{ClientHandshake, ClientOptions, Config, HandshakeError};
 
 use crate::actor::{post_spawn, Actor};
@@ -21,8 +21,9 @@ use crate::registry::{Registry, TopicInfo};
 use crate::slot::ConnInfo;
 use crate::stats::Stats;
 
-/// Why [`Running::connect`] could not start a connection.
+/// Why [`ServerHandle::connect`] could not start a connection.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The URL is not a valid ws:// or wss:// URL, or an option is invalid.
     #[error(transparent)]
@@ -35,7 +36,7 @@ pub enum ConnectError {
     Full,
 }
 
-/// Why [`Running::publish`] did not reach every shard.
+/// Why [`ServerHandle::publish`] did not reach every shard.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{full} of {shards} shard mailboxes were full; the message did not reach them")]
 pub struct PublishError {
@@ -48,16 +49,16 @@ pub struct PublishError {
 /// A running server: cheap to clone and shareable with other threads (a publisher, a signal
 /// watcher), each clone a handle to the same server. Any clone can publish, spawn, connect,
 /// read the stats and topics, wait and shut down. Dropping the last clone stops the server at
-/// once, without the close handshakes: call [`Running::shutdown`] or [`Running::wait`] first.
+/// once, without the close handshakes: call [`ServerHandle::shutdown`] or [`ServerHandle::wait`] first.
 #[derive(Clone)]
-pub struct Running {
+pub struct ServerHandle {
     inner: Arc<Shared>,
 }
 
-/// What every clone of a [`Running`] holds.
+/// What every clone of a [`ServerHandle`] holds.
 struct Shared {
     /// The engine's handle: addresses, every shard's mailbox, shutdown.
-    handle: ServerHandle<Post>,
+    handle: EngineHandle<Post>,
     /// The counters every shard adds to.
     stats: Arc<Stats>,
     /// The server-wide view of topics.
@@ -70,20 +71,20 @@ struct Shared {
     close_timeout: Duration,
 }
 
-impl fmt::Debug for Running {
+impl fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Running")
+        f.debug_struct("ServerHandle")
             .field("server", &self.inner.handle)
             .field("stats", &self.inner.stats)
             .finish_non_exhaustive()
     }
 }
 
-impl Running {
+impl ServerHandle {
     /// The handle of a server just started; `spawned` actors were posted before the start,
     /// round robin from shard 0.
     pub(crate) fn new(
-        handle: ServerHandle<Post>,
+        handle: EngineHandle<Post>,
         stats: Arc<Stats>,
         registry: Arc<Registry>,
         spawned: usize,
@@ -162,7 +163,7 @@ impl Running {
         self.connect_with(url, &ClientOptions::new(), &DialOptions::new(), handler)
     }
 
-    /// [`Running::connect`] with [`ClientOptions`] (subprotocols, extensions, extra request
+    /// [`ServerHandle::connect`] with [`ClientOptions`] (subprotocols, extensions, extra request
     /// headers) and [`DialOptions`] (TLS settings for `wss://`: private CAs, a client
     /// certificate; an HTTP CONNECT proxy, whose host is resolved here instead of the server's;
     /// the connect timeout).
@@ -176,7 +177,7 @@ impl Running {
         self.connect_from(url, options, dial, None, handler)
     }
 
-    /// [`Running::connect_with`] from a chosen local address (`None`: the kernel's pick). With
+    /// [`ServerHandle::connect_with`] from a chosen local address (`None`: the kernel's pick). With
     /// port 0 the port is picked for the whole 4-tuple at connect time, so connections spread
     /// over several source IPs (127.0.0.2, 127.0.0.3, ...) get a port range each to one server.
     /// A local address the socket cannot bind to is reported to `on_connect_failed`.
@@ -243,13 +244,13 @@ impl Running {
     /// Stops accepting, closes every WebSocket with 1001, waits up to `grace` for the close
     /// handshakes, and reports how it went.
     /// What this thread published or told before the call reaches the connections before
-    /// their 1001. Any clone may call it; the others' [`Running::wait`] returns the same
+    /// their 1001. Any clone may call it; the others' [`ServerHandle::wait`] returns the same
     /// report.
     pub fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.inner.handle.shutdown(grace)
     }
 
-    /// Waits for SIGINT or SIGTERM, then shuts down as [`Running::shutdown`] does, with `grace`
+    /// Waits for SIGINT or SIGTERM, then shuts down as [`ServerHandle::shutdown`] does, with `grace`
     /// for the close handshakes: the whole life of a server process in one call. Fails only if
     /// the signal handlers cannot be installed.
     pub fn shutdown_on_signal(&self, grace: Duration) -> io::Result<ShutdownReport> {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use ringsock_engine::http::RequestHead;
-use ringsock_engine::server::{ConnId, Cx, DialError, HttpResponse};
+use ringsock_engine::server::{ConnId, DialError, HttpResponse, ShardCx};
 use ringsock_engine::ws::ProtocolError;
 
 use crate::message::{Closed, Message};
@@ -21,14 +21,14 @@ use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::stats::Stats;
 use crate::timer::TimerId;
-use crate::upgrade::{Accepted, UpgradeRequest};
+use crate::upgrade::{Accept, UpgradeRequest};
 
 /// The engine's context as the runtime uses it.
-pub(crate) type EngineCx<'a> = Cx<'a, Runtime>;
+pub(crate) type EngineCx<'a> = ShardCx<'a, Runtime>;
 
 /// A type-erased upgrade hook: it makes the connection's handler.
 pub(crate) type Hook = Box<
-    dyn Fn(&UpgradeRequest<'_>) -> Result<Accepted<Box<dyn ErasedHandler>>, HttpResponse>
+    dyn Fn(&UpgradeRequest<'_>) -> Result<Accept<Box<dyn ErasedHandler>>, HttpResponse>
         + Send
         + Sync,
 >;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use ringsock_engine::http::{RequestHead, ResponseHead};
 use ringsock_engine::server::{
-    Accept, ConnId, Dial, DialError, HttpResponse, Remote, Service, Upgrade,
+    Accept as Admit, ConnId, Dial, DialError, HttpResponse, Remote, Service, Upgrade,
 };
 use ringsock_engine::ws::{CloseFrame, Event};
 
@@ -44,7 +44,7 @@ impl Service for Runtime {
         )
     }
 
-    fn upgrade(&self, _: &mut Local, upgrade: &Upgrade<'_>) -> Result<Accept<Slot>, HttpResponse> {
+    fn upgrade(&self, _: &mut Local, upgrade: &Upgrade<'_>) -> Result<Admit<Slot>, HttpResponse> {
         let path = upgrade.request.path();
         let Some((_, hook)) = self.routes.iter().find(|(p, _)| p == path) else {
             return Err(HttpResponse::not_found());
@@ -60,7 +60,7 @@ impl Service for Runtime {
                 .then(|| Box::new(request.clone())),
             response: None,
         };
-        Ok(Accept {
+        Ok(Admit {
             session: Slot::new(accepted.handler, info),
             protocol: accepted.protocol,
             headers: accepted.headers,

@@ -45,7 +45,7 @@ pub(crate) struct ConnInfo {
 
 impl Slot {
     /// A connection about to open, run by `handler`.
-    pub fn new(handler: Box<dyn ErasedHandler>, info: ConnInfo) -> Self {
+    pub(crate) fn new(handler: Box<dyn ErasedHandler>, info: ConnInfo) -> Self {
         Slot {
             handler: Some(handler),
             topics: Vec::new(),

@@ -39,7 +39,7 @@ pub(crate) struct Topics {
 impl Topics {
     /// An empty table that gives the topics named in `policies` their policy as they appear,
     /// and tells `registry` of each topic that appears here or leaves.
-    pub fn new(policies: Arc<HashMap<String, SlowPolicy>>, registry: Arc<Registry>) -> Self {
+    pub(crate) fn new(policies: Arc<HashMap<String, SlowPolicy>>, registry: Arc<Registry>) -> Self {
         Self {
             topics: HashMap::new(),
             policies,
@@ -48,7 +48,7 @@ impl Topics {
     }
 
     /// Adds `id` to `topic`; the shared name to remember for unsubscribing, if it was new.
-    pub fn subscribe(&mut self, topic: &str, id: ConnId) -> Option<Arc<str>> {
+    pub(crate) fn subscribe(&mut self, topic: &str, id: ConnId) -> Option<Arc<str>> {
         if let Some(t) = self.topics.get_mut(topic) {
             let added = t.subscribers.insert(id);
             if added {
@@ -71,7 +71,7 @@ impl Topics {
     }
 
     /// Removes `id` from `topic`; a topic left empty is forgotten.
-    pub fn unsubscribe(&mut self, topic: &str, id: ConnId) -> bool {
+    pub(crate) fn unsubscribe(&mut self, topic: &str, id: ConnId) -> bool {
         let Some(t) = self.topics.get_mut(topic) else {
             return false;
         };
@@ -87,12 +87,12 @@ impl Topics {
     }
 
     /// Subscribers of `topic` on this shard.
-    pub fn count_here(&self, topic: &str) -> usize {
+    pub(crate) fn count_here(&self, topic: &str) -> usize {
         self.topics.get(topic).map_or(0, |t| t.subscribers.len())
     }
 
     /// Subscribers of `topic` on every shard.
-    pub fn count(&self, topic: &str) -> usize {
+    pub(crate) fn count(&self, topic: &str) -> usize {
         match self.topics.get(topic) {
             Some(t) => t.everywhere.load(Ordering::Relaxed),
             None => self.registry.subscribers(topic),
@@ -100,7 +100,7 @@ impl Topics {
     }
 
     /// Sets the slow-subscriber policy of `topic` on this shard (while it exists).
-    pub fn set_policy(&mut self, topic: &str, policy: SlowPolicy) {
+    pub(crate) fn set_policy(&mut self, topic: &str, policy: SlowPolicy) {
         if let Some(t) = self.topics.get_mut(topic) {
             t.policy = Some(policy);
         }
@@ -108,7 +108,7 @@ impl Topics {
 
     /// Queues `out` for every subscriber of `topic` except `exclude`, applying the policy to
     /// those at or past `high_water` bytes of unwritten output.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &self,
         conns: &mut Conns<'_, Slot>,
         topic: &str,

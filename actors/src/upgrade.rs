@@ -81,13 +81,13 @@ impl<'a> UpgradeRequest<'a> {
 
 /// An upgrade hook's yes: the connection's handler, and what to add to the 101.
 #[derive(Debug)]
-pub struct Accepted<H> {
+pub struct Accept<H> {
     pub(crate) handler: H,
     pub(crate) protocol: Option<String>,
     pub(crate) headers: Vec<(String, String)>,
 }
 
-impl<H> Accepted<H> {
+impl<H> Accept<H> {
     /// Opens the connection with `handler` as its state.
     pub fn new(handler: H) -> Self {
         Self {
@@ -109,8 +109,8 @@ impl<H> Accepted<H> {
         self
     }
 
-    pub(crate) fn map<T>(self, f: impl FnOnce(H) -> T) -> Accepted<T> {
-        Accepted {
+    pub(crate) fn map<T>(self, f: impl FnOnce(H) -> T) -> Accept<T> {
+        Accept {
             handler: f(self.handler),
             protocol: self.protocol,
             headers: self.headers,

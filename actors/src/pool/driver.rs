@@ -13,7 +13,7 @@ use super::pooled::Pooled;
 use super::shared::{bump, Event, Shared};
 use super::{ClientPoolBuilder, PoolSlot};
 use crate::handler::Handler;
-use crate::running::{ConnectError, Running};
+use crate::running::{ConnectError, ServerHandle};
 
 /// The pool's thread: dials what is due as the rate and the limit on dials in flight allow,
 /// and schedules redials as handlers report failures and closes.
@@ -21,7 +21,7 @@ pub(super) struct Driver<F> {
     /// What the pool was built with.
     config: ClientPoolBuilder,
     /// The runtime the pool dials on.
-    runtime: Arc<Running>,
+    runtime: Arc<ServerHandle>,
     /// The counters and the pool's inbox.
     shared: Arc<Shared>,
     /// Makes each slot's handler, again for each redial.
@@ -55,9 +55,9 @@ where
     F: FnMut(PoolSlot) -> H + Send + 'static,
 {
     /// A driver for `config` on `runtime`, nothing dialled yet.
-    pub fn new(
+    pub(super) fn new(
         config: ClientPoolBuilder,
-        runtime: Arc<Running>,
+        runtime: Arc<ServerHandle>,
         shared: Arc<Shared>,
         factory: F,
         inbox: mpsc::Receiver<Event>,
@@ -78,7 +78,7 @@ where
 
     /// The driver thread's loop: dials every slot once, then redials as events come, until
     /// the pool stops.
-    pub fn run(mut self) {
+    pub(super) fn run(mut self) {
         let _ = self.shared.driver_thread.set(std::thread::current());
         let now = Instant::now();
         self.attempts = vec![0; self.config.connections];

@@ -19,7 +19,7 @@ use ringsock_engine::server::ShutdownReport;
 use ringsock_engine::ws::{ClientHandshake, ClientOptions};
 
 use crate::handler::Handler;
-use crate::running::{ConnectError, Running};
+use crate::running::{ConnectError, ServerHandle};
 use driver::Driver;
 use shared::{Event, Shared};
 
@@ -122,7 +122,7 @@ impl ClientPoolBuilder {
     /// [`crate::Server::builder`] without `bind`), each connection run by the handler
     /// `factory` makes for its slot. The factory runs on the pool's own thread, again for each
     /// redial. Fails if a URL is invalid (the runtime is then dropped, which stops it).
-    pub fn start<H, F>(self, runtime: Running, factory: F) -> Result<ClientPool, ConnectError>
+    pub fn start<H, F>(self, runtime: ServerHandle, factory: F) -> Result<ClientPool, ConnectError>
     where
         H: Handler + Send,
         F: FnMut(PoolSlot) -> H + Send + 'static,
@@ -154,7 +154,7 @@ impl ClientPoolBuilder {
 }
 
 /// A pool of outgoing connections: N WebSockets to one or more URLs, spread over the shards of a
-/// [`Running`] runtime, each run by a [`Handler`] a factory makes; dials paced by a rate and a
+/// [`ServerHandle`] runtime, each run by a [`Handler`] a factory makes; dials paced by a rate and a
 /// limit on handshakes in flight; lost connections dialled again after an exponential backoff;
 /// counters over the whole pool.
 ///
@@ -189,7 +189,7 @@ impl ClientPoolBuilder {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
-/// The pool dials through [`Running::connect_from`] — the same shard posts as any connection,
+/// The pool dials through [`ServerHandle::connect_from`] — the same shard posts as any connection,
 /// round robin over the shards — from one driver thread of its own, which also resolves host
 /// names (never a shard). Handlers tell the driver when a connection opens, fails or closes;
 /// counters are kept per shard by the one thread that writes them, so a message costs the pool
@@ -198,7 +198,7 @@ pub struct ClientPool {
     /// The counters and the driver's inbox.
     shared: Arc<Shared>,
     /// The runtime, shared with the driver; `None` only once `shutdown` took it.
-    runtime: Option<Arc<Running>>,
+    runtime: Option<Arc<ServerHandle>>,
     /// The driver thread, until it is joined.
     driver: Option<JoinHandle<()>>,
 }
@@ -227,7 +227,7 @@ impl ClientPool {
     }
 
     /// The runtime the connections live on (to connect others, spawn actors, publish).
-    pub fn runtime(&self) -> &Running {
+    pub fn runtime(&self) -> &ServerHandle {
         self.runtime
             .as_deref()
             .expect("the runtime lives as long as the pool")

@@ -100,7 +100,7 @@ pub(super) struct Shared {
 
 impl Shared {
     /// Counters for `shards` shards, and nothing heard yet.
-    pub fn new(shards: usize, events: mpsc::Sender<Event>) -> Self {
+    pub(super) fn new(shards: usize, events: mpsc::Sender<Event>) -> Self {
         Self {
             shards: (0..shards).map(|_| ShardCounters::default()).collect(),
             driver: DriverCounters::default(),
@@ -113,7 +113,7 @@ impl Shared {
     }
 
     /// Tells the driver something happened.
-    pub fn notify(&self, event: Event) {
+    pub(super) fn notify(&self, event: Event) {
         let _ = self.events.send(event);
         // SeqCst on both sides (here after the send, there after marking itself parked and
         // before looking at the inbox): one of the two always sees the other.
@@ -128,7 +128,7 @@ impl Shared {
 
     /// The counters now. Each is exact for its shard and read without stopping anything, so
     /// a snapshot taken while connections change may be off by those changes.
-    pub fn stats(&self) -> PoolStats {
+    pub(super) fn stats(&self) -> PoolStats {
         let mut s = PoolStats::default();
         let d = &self.driver;
         for c in self.shards.iter() {
@@ -151,7 +151,7 @@ impl Shared {
     }
 
     /// Shard `shard`'s counters.
-    pub fn shard(&self, shard: usize) -> &ShardCounters {
+    pub(super) fn shard(&self, shard: usize) -> &ShardCounters {
         // Sized by the runtime's shard count: a shard index is always in range.
         &self.shards[shard]
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use ringsock_actors::{
-    Accepted, Addr, BackendKind, Closed, Ctx, Handler, Message, Running, TellError,
+    Accept, Addr, BackendKind, Closed, Ctx, Handler, Message, ServerHandle, TellError,
 };
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -55,6 +55,7 @@ impl Handler for Named {
             Err(TellError::Gone(back)) if back == msg => format!("{to} is gone"),
             Err(TellError::Gone(back)) => format!("{to} is gone, and Gone gave back {back:?}"),
             Err(TellError::Full(_)) => format!("{to}'s shard is full"),
+            Err(other) => format!("{to}: {other}"),
         };
         ctx.send_text(&answer);
     }
@@ -73,14 +74,14 @@ type Opened = mpsc::Receiver<(String, usize, Addr<String>)>;
 /// Each connection's name as it closes, and whether an address it makes in `on_close` is alive.
 type ClosedRx = mpsc::Receiver<(String, bool)>;
 
-fn named_server(kind: BackendKind, shards: usize) -> (Running, Opened, ClosedRx) {
+fn named_server(kind: BackendKind, shards: usize) -> (ServerHandle, Opened, ClosedRx) {
     let registry = Registry::default();
     let (tx, rx) = mpsc::channel();
     let (closed_tx, closed_rx) = mpsc::channel();
     let server = start(
         kind,
         builder(kind, shards).route("/named", move |req| {
-            Ok(Accepted::new(Named {
+            Ok(Accept::new(Named {
                 name: req.query_param("name").expect("a name").into_owned(),
                 registry: registry.clone(),
                 opened: tx.clone(),
@@ -224,7 +225,7 @@ impl Handler for Blocker {
 }
 
 /// While the shard is busy its mailbox (4 posts here) fills: the fifth tell gets `Full` with its
-/// message back, and `Running::publish` reports the full shard. The four that fit arrive.
+/// message back, and `ServerHandle::publish` reports the full shard. The four that fit arrive.
 fn tell_to_a_full_mailbox_gives_the_message_back(kind: BackendKind) {
     let (tx, blocked) = mpsc::channel();
     let (release, released) = mpsc::channel();
@@ -232,7 +233,7 @@ fn tell_to_a_full_mailbox_gives_the_message_back(kind: BackendKind) {
     let server = start(
         kind,
         builder(kind, 1).mailbox(4).route("/block", move |_| {
-            Ok(Accepted::new(Blocker {
+            Ok(Accept::new(Blocker {
                 blocked: tx.clone(),
                 release: released.clone(),
             }))
@@ -249,6 +250,7 @@ fn tell_to_a_full_mailbox_gives_the_message_back(kind: BackendKind) {
                 Ok(()) => "ok".to_owned(),
                 Err(TellError::Full(back)) => format!("full, gave back {back}"),
                 Err(TellError::Gone(_)) => "gone".to_owned(),
+                Err(other) => panic!("a tell error this test does not know: {other:?}"),
             });
         }
         let published = server.publish("nowhere", "x");

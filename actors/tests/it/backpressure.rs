@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use ringsock_actors::{Accepted, BackendKind, Ctx, Handler, Message, SendStatus};
+use ringsock_actors::{Accept, BackendKind, Ctx, Handler, Message, SendStatus};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -83,7 +83,7 @@ fn sends_are_buffered_past_high_water_and_drain_fires_once_the_client_reads(kind
         builder(kind, 1)
             .high_water(HIGH_WATER, LOW_WATER)
             .route("/flood", move |_| {
-                Ok(Accepted::new(Flooder {
+                Ok(Accept::new(Flooder {
                     flood,
                     report: tx.clone(),
                 }))
@@ -180,7 +180,7 @@ fn a_send_past_the_hard_limit_is_dropped_and_closes_with_1008(kind: BackendKind)
             .high_water(HIGH_WATER, LOW_WATER)
             .max_buffered(LIMIT)
             .route("/overflow", move |_| {
-                Ok(Accepted::new(Overflow { report: tx.clone() }))
+                Ok(Accept::new(Overflow { report: tx.clone() }))
             }),
     );
     let addr = server.local_addrs()[0];

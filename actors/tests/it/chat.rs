@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message};
+use ringsock_actors::{Accept, BackendKind, Closed, Ctx, Handler, Message};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -34,7 +34,7 @@ fn chat_in_two_rooms(kind: BackendKind) {
     let server = start(
         kind,
         builder(kind, 2).route("/chat", |req| {
-            Ok(Accepted::new(Member {
+            Ok(Accept::new(Member {
                 nick: req.query_param("nick").unwrap_or_default().into_owned(),
                 room: req.query_param("room").unwrap_or_default().into_owned(),
             }))

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ringsock_actors::{
-    Accepted, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Limits,
-    Message, Running, Server,
+    Accept, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Limits,
+    Message, Server, ServerHandle,
 };
 use ringsock_testkit::on_both_backends;
 
@@ -70,7 +70,7 @@ impl Handler for Echo {
 }
 
 /// A client-only runtime: shards with no listener.
-fn client_runtime(kind: BackendKind) -> Running {
+fn client_runtime(kind: BackendKind) -> ServerHandle {
     raise_fd_limit();
     Server::builder()
         .shards(2)
@@ -92,7 +92,7 @@ fn summary(seen: &[Seen]) -> Vec<String> {
         .collect()
 }
 
-fn exchange(client: &Running, url: &str) -> Vec<Seen> {
+fn exchange(client: &ServerHandle, url: &str) -> Vec<Seen> {
     let (tx, rx) = mpsc::channel();
     client
         .connect(
@@ -118,7 +118,7 @@ fn exchange(client: &Running, url: &str) -> Vec<Seen> {
 fn against_ringsock_server(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 1).route("/echo", |_| Ok(Accepted::new(Echo))),
+        builder(kind, 1).route("/echo", |_| Ok(Accept::new(Echo))),
     );
     let client = client_runtime(kind);
     let url = format!("ws://{}/echo", server.local_addrs()[0]);
@@ -307,7 +307,7 @@ fn the_client_waits_for_the_server_to_close_the_transport(kind: BackendKind) {
 
 /// A client-only runtime (one shard) whose outgoing connections wait `wait` for the server to
 /// close the transport after the close handshake.
-fn runtime_with_server_close_timeout(kind: BackendKind, wait: Duration) -> Running {
+fn runtime_with_server_close_timeout(kind: BackendKind, wait: Duration) -> ServerHandle {
     raise_fd_limit();
     Server::builder()
         .shards(1)

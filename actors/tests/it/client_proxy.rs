@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use crate::dial_support::*;
-use ringsock_actors::{
-    Accepted, BackendKind, Ctx, DialError, DialOptions, Handler, Message, Proxy,
-};
+use ringsock_actors::{Accept, BackendKind, Ctx, DialError, DialOptions, Handler, Message, Proxy};
 use ringsock_testkit::on_both_backends;
 
 use crate::support::{builder, start};
@@ -26,7 +24,7 @@ impl Handler for Echo {
 fn ws_through_the_proxy(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 1).route("/echo", |_| Ok(Accepted::new(Echo))),
+        builder(kind, 1).route("/echo", |_| Ok(Accept::new(Echo))),
     );
     let target = server.local_addrs()[0];
     let proxy = start_proxy(ProxyRules::default(), 1);
@@ -50,7 +48,7 @@ fn ws_through_the_proxy(kind: BackendKind) {
 fn credentials_in_the_proxy_url_are_sent(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 1).route("/echo", |_| Ok(Accepted::new(Echo))),
+        builder(kind, 1).route("/echo", |_| Ok(Accept::new(Echo))),
     );
     let target = server.local_addrs()[0];
     let rules = ProxyRules {

@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ringsock_actors::{BackendKind, DialError, DialOptions, Limits, Running, Server};
+use ringsock_actors::{BackendKind, DialError, DialOptions, Limits, Server, ServerHandle};
 use ringsock_testkit::on_both_backends;
 use socket2::{Domain, Socket, Type};
 
@@ -38,7 +38,7 @@ fn full_listener() -> Option<(Socket, Vec<TcpStream>, SocketAddr)> {
     None
 }
 
-fn runtime(kind: BackendKind, handshake_timeout: Duration) -> Running {
+fn runtime(kind: BackendKind, handshake_timeout: Duration) -> ServerHandle {
     crate::support::raise_fd_limit();
     Server::builder()
         .shards(1)
@@ -52,7 +52,7 @@ fn runtime(kind: BackendKind, handshake_timeout: Duration) -> Running {
         .expect("a client runtime")
 }
 
-fn dial(client: &Running, url: &str, options: &DialOptions) -> (Vec<Seen>, Duration) {
+fn dial(client: &ServerHandle, url: &str, options: &DialOptions) -> (Vec<Seen>, Duration) {
     let (tx, rx) = mpsc::channel();
     let started = Instant::now();
     client

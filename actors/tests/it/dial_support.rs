@@ -13,7 +13,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use ringsock_actors::{BackendKind, Closed, Ctx, DialError, Handler, Message, Running, Server};
+use ringsock_actors::{
+    BackendKind, Closed, Ctx, DialError, Handler, Message, Server, ServerHandle,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -69,7 +71,7 @@ impl Handler for Client {
 }
 
 /// A client-only runtime: shards with no listener.
-pub fn client_runtime(kind: BackendKind) -> Running {
+pub fn client_runtime(kind: BackendKind) -> ServerHandle {
     raise_fd_limit();
     Server::builder()
         .shards(2)
@@ -108,7 +110,7 @@ pub fn events(rx: &mpsc::Receiver<Seen>) -> Vec<Seen> {
 /// Connects with `options` (TLS, proxy, timeouts), sends `send`, expects as many echoes;
 /// returns what the client saw.
 pub fn exchange(
-    client: &Running,
+    client: &ServerHandle,
     url: &str,
     options: &ringsock_actors::DialOptions,
     send: &[&str],

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, SelectAll, StreamExt};
 use futures_util::SinkExt;
-use ringsock_actors::{Accepted, BackendKind, Ctx, Handler, Message, Running};
+use ringsock_actors::{Accept, BackendKind, Ctx, Handler, Message, ServerHandle};
 use ringsock_testkit::on_both_backends;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -18,7 +18,7 @@ use crate::support::*;
 const TOPIC: &str = "fan";
 /// Subscribers of the client-driven case (the number).
 const SUBSCRIBERS: usize = 2_000;
-/// Subscribers of the `Running::publish` case, which adds concurrent posting from threads.
+/// Subscribers of the `ServerHandle::publish` case, which adds concurrent posting from threads.
 const THREAD_CASE_SUBSCRIBERS: usize = 500;
 const PUBLISHERS: usize = 3;
 const PER_PUBLISHER: u32 = 1_000;
@@ -48,18 +48,18 @@ impl Handler for Publisher {
     }
 }
 
-fn fanout_server(kind: BackendKind) -> (Running, Arc<[AtomicUsize; 2]>) {
+fn fanout_server(kind: BackendKind) -> (ServerHandle, Arc<[AtomicUsize; 2]>) {
     let per_shard = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let counts = per_shard.clone();
     let server = start(
         kind,
         builder(kind, 2)
             .route("/sub", move |_| {
-                Ok(Accepted::new(Subscriber {
+                Ok(Accept::new(Subscriber {
                     per_shard: counts.clone(),
                 }))
             })
-            .route("/pub", |_| Ok(Accepted::new(Publisher))),
+            .route("/pub", |_| Ok(Accept::new(Publisher))),
     );
     (server, per_shard)
 }
@@ -168,7 +168,7 @@ async fn join_readers(mut readers: JoinSet<usize>, subscribers: usize) {
     assert_eq!(read, subscribers);
 }
 
-fn check_stats(server: &Running, per_shard: &[AtomicUsize; 2], subscribers: usize) {
+fn check_stats(server: &ServerHandle, per_shard: &[AtomicUsize; 2], subscribers: usize) {
     let (a, b) = (
         per_shard[0].load(Ordering::Relaxed),
         per_shard[1].load(Ordering::Relaxed),
@@ -241,7 +241,7 @@ fn client_publishers_reach_2000_subscribers_in_order(kind: BackendKind) {
     server.shutdown(Duration::from_secs(2));
 }
 
-/// Publishers are three std threads calling `Running::publish`.
+/// Publishers are three std threads calling `ServerHandle::publish`.
 fn thread_publishers_reach_500_subscribers_in_order(kind: BackendKind) {
     let (server, per_shard) = fanout_server(kind);
     let addr = server.local_addrs()[0];

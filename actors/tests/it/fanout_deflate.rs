@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use flate2::{Decompress, FlushDecompress};
-use ringsock_actors::{Accepted, BackendKind, Ctx, DeflateOptions, Handler, Message};
+use ringsock_actors::{Accept, BackendKind, Ctx, DeflateOptions, Handler, Message};
 use ringsock_engine::ws::deflate::compressions_on_this_thread;
 use ringsock_testkit::on_both_backends;
 
@@ -102,7 +102,7 @@ fn fan_out_compresses_per_encoding(kind: BackendKind) {
         builder(kind, 1)
             .deflate(DeflateOptions::new().context_takeover(true))
             .route("/", move |_| {
-                Ok(Accepted::new(Subscriber {
+                Ok(Accept::new(Subscriber {
                     compressions: tx.clone(),
                 }))
             }),

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use crate::interop::*;
 use ringsock_actors::{
-    Accepted, BackendKind, Ctx, DataKind, DeflateOptions, Handler, HttpResponse, Message, Running,
+    Accept, BackendKind, Ctx, DataKind, DeflateOptions, Handler, HttpResponse, Message,
+    ServerHandle,
 };
 use serde_json::Value;
 
@@ -99,7 +100,7 @@ impl Handler for BrowserEcho {
 /// One server the page talks to.
 struct Target {
     label: &'static str,
-    server: Running,
+    server: ServerHandle,
     capture: Capture,
     /// What `WebSocket.extensions` must say.
     answer: &'static str,
@@ -114,12 +115,12 @@ fn target(
     deflate: Option<DeflateOptions>,
     report: &mpsc::Sender<Seen>,
     page: bool,
-) -> Running {
+) -> ServerHandle {
     let tx = report.clone();
     let mut b = builder(kind, 1)
         .keep_request_headers(true)
         .route("/echo", move |_| {
-            Ok(Accepted::new(BrowserEcho {
+            Ok(Accept::new(BrowserEcho {
                 label,
                 report: tx.clone(),
             }))

@@ -3,7 +3,7 @@
 //!
 //! - ringsock servers (the actors `Server` with `.deflate(...)`, and the engine's `Echo` with
 //!   `ringsock-echo`'s settings) × a websockets client offering every parameter combination;
-//! - ringsock's client (`Running::connect_with` with `ClientOptions::deflate`) × a websockets
+//! - ringsock's client (`ServerHandle::connect_with` with `ClientOptions::deflate`) × a websockets
 //!   server configured per connection, including servers that answer what they should not.
 //!
 //! Each case asserts the negotiated header (RFC 7692 and the rules of
@@ -24,10 +24,10 @@ use bytes::Bytes;
 use crate::interop::*;
 use crate::support::*;
 use ringsock_actors::{
-    Accepted, BackendKind, ClientOptions, Closed, Ctx, DataKind, DeflateOptions, DialError,
-    Handler, HandshakeError, Message, Running, Server,
+    Accept, BackendKind, ClientOptions, Closed, Ctx, DataKind, DeflateOptions, DialError, Handler,
+    HandshakeError, Message, Server, ServerHandle,
 };
-use ringsock_engine::server::{Echo as EngineEcho, Server as EngineServer, ServerHandle};
+use ringsock_engine::server::{Echo as EngineEcho, Engine, EngineHandle};
 use ringsock_engine::ws::ServerOptions;
 use serde_json::{json, Value};
 
@@ -84,14 +84,14 @@ impl Handler for Echo {
 
 /// A ringsock server for the Python client.
 enum Target {
-    Actors(Running),
-    Engine(ServerHandle<()>),
+    Actors(ServerHandle),
+    Engine(EngineHandle<()>),
 }
 
 impl Target {
     /// The actors server with an echo route at `/echo`, deflate as given (`None`: refused).
     fn actors(kind: BackendKind, deflate: Option<DeflateOptions>) -> Target {
-        let mut b = builder(kind, 1).route("/echo", |_| Ok(Accepted::new(Echo)));
+        let mut b = builder(kind, 1).route("/echo", |_| Ok(Accept::new(Echo)));
         if let Some(opts) = deflate {
             b = b.deflate(opts);
         }
@@ -101,7 +101,7 @@ impl Target {
     /// The engine's `Echo` service with `ringsock-echo`'s handshake options.
     fn engine_echo(kind: BackendKind) -> Target {
         raise_fd_limit();
-        let handle = EngineServer::builder()
+        let handle = Engine::builder()
             .bind("127.0.0.1:0")
             .shards(1)
             .backend(kind)
@@ -749,7 +749,7 @@ fn takeover() -> DeflateOptions {
 }
 
 /// Runs one client case against the server at `addr`; returns its outcome within [`CASE`].
-fn dial(client: &Running, addr: SocketAddr, case: &ClientCase) -> Outcome {
+fn dial(client: &ServerHandle, addr: SocketAddr, case: &ClientCase) -> Outcome {
     let mut options = ClientOptions::new();
     if let Some(opts) = &case.deflate {
         options = options.deflate(opts.clone());
@@ -847,7 +847,7 @@ fn check_client_case(case: &ClientCase, outcome: Outcome) -> Vec<String> {
 }
 
 /// A client-only runtime.
-fn client_runtime(kind: BackendKind) -> Running {
+fn client_runtime(kind: BackendKind) -> ServerHandle {
     raise_fd_limit();
     Server::builder()
         .shards(1)

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use ringsock_actors::{
-    Accepted, BackendKind, Closed, Ctx, CtxError, Handler, HttpResponse, Message, SendStatus,
+    Accept, BackendKind, Closed, Ctx, CtxError, Handler, HttpResponse, Message, SendStatus,
 };
 use ringsock_testkit::on_both_backends;
 use tokio::task::JoinSet;
@@ -60,14 +60,14 @@ impl Handler for Ending {
 fn ending_server(
     kind: BackendKind,
     shards: usize,
-) -> (ringsock_actors::Running, mpsc::Receiver<Heard>) {
+) -> (ringsock_actors::ServerHandle, mpsc::Receiver<Heard>) {
     let (tx, rx) = mpsc::channel();
     let server = start(
         kind,
         builder(kind, shards)
             .max_length(1024)
             .route("/end", move |_| {
-                Ok(Accepted::new(Ending { heard: tx.clone() }))
+                Ok(Accept::new(Ending { heard: tx.clone() }))
             })
             .http(|req| HttpResponse::text(200, format!("plain {}", req.path()))),
     );

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use ringsock_actors::{
-    Accepted, BackendKind, Closed, Ctx, Handler, Message, Running, ServerBuilder,
+    Accept, BackendKind, Closed, Ctx, Handler, Message, ServerBuilder, ServerHandle,
 };
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -45,10 +45,10 @@ impl Handler for Watched {
 fn server(
     kind: BackendKind,
     configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
-) -> (Running, mpsc::Receiver<Seen>) {
+) -> (ServerHandle, mpsc::Receiver<Seen>) {
     let (tx, rx) = mpsc::channel();
     let b = builder(kind, 1).route("/", move |_| {
-        Ok(Accepted::new(Watched { report: tx.clone() }))
+        Ok(Accept::new(Watched { report: tx.clone() }))
     });
     (start(kind, configure(b)), rx)
 }
@@ -273,9 +273,7 @@ fn own_pings_are_reported_and_automatic_ones_are_not(kind: BackendKind) {
         builder(kind, 1)
             .ping(Duration::from_millis(50))
             .pong_timeout(Duration::from_secs(2))
-            .route("/", move |_| {
-                Ok(Accepted::new(Pinger { report: tx.clone() }))
-            }),
+            .route("/", move |_| Ok(Accept::new(Pinger { report: tx.clone() }))),
     );
     let addr = server.local_addrs()[0];
     let mut raw = Raw::upgraded(addr, "/");
@@ -348,7 +346,7 @@ fn own_ping_flood_does_not_make_an_answering_peer_dead(kind: BackendKind) {
             .ping(Duration::from_millis(100))
             .pong_timeout(FLOOD_DEADLINE)
             .route("/", move |_| {
-                Ok(Accepted::new(Flooder { report: tx.clone() }))
+                Ok(Accept::new(Flooder { report: tx.clone() }))
             }),
     );
     let addr = server.local_addrs()[0];

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringsock_actors::{
-    Accepted, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, DialOptions, Handler,
-    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Running, Server,
+    Accept, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, DialOptions, Handler,
+    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Server, ServerHandle,
 };
 use ringsock_testkit::on_both_backends;
 
@@ -30,17 +30,17 @@ impl Handler for Echo {
     }
 }
 
-fn echo_server(kind: BackendKind, addr: SocketAddr) -> Running {
+fn echo_server(kind: BackendKind, addr: SocketAddr) -> ServerHandle {
     start(
         kind,
         builder(kind, 2)
             .bind(addr)
-            .route("/echo", |_| Ok(Accepted::new(Echo))),
+            .route("/echo", |_| Ok(Accept::new(Echo))),
     )
 }
 
 /// A client-only runtime of two shards.
-fn client_runtime(kind: BackendKind) -> Running {
+fn client_runtime(kind: BackendKind) -> ServerHandle {
     raise_fd_limit();
     let runtime = Server::builder()
         .shards(2)
@@ -444,7 +444,7 @@ fn connections_spread_over_local_addresses(kind: BackendKind) {
     let p = peers.clone();
     let server = start(
         kind,
-        builder(kind, 1).route("/", move |_| Ok(Accepted::new(Peer(p.clone())))),
+        builder(kind, 1).route("/", move |_| Ok(Accept::new(Peer(p.clone())))),
     );
     let sources: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
     let pool = ClientPool::builder()
@@ -604,7 +604,7 @@ fn prepared_messages_go_out_framed_once_and_discarded_payloads_keep_their_length
     let server = start(
         kind,
         builder(kind, 1).route("/", move |_| {
-            Ok(Accepted::new(Greeter {
+            Ok(Accept::new(Greeter {
                 greeting: g.clone(),
                 expected: payload.clone(),
                 checked: c.clone(),

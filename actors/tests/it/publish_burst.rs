@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ringsock_actors::{Accepted, Addr, BackendKind, Ctx, Handler};
+use ringsock_actors::{Accept, Addr, BackendKind, Ctx, Handler};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -32,7 +32,7 @@ fn burst_in_order(kind: BackendKind) {
     let (tx, rx) = mpsc::channel();
     let server = start(
         kind,
-        builder(kind, 1).route("/", move |_| Ok(Accepted::new(Sub { ready: tx.clone() }))),
+        builder(kind, 1).route("/", move |_| Ok(Accept::new(Sub { ready: tx.clone() }))),
     );
     let addr = server.local_addrs()[0];
     // The client is not read while the burst is published: it all waits in its socket.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use ringsock_actors::{
-    Accepted, Actor, ActorCtx, Addr, BackendKind, CloseCode, Ctx, Handler, Message, Server,
+    Accept, Actor, ActorCtx, Addr, BackendKind, CloseCode, Ctx, Handler, Message, Server,
     TopicEvent,
 };
 use ringsock_testkit::on_both_backends;
@@ -85,7 +85,7 @@ fn a_builder_spawned_actor_serves_the_first_connection(kind: BackendKind) {
     let server = start(
         kind,
         b.route("/fan", move |_| {
-            Ok(Accepted::new(Fan {
+            Ok(Accept::new(Fan {
                 board: board.clone(),
             }))
         }),
@@ -159,7 +159,7 @@ impl Handler for Owner {
 fn a_handler_spawns_an_actor_on_its_shard(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 2).route("/own", |_| Ok(Accepted::new(Owner { board: None }))),
+        builder(kind, 2).route("/own", |_| Ok(Accept::new(Owner { board: None }))),
     );
     let addr = server.local_addrs()[0];
     run(Duration::from_secs(30), async {
@@ -201,7 +201,7 @@ fn topics_are_counted_over_all_shards_and_the_hook_hears_first_and_last(kind: Ba
     let server = start(
         kind,
         builder(kind, 2)
-            .route("/view", |_| Ok(Accepted::new(Viewer)))
+            .route("/view", |_| Ok(Accept::new(Viewer)))
             .on_topic(move |event| {
                 let said = match event {
                     TopicEvent::FirstSubscriber(t) => format!("first {t}"),
@@ -266,7 +266,7 @@ fn topics_are_counted_over_all_shards_and_the_hook_hears_first_and_last(kind: Ba
 fn the_handle_is_shared_with_a_publisher_and_waited_on(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 2).route("/view", |_| Ok(Accepted::new(Viewer))),
+        builder(kind, 2).route("/view", |_| Ok(Accept::new(Viewer))),
     );
     let addr = server.local_addrs()[0];
     let (go_tx, go) = mpsc::channel::<()>();

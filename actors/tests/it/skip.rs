@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use ringsock_actors::{BackendKind, Closed, Ctx, Handler, Message, Running, Server};
+use ringsock_actors::{BackendKind, Closed, Ctx, Handler, Message, Server, ServerHandle};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -96,7 +96,7 @@ impl Handler for Counter {
     }
 }
 
-fn client_runtime(kind: BackendKind) -> Running {
+fn client_runtime(kind: BackendKind) -> ServerHandle {
     raise_fd_limit();
     let runtime = Server::builder()
         .shards(1)

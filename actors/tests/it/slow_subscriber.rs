@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use ringsock_actors::{
-    codes, Accepted, BackendKind, CloseCode, Ctx, Handler, Running, ServerBuilder, SlowPolicy,
+    codes, Accept, BackendKind, CloseCode, Ctx, Handler, ServerBuilder, ServerHandle, SlowPolicy,
 };
 use ringsock_testkit::on_both_backends;
 use tokio::sync::watch;
@@ -58,10 +58,13 @@ fn check(data: &[u8]) -> u32 {
     seq
 }
 
-fn server(kind: BackendKind, configure: impl FnOnce(ServerBuilder) -> ServerBuilder) -> Running {
+fn server(
+    kind: BackendKind,
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder,
+) -> ServerHandle {
     let b = builder(kind, 2)
         .high_water(HIGH_WATER, HIGH_WATER / 4)
-        .route("/sub", |_| Ok(Accepted::new(Subscriber)));
+        .route("/sub", |_| Ok(Accept::new(Subscriber)));
     start(kind, configure(b))
 }
 
@@ -88,7 +91,7 @@ async fn fast_subscribers(addr: std::net::SocketAddr) -> (JoinSet<()>, Vec<watch
 }
 
 /// Publishes every message in lockstep with the fast subscribers.
-async fn publish_in_lockstep(server: &Running, progress: &mut [watch::Receiver<u32>]) {
+async fn publish_in_lockstep(server: &ServerHandle, progress: &mut [watch::Receiver<u32>]) {
     for seq in 0..*MESSAGES {
         server.publish(TOPIC, message(seq)).unwrap();
         for rx in progress.iter_mut() {

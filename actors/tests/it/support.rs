@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use ringsock_actors::{BackendKind, Running, Server, ServerBuilder};
+use ringsock_actors::{BackendKind, Server, ServerBuilder, ServerHandle};
 use tokio::net::{TcpSocket, TcpStream as TokioTcp};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
@@ -44,7 +44,7 @@ pub fn builder(kind: BackendKind, shards: usize) -> ServerBuilder {
 }
 
 /// Starts `builder`, checking that the backend asked for is the one running (no fallback).
-pub fn start(kind: BackendKind, builder: ServerBuilder) -> Running {
+pub fn start(kind: BackendKind, builder: ServerBuilder) -> ServerHandle {
     let server = builder
         .start()
         .unwrap_or_else(|e| panic!("{kind:?} server failed to start: {e}"));

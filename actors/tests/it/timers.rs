@@ -1,5 +1,5 @@
 //! Timers of connections and of actors: they fire (not early), a cancelled one does not, a
-//! closed connection's do not, and an actor spawned with `Running::spawn` ticks, publishes to
+//! closed connection's do not, and an actor spawned with `ServerHandle::spawn` ticks, publishes to
 //! subscribers on both shards, stops, and is then gone.
 
 use std::sync::mpsc;
@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::SinkExt;
 use ringsock_actors::{
-    Accepted, Actor, ActorCtx, BackendKind, Closed, Ctx, Handler, Message, TellError, TimerId,
+    Accept, Actor, ActorCtx, BackendKind, Closed, Ctx, Handler, Message, TellError, TimerId,
 };
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -63,7 +63,7 @@ impl Handler for Timed {
 fn timers_fire_in_order_and_a_cancelled_one_does_not(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 1).route("/timed", |_| Ok(Accepted::new(Timed::default()))),
+        builder(kind, 1).route("/timed", |_| Ok(Accept::new(Timed::default()))),
     );
     let addr = server.local_addrs()[0];
     run(Duration::from_secs(20), async {
@@ -141,10 +141,10 @@ fn a_closed_connections_timers_do_not_fire(kind: BackendKind) {
         kind,
         builder(kind, 1)
             .route("/doomed", move |_| {
-                Ok(Accepted::new(Doomed { report: tx.clone() }))
+                Ok(Accept::new(Doomed { report: tx.clone() }))
             })
             .route("/witness", move |_| {
-                Ok(Accepted::new(Witness {
+                Ok(Accept::new(Witness {
                     report: witness.clone(),
                 }))
             }),
@@ -222,7 +222,7 @@ fn a_zero_delay_timer_rearmed_forever_does_not_starve_the_shard(kind: BackendKin
     let server = start(
         kind,
         builder(kind, 1).route("/spin", |_| {
-            Ok(Accepted::new(Spinner {
+            Ok(Accept::new(Spinner {
                 since: Instant::now(),
                 fired: 0,
                 stop: false,
@@ -335,7 +335,7 @@ impl Actor for Ticker {
 fn spawned_actors_tick_publish_to_both_shards_and_stop(kind: BackendKind) {
     let server = start(
         kind,
-        builder(kind, 2).route("/ticks", |_| Ok(Accepted::new(TickListener))),
+        builder(kind, 2).route("/ticks", |_| Ok(Accept::new(TickListener))),
     );
     let addr = server.local_addrs()[0];
     run(Duration::from_secs(30), async {

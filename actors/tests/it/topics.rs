@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use ringsock_actors::{Accepted, BackendKind, Closed, Ctx, Handler, Message};
+use ringsock_actors::{Accept, BackendKind, Closed, Ctx, Handler, Message};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -72,7 +72,7 @@ fn membership_follows_subscribe_unsubscribe_and_close(kind: BackendKind) {
     let server = start(
         kind,
         builder(kind, 1).route("/room", |req| {
-            Ok(Accepted::new(Member {
+            Ok(Accept::new(Member {
                 name: req.query_param("name").unwrap_or_default().into_owned(),
             }))
         }),

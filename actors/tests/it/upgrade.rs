@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use ringsock_actors::{Accepted, BackendKind, Ctx, Handler, HttpResponse, Running, UpgradeRequest};
+use ringsock_actors::{
+    Accept, BackendKind, Ctx, Handler, HttpResponse, ServerHandle, UpgradeRequest,
+};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Request};
@@ -42,7 +44,7 @@ impl Handler for Session {
     }
 }
 
-fn authenticate(req: &UpgradeRequest<'_>) -> Result<Accepted<Session>, HttpResponse> {
+fn authenticate(req: &UpgradeRequest<'_>) -> Result<Accept<Session>, HttpResponse> {
     let token = req
         .query_param("token")
         .map(|t| t.into_owned())
@@ -52,7 +54,7 @@ fn authenticate(req: &UpgradeRequest<'_>) -> Result<Accepted<Session>, HttpRespo
             HttpResponse::text(401, "who are you?").with_header("WWW-Authenticate", CHALLENGE)
         );
     };
-    let mut accepted = Accepted::new(Session {
+    let mut accepted = Accept::new(Session {
         user: user.to_owned(),
     })
     .header("X-User", user);
@@ -63,7 +65,7 @@ fn authenticate(req: &UpgradeRequest<'_>) -> Result<Accepted<Session>, HttpRespo
     Ok(accepted)
 }
 
-fn server(kind: BackendKind) -> Running {
+fn server(kind: BackendKind) -> ServerHandle {
     start(kind, builder(kind, 1).route("/secure", authenticate))
 }
 

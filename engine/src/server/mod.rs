@@ -2,8 +2,8 @@
 //! gracefully.
 //!
 //! ```no_run
-//! use ringsock_engine::server::{Echo, Server};
-//! let server = Server::builder().bind("127.0.0.1:9001").start(Echo)?;
+//! use ringsock_engine::server::{Echo, Engine};
+//! let server = Engine::builder().bind("127.0.0.1:9001").start(Echo)?;
 //! println!("echo on {} with {}", server.local_addrs()[0], server.backend());
 //! server.wait();
 //! # Ok::<(), std::io::Error>(())
@@ -27,13 +27,13 @@ use crate::ws::ServerOptions;
 
 // The contract, where users of the server look for it.
 pub use crate::service::{
-    Accept, ConnId, Conns, Cx, Dial, DialError, Echo, HttpResponse, Limits, Open, OutputLimits,
-    PostError, Remote, Service, ShutdownReport, Upgrade,
+    Accept, ConnId, Conns, Dial, DialError, Echo, HttpResponse, Limits, Open, OutputLimits,
+    PostError, Remote, Service, ShardCx, ShutdownReport, Upgrade,
 };
 
-/// Configures and starts a [`Server`].
+/// Configures and starts a [`Engine`].
 #[derive(Debug)]
-pub struct ServerBuilder {
+pub struct EngineBuilder {
     addrs: Vec<SocketAddr>,
     shards: usize,
     limits: Limits,
@@ -48,15 +48,15 @@ pub struct ServerBuilder {
     bind_error: Option<io::Error>,
 }
 
-/// The entry point: `Server::builder()`.
+/// The entry point: `Engine::builder()`.
 #[derive(Debug)]
-pub struct Server;
+pub struct Engine;
 
-impl Server {
+impl Engine {
     /// A builder with defaults: one shard per core, pinned; io_uring with epoll as fallback
     /// (`RINGSOCK_BACKEND` overrides); every path accepts WebSocket upgrades.
-    pub fn builder() -> ServerBuilder {
-        ServerBuilder {
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder {
             addrs: Vec::new(),
             shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             limits: Limits::default(),
@@ -72,11 +72,11 @@ impl Server {
     }
 }
 
-impl ServerBuilder {
+impl EngineBuilder {
     /// Adds the addresses to listen on: `"127.0.0.1:9001"`, `"[::1]:0"`, `("localhost", 9001)`
     /// or a [`SocketAddr`] (port 0 picks one, the same for all shards). A name is resolved here
     /// and every address it has is bound; one that does not resolve fails
-    /// [`ServerBuilder::start`].
+    /// [`EngineBuilder::start`].
     pub fn bind(mut self, addrs: impl ToSocketAddrs) -> Self {
         match addrs.to_socket_addrs() {
             Ok(addrs) => self.addrs.extend(addrs),
@@ -156,19 +156,19 @@ impl ServerBuilder {
     }
 
     /// Binds every address on every shard (`SO_REUSEPORT`) and starts the shards.
-    pub fn start<S: Service>(self, service: S) -> io::Result<ServerHandle<S::Post>> {
+    pub fn start<S: Service>(self, service: S) -> io::Result<EngineHandle<S::Post>> {
         let remote = Remote::new(self.shards, self.mailbox);
         self.start_with(service, remote)
     }
 
-    /// [`ServerBuilder::start`] on mailboxes made beforehand ([`Remote::new`]), so that what was
+    /// [`EngineBuilder::start`] on mailboxes made beforehand ([`Remote::new`]), so that what was
     /// posted to them before the start is the first thing each shard handles. Fails with
     /// [`io::ErrorKind::InvalidInput`] if `remote` has not one mailbox per shard.
     pub fn start_with<S: Service>(
         self,
         service: S,
         remote: Remote<S::Post>,
-    ) -> io::Result<ServerHandle<S::Post>> {
+    ) -> io::Result<EngineHandle<S::Post>> {
         if let Some(e) = self.bind_error {
             return Err(e);
         }
@@ -275,7 +275,7 @@ impl ServerBuilder {
             }
             None => eprintln!("ringsock: using the {backend} backend"),
         }
-        Ok(ServerHandle {
+        Ok(EngineHandle {
             inner: Arc::new(Running {
                 addrs,
                 backend,
@@ -298,14 +298,14 @@ struct ShardHandle {
 
 /// A running server: cheap to clone, and shareable with other threads (a publisher, a signal
 /// watcher). The server shuts down gracefully when any clone calls
-/// [`ServerHandle::shutdown`] (or [`ServerHandle::shutdown_on_signal`] sees its signal), and at
+/// [`EngineHandle::shutdown`] (or [`EngineHandle::shutdown_on_signal`] sees its signal), and at
 /// once, without a grace period, when the last clone is dropped. `P` is what its service accepts
 /// as posts.
-pub struct ServerHandle<P = ()> {
+pub struct EngineHandle<P = ()> {
     inner: Arc<Running<P>>,
 }
 
-impl<P> Clone for ServerHandle<P> {
+impl<P> Clone for EngineHandle<P> {
     fn clone(&self) -> Self {
         Self {
             inner: Arc::clone(&self.inner),
@@ -313,7 +313,7 @@ impl<P> Clone for ServerHandle<P> {
     }
 }
 
-/// What every clone of a [`ServerHandle`] shares.
+/// What every clone of a [`EngineHandle`] shares.
 struct Running<P> {
     addrs: Vec<SocketAddr>,
     backend: &'static str,
@@ -331,9 +331,9 @@ struct Stopping {
     report: Option<ShutdownReport>,
 }
 
-impl<P> std::fmt::Debug for ServerHandle<P> {
+impl<P> std::fmt::Debug for EngineHandle<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerHandle")
+        f.debug_struct("EngineHandle")
             .field("addrs", &self.inner.addrs)
             .field("backend", &self.inner.backend)
             .field("shards", &self.inner.shards.len())
@@ -341,7 +341,7 @@ impl<P> std::fmt::Debug for ServerHandle<P> {
     }
 }
 
-impl<P> ServerHandle<P> {
+impl<P> EngineHandle<P> {
     /// Posts to the shards from outside (see [`Service::on_post`]).
     pub fn remote(&self) -> &Remote<P> {
         &self.inner.remote
@@ -382,7 +382,7 @@ impl<P> ServerHandle<P> {
     }
 
     /// Waits for SIGINT or SIGTERM, then shuts down with `grace` (see
-    /// [`ServerHandle::shutdown`]): the whole life of a server process in one call. The signals
+    /// [`EngineHandle::shutdown`]): the whole life of a server process in one call. The signals
     /// are caught with handlers (no signal mask to set before the shards start), and a second
     /// Ctrl-C during the grace period does not kill the process; it is only caught while this
     /// call runs. Fails if the handlers cannot be installed.
@@ -474,7 +474,7 @@ mod tests {
     /// a second shutdown returns it again instead of stopping anything twice.
     #[test]
     fn a_clone_waits_for_the_shutdown_another_makes() {
-        let server = Server::builder()
+        let server = Engine::builder()
             .bind("127.0.0.1:0")
             .shards(1)
             .pin_threads(false)

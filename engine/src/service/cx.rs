@@ -128,7 +128,7 @@ impl<T> Conns<'_, T> {
 }
 
 /// The context of a [`Service`] callback on one shard.
-pub struct Cx<'a, S: Service> {
+pub struct ShardCx<'a, S: Service> {
     pub(crate) conns: Conns<'a, S::Session>,
     /// Outgoing connections made in this callback, for the shard to register with its reactor.
     pub(crate) dials: &'a mut Vec<Token>,
@@ -140,9 +140,9 @@ pub struct Cx<'a, S: Service> {
     pub(crate) now: Instant,
 }
 
-impl<S: Service> std::fmt::Debug for Cx<'_, S> {
+impl<S: Service> std::fmt::Debug for ShardCx<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cx")
+        f.debug_struct("ShardCx")
             .field("shard", &self.shard)
             .field("now", &self.now)
             .field("conns", &self.conns)
@@ -150,11 +150,11 @@ impl<S: Service> std::fmt::Debug for Cx<'_, S> {
     }
 }
 
-impl<'a, S: Service> Cx<'a, S> {
+impl<'a, S: Service> ShardCx<'a, S> {
     /// The same context for a shorter borrow: what a layer above hands its own callbacks by
     /// value, so that their context type needs one lifetime, not two.
-    pub fn reborrow(&mut self) -> Cx<'_, S> {
-        Cx {
+    pub fn reborrow(&mut self) -> ShardCx<'_, S> {
+        ShardCx {
             conns: self.conns.reborrow(),
             dials: &mut *self.dials,
             next_generation: &mut *self.next_generation,

@@ -35,7 +35,7 @@ pub struct Limits {
     /// shard pings, and if still nothing has arrived after as long again, it cuts the
     /// connection (reported as 1006; a close frame would wait behind the same silence). A
     /// connection that is receiving is never pinged. `None` (the default): off. (The actors
-    /// layer has its own periodic ping, `ServerBuilder::ping`.)
+    /// layer has its own periodic ping, `EngineBuilder::ping`.)
     pub keepalive: Option<Duration>,
     /// How long a sent close frame waits for the peer's before the connection is cut (1006).
     pub close_timeout: Duration,
@@ -132,7 +132,7 @@ pub(crate) struct ShardSettings {
     pub handshake: ServerOptions,
     /// Paths that accept WebSocket upgrades; empty means every path does.
     pub ws_paths: Vec<String>,
-    /// Pins the shards' random generators ([`ServerBuilder::rng_seed`]); `None`: seeded from
+    /// Pins the shards' random generators ([`EngineBuilder::rng_seed`]); `None`: seeded from
     /// the operating system.
     pub rng_seed: Option<u64>,
 }

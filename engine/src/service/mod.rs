@@ -1,6 +1,6 @@
 //! The contract between the server, its shards and the application: the [`Service`] hook (what
 //! happens at an upgrade, to an open WebSocket's events, on timers, to messages posted from
-//! other threads, and to plain HTTP), the context its callbacks get ([`Cx`]), the ids and
+//! other threads, and to plain HTTP), the context its callbacks get ([`ShardCx`]), the ids and
 //! handles they use ([`ConnId`], [`Remote`]), the answers they give ([`HttpResponse`],
 //! [`Accept`]), the limits every connection runs under and the shutdown report.
 //!
@@ -8,7 +8,7 @@
 //! use this module; it uses neither, so nothing imports back up.
 //!
 //! This is the engine's low-level interface; the actors layer implements it to run user
-//! `Handler`s. Callbacks run on the shard that owns the connection, with a [`Cx`] that reaches
+//! `Handler`s. Callbacks run on the shard that owns the connection, with a [`ShardCx`] that reaches
 //! every connection of that shard, so a reply or a fan-out is queued in place and flushed with
 //! everything else the shard writes in the same loop turn.
 
@@ -27,7 +27,7 @@ pub(crate) mod route;
 
 pub use crate::conn::dial::{Dial, DialError};
 pub use crate::conn::Open;
-pub use cx::{Conns, Cx};
+pub use cx::{Conns, ShardCx};
 pub(crate) use limits::ShardSettings;
 pub use limits::{Limits, OutputLimits, ShutdownReport};
 pub use remote::{PostError, Remote};
@@ -151,39 +151,44 @@ pub trait Service: Send + Sync + Sized + 'static {
     ) -> Result<Accept<Self::Session>, HttpResponse>;
 
     /// A WebSocket connection opened (its 101 is queued). Messages may be sent at once.
-    fn on_open(&self, cx: &mut Cx<'_, Self>, id: ConnId, request: &RequestHead) {
+    fn on_open(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, request: &RequestHead) {
         let _ = (cx, id, request);
     }
 
-    /// An outgoing connection ([`Cx::connect`]) got its 101 and is open; `response` is the
+    /// An outgoing connection ([`ShardCx::connect`]) got its 101 and is open; `response` is the
     /// server's answer (status and headers). Its events follow through [`Service::on_event`].
-    fn on_connected(&self, cx: &mut Cx<'_, Self>, id: ConnId, response: &ResponseHead) {
+    fn on_connected(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, response: &ResponseHead) {
         let _ = (cx, id, response);
     }
 
     /// An outgoing connection did not open; its session comes back.
-    fn on_connect_failed(&self, cx: &mut Cx<'_, Self>, session: Self::Session, error: DialError) {
+    fn on_connect_failed(
+        &self,
+        cx: &mut ShardCx<'_, Self>,
+        session: Self::Session,
+        error: DialError,
+    ) {
         let _ = (cx, session, error);
     }
 
     /// Something happened on an open connection. [`Event::Close`] is the last call for it,
     /// whatever ends it (close handshake, protocol error, transport loss, shutdown).
-    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event);
+    fn on_event(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, event: Event);
 
     /// The connection's unwritten output fell to the level asked for with
     /// [`Conns::notify_drain`].
-    fn on_drain(&self, cx: &mut Cx<'_, Self>, id: ConnId) {
+    fn on_drain(&self, cx: &mut ShardCx<'_, Self>, id: ConnId) {
         let _ = (cx, id);
     }
 
-    /// A timer set with [`Cx::set_timer`] is due; `id` is the connection it was set for, or
+    /// A timer set with [`ShardCx::set_timer`] is due; `id` is the connection it was set for, or
     /// `None` for a shard timer. Timers of a closed connection do not fire.
-    fn on_timer(&self, cx: &mut Cx<'_, Self>, id: Option<ConnId>, key: u64) {
+    fn on_timer(&self, cx: &mut ShardCx<'_, Self>, id: Option<ConnId>, key: u64) {
         let _ = (cx, id, key);
     }
 
     /// A message posted to this shard.
-    fn on_post(&self, cx: &mut Cx<'_, Self>, post: Self::Post) {
+    fn on_post(&self, cx: &mut ShardCx<'_, Self>, post: Self::Post) {
         let _ = (cx, post);
     }
 
@@ -191,7 +196,7 @@ pub trait Service: Send + Sync + Sized + 'static {
     /// that had any, before timers fire and before the turn's flush): the place to finish work
     /// gathered across posts. The actors runtime delivers consecutive publishes to one topic
     /// here, all at once.
-    fn on_posts_done(&self, cx: &mut Cx<'_, Self>) {
+    fn on_posts_done(&self, cx: &mut ShardCx<'_, Self>) {
         let _ = cx;
     }
 
@@ -217,7 +222,7 @@ impl Service for Echo {
         Ok(Accept::new(()))
     }
 
-    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event) {
+    fn on_event(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, event: Event) {
         use crate::ws::DataKind;
         let Some(open) = cx.conn(id) else { return };
         // A send can only fail once the connection is closing, when the echo is moot.

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use super::{HttpResponse, Service, ShardSettings, Upgrade};
 use crate::http::RequestHead;
-use crate::ws::{is_websocket_upgrade, AcceptError, Accepted, Decision, Refusal};
+use crate::ws::{is_websocket_upgrade, Decision, Negotiated, Refusal, UpgradeError};
 
 /// What the shard does with a request.
 pub(crate) enum Route<T> {
@@ -18,7 +18,7 @@ pub(crate) enum Route<T> {
     /// Open a WebSocket: write the 101 in `accepted`, then run the connection with `session`.
     WebSocket {
         /// The handshake's outcome: the 101, the subprotocol and the extension sessions.
-        accepted: Accepted,
+        accepted: Negotiated,
         /// What [`Service::upgrade`] made for the connection.
         session: T,
     },
@@ -70,8 +70,8 @@ pub(crate) fn route<S: Service>(
         })
     });
     match (accepted, session) {
-        (Err(AcceptError::Refused(refusal)), _) => Route::Answer(refusal.to_response()),
-        (Err(AcceptError::Decided(response)), _) => Route::Answer(http_bytes(&response)),
+        (Err(UpgradeError::Refused(refusal)), _) => Route::Answer(refusal.to_response()),
+        (Err(UpgradeError::Decided(response)), _) => Route::Answer(http_bytes(&response)),
         (Ok(accepted), Some(session)) => Route::WebSocket { accepted, session },
         (Ok(_), None) => Route::Answer(
             Refusal::new(500, "the upgrade was accepted without a session").to_response(),

@@ -45,7 +45,7 @@ impl<S: Service> Shard<S> {
     pub(super) fn opened(
         &mut self,
         token: Token,
-        accepted: ClientAccepted,
+        accepted: ClientNegotiated,
         used: usize,
         now: Instant,
     ) {

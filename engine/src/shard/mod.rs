@@ -40,11 +40,11 @@ use crate::http::{parse_request, RequestHead};
 use crate::reactor::{Backend, BufId, Completion, Token, MAX_IOVECS};
 use crate::service::route::{self, Route};
 use crate::service::{
-    ConnId, Conns, Cx, OutputLimits, Remote, Service, ShardSettings, ShutdownReport,
+    ConnId, Conns, OutputLimits, Remote, Service, ShardCx, ShardSettings, ShutdownReport,
 };
 use crate::timers::Timers;
 use crate::ws::extension::Extensions;
-use crate::ws::{ClientAccepted, CloseCode, Connection, Event, Refusal, State};
+use crate::ws::{ClientNegotiated, CloseCode, Connection, Event, Refusal, State};
 use refuse::Refusals;
 
 /// Control messages the server handle sends a shard (apart from the service's posts).
@@ -81,8 +81,8 @@ struct World<S: Service> {
 }
 
 impl<S: Service> World<S> {
-    fn cx(&mut self, now: Instant) -> Cx<'_, S> {
-        Cx {
+    fn cx(&mut self, now: Instant) -> ShardCx<'_, S> {
+        ShardCx {
             conns: Conns {
                 conns: &mut self.conns,
                 dirty: &mut self.dirty,

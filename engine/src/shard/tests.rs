@@ -14,7 +14,8 @@ use super::{Shard, ShardMsg};
 use crate::http::RequestHead;
 use crate::reactor::{Backend, BufId, Completion, Token, Waker};
 use crate::service::{
-    Accept, ConnId, Cx, Echo, HttpResponse, Limits, Service, ShardSettings, ShutdownReport, Upgrade,
+    Accept, ConnId, Echo, HttpResponse, Limits, Service, ShardCx, ShardSettings, ShutdownReport,
+    Upgrade,
 };
 use crate::ws::{DataKind, Event, ServerOptions};
 use ringsock_testkit::frame::{client_frame, server_frame, BINARY, CLOSE, TEXT};
@@ -367,13 +368,13 @@ impl Service for DiscardingEcho {
         Ok(Accept::new(()))
     }
 
-    fn on_open(&self, cx: &mut Cx<'_, Self>, id: ConnId, _: &RequestHead) {
+    fn on_open(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, _: &RequestHead) {
         if let Some(open) = cx.conn(id) {
             open.ws.discard_payloads(true);
         }
     }
 
-    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event) {
+    fn on_event(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, event: Event) {
         let Some(open) = cx.conn(id) else { return };
         let _ = match event {
             Event::Text(text) => open.ws.send_shared(DataKind::Text, text.into_bytes()),

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use ringsock_engine::reactor::BackendKind;
-use ringsock_engine::server::{Echo, Limits, ServerHandle};
+use ringsock_engine::server::{Echo, EngineHandle, Limits};
 use ringsock_testkit::on_both_backends;
 
 use crate::support::*;
@@ -19,7 +19,7 @@ const LONG: Duration = Duration::from_secs(2);
 /// The keepalive of the test that only waits to be cut.
 const SHORT: Duration = Duration::from_millis(300);
 
-fn server(kind: BackendKind, keepalive: Duration) -> ServerHandle {
+fn server(kind: BackendKind, keepalive: Duration) -> EngineHandle {
     let limits = Limits {
         keepalive: Some(keepalive),
         ..Limits::default()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ringsock_engine::reactor::BackendKind;
 use ringsock_engine::server::{
-    Accept, ConnId, Cx, Echo, HttpResponse, Limits, OutputLimits, Service, Upgrade,
+    Accept, ConnId, Echo, HttpResponse, Limits, OutputLimits, Service, ShardCx, Upgrade,
 };
 use ringsock_engine::ws::{CloseCode, Event, Overflow, SendError};
 use ringsock_testkit::on_both_backends;
@@ -108,7 +108,12 @@ impl Service for Flood {
     fn upgrade(&self, _: &mut (), _: &Upgrade<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))
     }
-    fn on_open(&self, cx: &mut Cx<'_, Self>, id: ConnId, _: &ringsock_engine::http::RequestHead) {
+    fn on_open(
+        &self,
+        cx: &mut ShardCx<'_, Self>,
+        id: ConnId,
+        _: &ringsock_engine::http::RequestHead,
+    ) {
         let body = bytes::Bytes::from(vec![7u8; self.size]);
         let open = cx.conn(id).unwrap();
         let results = (0..self.count)
@@ -119,14 +124,14 @@ impl Service for Flood {
             .collect();
         let _ = self.results.send(results);
     }
-    fn on_event(&self, _: &mut Cx<'_, Self>, _: ConnId, _: Event) {}
+    fn on_event(&self, _: &mut ShardCx<'_, Self>, _: ConnId, _: Event) {}
 }
 
 fn flood_server(
     kind: BackendKind,
     overflow: Overflow,
 ) -> (
-    ringsock_engine::server::ServerHandle,
+    ringsock_engine::server::EngineHandle,
     std::sync::mpsc::Receiver<Vec<Result<(), SendError>>>,
 ) {
     let (tx, rx) = std::sync::mpsc::channel();

@@ -271,7 +271,7 @@ fn ask(addr: SocketAddr, request: &[u8]) -> HttpAnswer {
 }
 
 /// A server with the `Hello` service and `/ws` registered as the WebSocket path.
-fn hello_server(kind: BackendKind) -> ringsock_engine::server::ServerHandle {
+fn hello_server(kind: BackendKind) -> ringsock_engine::server::EngineHandle {
     start(
         kind,
         Setup {

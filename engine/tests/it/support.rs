@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use ringsock_engine::http::RequestHead;
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
 use ringsock_engine::server::{
-    Accept, ConnId, Cx, HttpResponse, Limits, Remote, Server, ServerHandle, Service, Upgrade,
+    Accept, ConnId, Engine, EngineHandle, HttpResponse, Limits, Remote, Service, ShardCx, Upgrade,
 };
 use ringsock_engine::ws::{DataKind, Event};
 use tokio::net::TcpStream as TokioTcp;
@@ -41,7 +41,7 @@ impl Service for Hello {
         Ok(Accept::new(()))
     }
 
-    fn on_event(&self, cx: &mut Cx<'_, Self>, id: ConnId, event: Event) {
+    fn on_event(&self, cx: &mut ShardCx<'_, Self>, id: ConnId, event: Event) {
         if let Some(open) = cx.conn(id) {
             let _ = match event {
                 Event::Text(text) => open.ws.send_shared(DataKind::Text, text.into_bytes()),
@@ -78,7 +78,7 @@ impl Default for Setup {
 }
 
 /// Starts a server on `kind` (never falling back) with unpinned threads.
-pub fn start<S: Service>(kind: BackendKind, setup: Setup, service: S) -> ServerHandle<S::Post> {
+pub fn start<S: Service>(kind: BackendKind, setup: Setup, service: S) -> EngineHandle<S::Post> {
     try_start(kind, setup, service).unwrap_or_else(|e| panic!("{kind:?} server failed: {e}"))
 }
 
@@ -87,9 +87,9 @@ pub fn try_start<S: Service>(
     kind: BackendKind,
     setup: Setup,
     service: S,
-) -> io::Result<ServerHandle<S::Post>> {
+) -> io::Result<EngineHandle<S::Post>> {
     raise_fd_limit();
-    let mut builder = Server::builder()
+    let mut builder = Engine::builder()
         .bind(setup.addr)
         .shards(setup.shards)
         .backend(kind)

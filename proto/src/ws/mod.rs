@@ -28,7 +28,7 @@ pub use deflate::{DeflateOptions, PerMessageDeflate, Strategy as DeflateStrategy
 pub use extension::{DataKind, Extension, ExtensionError, ExtensionSession, Extensions, Rsv};
 pub use frame::{client_frame, server_frame, server_frame_rsv, FrameError, FrameHeader, OpCode};
 pub use handshake::{
-    accept_key, is_websocket_upgrade, AcceptError, Accepted, ClientAccepted, ClientHandshake,
-    ClientOptions, Decision, HandshakeError, ProtocolSelector, Refusal, ServerOptions,
+    accept_key, is_websocket_upgrade, ClientHandshake, ClientNegotiated, ClientOptions, Decision,
+    HandshakeError, Negotiated, ProtocolSelector, Refusal, ServerOptions, UpgradeError,
 };
 pub use message::Utf8Bytes;

@@ -5,7 +5,7 @@
 //! it receives until the server closes, then asks `/updateReports?agent=AGENT` to write the
 //! reports.
 //!
-//! It is an ordinary actors client: a client-only runtime (no listener), `Running::connect_with`
+//! It is an ordinary actors client: a client-only runtime (no listener), `ServerHandle::connect_with`
 //! and a [`Handler`] that echoes; the close handshake, pings, UTF-8 checks and protocol errors
 //! are the library's, at its default limits. permessage-deflate is offered by default with
 //! context takeover both ways, so that the fuzzing server's 12.x and 13.x cases exercise the
@@ -22,8 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ringsock_actors::{
-    ClientOptions, Closed, Ctx, DeflateOptions, DialError, DialOptions, Handler, Message, Running,
-    Server,
+    ClientOptions, Closed, Ctx, DeflateOptions, DialError, DialOptions, Handler, Message, Server,
+    ServerHandle,
 };
 
 const USAGE: &str = "usage: ringsock-autobahn-client [--url ws://127.0.0.1:9001] [--agent NAME]
@@ -158,7 +158,7 @@ fn main() -> ExitCode {
 
 /// Opens one connection to `path` and waits, at most `limit`, for it to end.
 fn visit(
-    client: &Running,
+    client: &ServerHandle,
     options: &ClientOptions,
     url: &str,
     limit: Duration,

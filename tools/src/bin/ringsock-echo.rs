@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ringsock_engine::reactor::{BackendKind, PoolConfig};
-use ringsock_engine::server::{Echo, Limits, Server};
+use ringsock_engine::server::{Echo, Engine, Limits};
 use ringsock_engine::ws::{DeflateOptions, ServerOptions};
 use ringsock_tools::SHUTDOWN_GRACE;
 
@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let mut builder = Server::builder();
+    let mut builder = Engine::builder();
     let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut pool = PoolConfig::default();
     let mut limits = Limits {

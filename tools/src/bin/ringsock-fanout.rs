@@ -1,7 +1,7 @@
 //! `ringsock-fanout`: the actors server as a push service, for the fan-out and idle-memory
 //! benchmarks. Every WebSocket on `/` gets a small handler (one `u64`) and is subscribed to one
 //! topic; a publisher thread publishes `--size`-byte binary messages to it through
-//! [`Running::publish`], in bursts of `--burst`, either at `--rate` messages per second or flat out
+//! [`ServerHandle::publish`], in bursts of `--burst`, either at `--rate` messages per second or flat out
 //! (backing off while the shard's mailbox is full). `--idle` leaves out the subscription and the
 //! publisher: what is left is the per-connection cost of an actors connection. An idle
 //! connection answers each message with the same message, so that a memory benchmark can make
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringsock_actors::{
-    Accepted, BackendKind, Closed, Ctx, DataKind, DeflateOptions, Handler, Message, Running, Server,
+    Accept, BackendKind, Closed, Ctx, DataKind, DeflateOptions, Handler, Message, Server,
+    ServerHandle,
 };
 use ringsock_tools::SHUTDOWN_GRACE;
 
@@ -208,9 +209,9 @@ fn run(o: Options) -> Result<(), String> {
         builder = builder.bind(*addr);
     }
     builder = if o.idle {
-        builder.route("/", |_| Ok(Accepted::new(Idle { received: 0 })))
+        builder.route("/", |_| Ok(Accept::new(Idle { received: 0 })))
     } else {
-        builder.route("/", |_| Ok(Accepted::new(Subscriber { received: 0 })))
+        builder.route("/", |_| Ok(Accept::new(Subscriber { received: 0 })))
     };
     let server = builder.start().map_err(|e| format!("cannot start: {e}"))?;
     let listening: Vec<String> = server.local_addrs().iter().map(|a| a.to_string()).collect();
@@ -273,7 +274,7 @@ fn run(o: Options) -> Result<(), String> {
 /// burst's time. A full mailbox is retried after a short sleep, never skipped: every message the
 /// publisher counts reached the shard.
 fn publisher(
-    server: &Running,
+    server: &ServerHandle,
     o: &Options,
     stop: &AtomicBool,
     accepted: &AtomicU64,

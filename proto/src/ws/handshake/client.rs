@@ -253,13 +253,13 @@ impl ClientHandshake {
     pub fn read_response(
         &self,
         buf: &[u8],
-    ) -> Result<Option<(ClientAccepted, usize)>, HandshakeError> {
+    ) -> Result<Option<(ClientNegotiated, usize)>, HandshakeError> {
         let Some((response, len)) = parse_response(buf, &self.limits)? else {
             return Ok(None);
         };
         match self.check(&response) {
             Ok((protocol, extensions)) => Ok(Some((
-                ClientAccepted {
+                ClientNegotiated {
                     status: response.status(),
                     response,
                     protocol,
@@ -347,7 +347,7 @@ impl Failure {
 }
 
 /// A handshake the server accepted.
-pub struct ClientAccepted {
+pub struct ClientNegotiated {
     /// The status code (always 101).
     pub status: u16,
     /// The whole response head, for its headers (e.g. `Set-Cookie`).
@@ -358,9 +358,9 @@ pub struct ClientAccepted {
     pub extensions: Vec<Box<dyn ExtensionSession>>,
 }
 
-impl fmt::Debug for ClientAccepted {
+impl fmt::Debug for ClientNegotiated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientAccepted")
+        f.debug_struct("ClientNegotiated")
             .field("status", &self.status)
             .field("response", &self.response)
             .field("protocol", &self.protocol)
@@ -401,7 +401,7 @@ mod tests {
         )
     }
 
-    fn read(opts: &ClientOptions, response: &str) -> Result<ClientAccepted, HandshakeError> {
+    fn read(opts: &ClientOptions, response: &str) -> Result<ClientNegotiated, HandshakeError> {
         hs("ws://h/", opts)
             .read_response(response.as_bytes())
             .map(|r| r.unwrap().0)

@@ -9,10 +9,11 @@ mod client;
 mod error;
 mod server;
 
-pub use client::{ClientAccepted, ClientHandshake, ClientOptions};
+pub use client::{ClientHandshake, ClientNegotiated, ClientOptions};
 pub use error::HandshakeError;
 pub use server::{
-    is_websocket_upgrade, AcceptError, Accepted, Decision, ProtocolSelector, Refusal, ServerOptions,
+    is_websocket_upgrade, Decision, Negotiated, ProtocolSelector, Refusal, ServerOptions,
+    UpgradeError,
 };
 
 use sha1::{Digest, Sha1};

@@ -160,10 +160,10 @@ impl ServerOptions {
     /// are read as frames, so a body would be misread); `Sec-WebSocket-Extensions` follows the
     /// grammar; `Sec-WebSocket-Protocol` entries are tokens. Every refusal is a 400 except a
     /// selector answering with an unoffered protocol (500).
-    pub fn accept(&self, req: &RequestHead) -> Result<Accepted, Refusal> {
+    pub fn accept(&self, req: &RequestHead) -> Result<Negotiated, Refusal> {
         self.accept_with(req, |_| Ok::<_, Refusal>(Decision::default()))
             .map_err(|e| match e {
-                AcceptError::Refused(r) | AcceptError::Decided(r) => r,
+                UpgradeError::Refused(r) | UpgradeError::Decided(r) => r,
             })
     }
 
@@ -174,8 +174,8 @@ impl ServerOptions {
         &self,
         req: &RequestHead,
         decide: impl FnOnce(&[&str]) -> Result<Decision, E>,
-    ) -> Result<Accepted, AcceptError<E>> {
-        let refuse = |r: Refusal| Err(AcceptError::Refused(r));
+    ) -> Result<Negotiated, UpgradeError<E>> {
+        let refuse = |r: Refusal| Err(UpgradeError::Refused(r));
         if let Some(problem) = upgrade_problem(req) {
             return refuse(Refusal::bad_request(problem));
         }
@@ -232,7 +232,7 @@ impl ServerOptions {
         }
 
         let offers = extension_elements(h)
-            .map_err(|e| AcceptError::Refused(Refusal::bad_request(e.to_string())))?;
+            .map_err(|e| UpgradeError::Refused(Refusal::bad_request(e.to_string())))?;
 
         let mut offered: Vec<&str> = Vec::new();
         for line in h.get_all_bytes("sec-websocket-protocol") {
@@ -250,7 +250,7 @@ impl ServerOptions {
                 }
             }
         }
-        let decision = decide(&offered).map_err(AcceptError::Decided)?;
+        let decision = decide(&offered).map_err(UpgradeError::Decided)?;
         let protocol = match decision.protocol {
             Some(p) if offered.contains(&p.as_str()) => Some(p),
             Some(_) => {
@@ -259,13 +259,13 @@ impl ServerOptions {
                     "The upgrade hook chose a subprotocol the client did not offer",
                 ))
             }
-            None => self.select(&offered).map_err(AcceptError::Refused)?,
+            None => self.select(&offered).map_err(UpgradeError::Refused)?,
         };
 
         let (responses, extensions) = negotiate_server(&self.extensions, &offers);
 
         let server_error = |e: InvalidHeader| {
-            AcceptError::Refused(Refusal::new(
+            UpgradeError::Refused(Refusal::new(
                 500,
                 format!("Invalid response header configured on the server: {e}"),
             ))
@@ -292,7 +292,7 @@ impl ServerOptions {
             }
             w.header(name, value).map_err(server_error)?;
         }
-        Ok(Accepted {
+        Ok(Negotiated {
             response: w.finish(),
             protocol,
             extensions,
@@ -332,7 +332,7 @@ pub struct Decision {
 
 /// Why [`ServerOptions::accept_with`] did not upgrade.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AcceptError<E> {
+pub enum UpgradeError<E> {
     /// The request failed a handshake check (or the server's configuration is wrong).
     Refused(Refusal),
     /// The application refused it.
@@ -340,7 +340,7 @@ pub enum AcceptError<E> {
 }
 
 /// A request the server agreed to upgrade.
-pub struct Accepted {
+pub struct Negotiated {
     /// The complete 101 head to send; frames may follow it at once.
     pub response: Vec<u8>,
     /// The chosen subprotocol, if any.
@@ -349,9 +349,9 @@ pub struct Accepted {
     pub extensions: Vec<Box<dyn ExtensionSession>>,
 }
 
-impl fmt::Debug for Accepted {
+impl fmt::Debug for Negotiated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Accepted")
+        f.debug_struct("Negotiated")
             .field("response", &String::from_utf8_lossy(&self.response))
             .field("protocol", &self.protocol)
             .field("extensions", &self.extensions.len())
