@@ -16,7 +16,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringsock_actors::{
-    Accept, Actor, ActorCtx, Addr, Closed, Ctx, Handler, HttpResponse, Message, Server, TimerId,
+    Accept, Actor, ActorCtx, Addr, CloseCode, Closed, Ctx, Handler, HttpResponse, Message, Server,
+    TimerId,
 };
 
 /// The match's state broadcasts go to this topic.
@@ -121,7 +122,7 @@ impl Handler for Player {
             name: self.name.clone(),
         };
         if self.game.tell(join).is_err() {
-            let _ = ctx.close(4000, "the match is not running");
+            let _ = ctx.close(CloseCode(4000), "the match is not running");
         }
     }
 

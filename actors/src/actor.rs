@@ -70,7 +70,7 @@ impl<A: Actor> ActorCtx<'_, A> {
     pub fn addr(&mut self) -> Addr<A::Msg> {
         let shard = self.cx.shard();
         let actor = self.actor;
-        let local = self.cx.local();
+        let local = self.cx.local_mut();
         let alive = local
             .actors
             .get(&actor)
@@ -84,19 +84,19 @@ impl<A: Actor> ActorCtx<'_, A> {
     }
 
     /// Subscribers of `topic` on every shard.
-    pub fn subscribers(&mut self, topic: &str) -> usize {
+    pub fn subscribers(&self, topic: &str) -> usize {
         self.cx.local().topics.count(topic)
     }
 
     /// Subscribers of `topic` on this shard.
-    pub fn subscribers_here(&mut self, topic: &str) -> usize {
+    pub fn subscribers_here(&self, topic: &str) -> usize {
         self.cx.local().topics.count_here(topic)
     }
 
     /// Starts `actor` on this shard and returns its address. It starts (`on_start`) after this
     /// callback returns, before any message posted to it.
     pub fn spawn<B: Actor>(&mut self, actor: B) -> Addr<B::Msg> {
-        let local = self.cx.local();
+        let local = self.cx.local_mut();
         let id = local.stats.next_actor.fetch_add(1, Ordering::Relaxed);
         post_spawn(&local.remote, local.shard, id, actor)
     }
@@ -105,7 +105,7 @@ impl<A: Actor> ActorCtx<'_, A> {
     pub fn set_timer(&mut self, after: Duration) -> TimerId {
         let at = self.cx.now() + after;
         let actor = self.actor;
-        let local = self.cx.local();
+        let local = self.cx.local_mut();
         let key = local.timer_id();
         local.actor_timers.insert(key, actor);
         self.cx.set_timer(None, at, key);
@@ -114,7 +114,7 @@ impl<A: Actor> ActorCtx<'_, A> {
 
     /// Cancels a timer; false if it already fired or was cancelled.
     pub fn cancel_timer(&mut self, timer: TimerId) -> bool {
-        self.cx.local().actor_timers.remove(&timer.0).is_some()
+        self.cx.local_mut().actor_timers.remove(&timer.0).is_some()
     }
 
     /// Stops the actor after this callback: [`Actor::on_stop`] runs, its address goes dead.
@@ -164,7 +164,7 @@ impl<A: Actor> ErasedActor for A {
 /// timers and its addresses.
 fn run(cx: &mut EngineCx<'_>, actor: u64, what: Call) {
     let Some(mut boxed) = cx
-        .local()
+        .local_mut()
         .actors
         .get_mut(&actor)
         .and_then(|e| e.actor.take())
@@ -173,14 +173,14 @@ fn run(cx: &mut EngineCx<'_>, actor: u64, what: Call) {
     };
     if boxed.call(cx, actor, what) {
         boxed.stop(cx, actor);
-        let local = cx.local();
+        let local = cx.local_mut();
         if let Some(entry) = local.actors.remove(&actor) {
             entry.alive.store(false, Ordering::Release);
         }
         local.actor_timers.retain(|_, a| *a != actor);
         return;
     }
-    if let Some(entry) = cx.local().actors.get_mut(&actor) {
+    if let Some(entry) = cx.local_mut().actors.get_mut(&actor) {
         entry.actor = Some(boxed);
     }
 }
@@ -213,7 +213,7 @@ pub(crate) fn start(
     boxed: Box<dyn ErasedActor + Send>,
     alive: Arc<AtomicBool>,
 ) {
-    cx.local().actors.insert(
+    cx.local_mut().actors.insert(
         actor,
         ActorEntry {
             actor: Some(boxed),
@@ -230,7 +230,7 @@ pub(crate) fn tell(cx: &mut EngineCx<'_>, actor: u64, msg: Box<dyn Any + Send>) 
 
 /// A shard timer fired: it belongs to an actor, unless cancelled.
 pub(crate) fn on_shard_timer(cx: &mut EngineCx<'_>, key: u64) {
-    if let Some(actor) = cx.local().actor_timers.remove(&key) {
+    if let Some(actor) = cx.local_mut().actor_timers.remove(&key) {
         run(cx, actor, Call::Timer(TimerId(key)));
     }
 }

@@ -88,8 +88,12 @@ impl<'a, H> Ctx<'a, H> {
         }
     }
 
-    fn slot(&mut self) -> Option<&mut Slot> {
+    fn slot_ref(&self) -> Option<&Slot> {
         self.cx.conns().session(self.id)
+    }
+
+    fn slot(&mut self) -> Option<&mut Slot> {
+        self.cx.conns_mut().session_mut(self.id)
     }
 
     /// The same context seen by another handler type: a wrapping handler
@@ -103,7 +107,7 @@ impl<'a, H> Ctx<'a, H> {
     }
 
     /// Messages sent with [`Ctx::send`] on this shard so far, and their payload bytes.
-    pub(crate) fn shard_sent(&mut self) -> (u64, u64) {
+    pub(crate) fn shard_sent(&self) -> (u64, u64) {
         let sent = &self.cx.local().sent;
         (sent.messages, sent.bytes)
     }
@@ -190,7 +194,7 @@ impl<'a, H> Ctx<'a, H> {
         if queued + open.ws.pending_output() < high_water {
             return SendStatus::Queued;
         }
-        self.cx.conns().notify_drain(id, low_water);
+        self.cx.conns_mut().notify_drain(id, low_water);
         SendStatus::Buffered
     }
 
@@ -208,17 +212,16 @@ impl<'a, H> Ctx<'a, H> {
     }
 
     /// Starts the close handshake: code 1000 or 3000–4999, reason of at most 123 bytes.
-    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), CtxError> {
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), CtxError> {
         let (id, now) = (self.id, self.cx.now());
         let open = self.cx.conn(id).ok_or(CtxError::Closing)?;
-        open.ws.close(CloseCode(code), reason, now)?;
+        open.ws.close(code, reason, now)?;
         Ok(())
     }
 
     /// The subprotocol agreed in the handshake.
-    pub fn protocol(&mut self) -> Option<&str> {
-        let id = self.id;
-        self.cx.conn(id)?.protocol.as_deref()
+    pub fn protocol(&self) -> Option<&str> {
+        self.cx.conns().view(self.id)?.protocol.as_deref()
     }
 
     /// The WebSocket protocol version (13).
@@ -227,29 +230,29 @@ impl<'a, H> Ctx<'a, H> {
     }
 
     /// The request target of the upgrade: path and query.
-    pub fn url(&mut self) -> &str {
-        self.slot().map_or("", |s| &s.info.target)
+    pub fn url(&self) -> &str {
+        self.slot_ref().map_or("", |s| &s.info.target)
     }
 
     /// The upgrade request, if the server keeps it (`keep_request_headers`).
-    pub fn request(&mut self) -> Option<&RequestHead> {
-        self.slot()?.info.request.as_deref()
+    pub fn request(&self) -> Option<&RequestHead> {
+        self.slot_ref()?.info.request.as_deref()
     }
 
     /// One header of the upgrade request, if the server keeps it.
-    pub fn request_header(&mut self, name: &str) -> Option<&str> {
+    pub fn request_header(&self, name: &str) -> Option<&str> {
         self.request()?.headers().get(name)
     }
 
     /// The server's 101 answer, on a connection this side opened.
-    pub fn response(&mut self) -> Option<&ResponseHead> {
-        self.slot()?.info.response.as_deref()
+    pub fn response(&self) -> Option<&ResponseHead> {
+        self.slot_ref()?.info.response.as_deref()
     }
 
     /// An address for posting `M` to this connection, dead from the start if the connection is
     /// closed or gone; [`Ctx::addr`] names `M` as the handler's message type.
     pub(crate) fn address<M>(&mut self) -> Addr<M> {
-        let remote = self.cx.local().remote.clone();
+        let remote = self.cx.local_mut().remote.clone();
         let shard = self.cx.shard();
         let id = self.id;
         let alive = match self.slot() {
@@ -264,8 +267,8 @@ impl<'a, H> Ctx<'a, H> {
     }
 
     /// The peer's address (for an outgoing connection through a proxy, the proxy's).
-    pub fn peer_addr(&mut self) -> Option<SocketAddr> {
-        self.slot()?.info.peer
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.slot_ref()?.info.peer
     }
 
     /// Subscribes this connection to `topic` (no effect if it already is, or from
@@ -273,7 +276,7 @@ impl<'a, H> Ctx<'a, H> {
     pub fn subscribe(&mut self, topic: &str) {
         let id = self.id;
         let (local, conns) = self.cx.split();
-        let Some(slot) = conns.session(id).filter(|slot| !slot.closed) else {
+        let Some(slot) = conns.session_mut(id).filter(|slot| !slot.closed) else {
             return;
         };
         if let Some(name) = local.topics.subscribe(topic, id) {
@@ -285,7 +288,7 @@ impl<'a, H> Ctx<'a, H> {
     pub fn unsubscribe(&mut self, topic: &str) {
         let id = self.id;
         let (local, conns) = self.cx.split();
-        let Some(slot) = conns.session(id) else {
+        let Some(slot) = conns.session_mut(id) else {
             return;
         };
         if local.topics.unsubscribe(topic, id) {
@@ -307,31 +310,31 @@ impl<'a, H> Ctx<'a, H> {
     }
 
     /// Subscribers of `topic` on every shard.
-    pub fn subscribers(&mut self, topic: &str) -> usize {
+    pub fn subscribers(&self, topic: &str) -> usize {
         self.cx.local().topics.count(topic)
     }
 
     /// Subscribers of `topic` on this shard.
-    pub fn subscribers_here(&mut self, topic: &str) -> usize {
+    pub fn subscribers_here(&self, topic: &str) -> usize {
         self.cx.local().topics.count_here(topic)
     }
 
     /// Starts `actor` on this connection's shard and returns its address. It starts
     /// (`on_start`) after this callback returns, before any message posted to it.
     pub fn spawn<A: Actor>(&mut self, actor: A) -> Addr<A::Msg> {
-        let local = self.cx.local();
+        let local = self.cx.local_mut();
         let id = local.stats.next_actor.fetch_add(1, Ordering::Relaxed);
         post_spawn(&local.remote, local.shard, id, actor)
     }
 
     /// Sets the slow-subscriber policy of `topic` on this shard.
     pub fn set_topic_policy(&mut self, topic: &str, policy: SlowPolicy) {
-        self.cx.local().topics.set_policy(topic, policy);
+        self.cx.local_mut().topics.set_policy(topic, policy);
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) after `after`, unless cancelled or the connection closes.
     pub fn set_timer(&mut self, after: Duration) -> TimerId {
-        let key = self.cx.local().timer_id();
+        let key = self.cx.local_mut().timer_id();
         let at = self.cx.now() + after;
         let id = self.id;
         if let Some(slot) = self.slot().filter(|slot| !slot.closed) {

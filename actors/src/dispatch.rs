@@ -35,11 +35,15 @@ impl<H: Handler> ErasedHandler for H {
 /// Runs one handler callback for `id`: the handler is taken out of its slot for the call, so
 /// the callback's context can reach every connection of the shard, its own included.
 pub(crate) fn call(cx: &mut EngineCx<'_>, id: ConnId, what: Dispatch) {
-    let Some(mut handler) = cx.conns().session(id).and_then(|s| s.handler.take()) else {
+    let Some(mut handler) = cx
+        .conns_mut()
+        .session_mut(id)
+        .and_then(|s| s.handler.take())
+    else {
         return;
     };
     handler.dispatch(cx, id, what);
-    if let Some(slot) = cx.conns().session(id) {
+    if let Some(slot) = cx.conns_mut().session_mut(id) {
         slot.handler = Some(handler);
     }
 }

@@ -20,7 +20,7 @@ pub(crate) fn start(cx: &mut EngineCx<'_>, settings: &Settings, id: ConnId) {
 /// Whether a pong answers the automatic ping, which the handler does not hear of; if so, the
 /// ping is settled.
 pub(crate) fn answered(cx: &mut EngineCx<'_>, id: ConnId, ping: Option<PingId>) -> bool {
-    let Some(slot) = cx.conns().session(id) else {
+    let Some(slot) = cx.conns_mut().session_mut(id) else {
         return false;
     };
     if ping.is_some() && ping == slot.auto_ping.map(|(p, _)| p) {
@@ -65,8 +65,8 @@ fn tick(cx: &mut EngineCx<'_>, settings: &Settings, id: ConnId) {
 /// The deadline of automatic ping `ping` has come: the connection is cut unless it was answered
 /// or anything arrived since.
 fn pong_due(cx: &mut EngineCx<'_>, id: ConnId, ping: PingId) {
-    let last = cx.conns().last_received(id);
-    let Some(slot) = cx.conns().session(id) else {
+    let last = cx.conns_mut().last_received(id);
+    let Some(slot) = cx.conns_mut().session_mut(id) else {
         return;
     };
     let Some((outstanding, sent)) = slot.auto_ping else {
@@ -81,6 +81,6 @@ fn pong_due(cx: &mut EngineCx<'_>, id: ConnId, ping: PingId) {
         slot.auto_ping = None;
     } else {
         // The peer is gone or wedged: a close frame would wait behind the same silence.
-        cx.conns().abort(id);
+        cx.conns_mut().abort(id);
     }
 }

@@ -113,9 +113,11 @@ pub use upgrade::{Accept, UpgradeRequest};
 pub use ringsock_engine::client::{
     DialOptions, Proxy, ProxyError, TlsConfig, TlsError, TlsOptions,
 };
-pub use ringsock_engine::http::RequestHead;
-pub use ringsock_engine::http::ResponseHead;
-pub use ringsock_engine::reactor::BackendKind;
-pub use ringsock_engine::server::{ConnId, DialError, HttpResponse, Limits, ShutdownReport};
+pub use ringsock_engine::http::{HeadLimits, InvalidHeader, RequestHead, ResponseHead};
+pub use ringsock_engine::server::{
+    ConnId, DialError, HttpResponse, Limits, OutputLimits, ShutdownReport,
+};
+pub use ringsock_engine::ws::Utf8Bytes;
 pub use ringsock_engine::ws::{ClientOptions, DeflateOptions, DeflateStrategy, HandshakeError};
-pub use ringsock_engine::ws::{CloseCode, DataKind, ProtocolError, Utf8Bytes};
+pub use ringsock_engine::ws::{CloseCode, DataKind, Overflow, ProtocolError, ServerOptions};
+pub use ringsock_engine::{BackendKind, PoolConfig};

@@ -53,9 +53,9 @@ pub(crate) fn publish(
 /// it does not fit), a large one is delivered at once, as it gains nothing from company.
 pub(crate) fn posted(cx: &mut EngineCx<'_>, topic: Arc<str>, frame: Bytes) {
     if frame.len() < BATCH_FRAME_MAX {
-        if !cx.local().batch.add(&topic, &frame) {
+        if !cx.local_mut().batch.add(&topic, &frame) {
             deliver_batch(cx);
-            cx.local().batch.add(&topic, &frame);
+            cx.local_mut().batch.add(&topic, &frame);
         }
     } else {
         publish(cx, &topic, frame, None, false);
@@ -74,7 +74,7 @@ pub(crate) fn deliver_batch_unless_small_publish(cx: &mut EngineCx<'_>, post: &P
 /// Delivers the batch of posted publishes, if any: each subscriber gets all its messages at once
 /// (or, past the high-water mark, none of them).
 pub(crate) fn deliver_batch(cx: &mut EngineCx<'_>) {
-    let Some((topic, frames, messages)) = cx.local().batch.take() else {
+    let Some((topic, frames, messages)) = cx.local_mut().batch.take() else {
         return;
     };
     let now = cx.now();

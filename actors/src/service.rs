@@ -73,7 +73,7 @@ impl Service for Runtime {
     }
 
     fn on_connected(&self, cx: &mut EngineCx<'_>, id: ConnId, response: &ResponseHead) {
-        if let Some(slot) = cx.conns().session(id) {
+        if let Some(slot) = cx.conns_mut().session_mut(id) {
             slot.info.response = Some(Box::new(response.clone()));
         }
         self.opened(cx, id);
@@ -116,7 +116,7 @@ impl Service for Runtime {
         if key & INTERNAL != 0 {
             return keepalive::on_timer(cx, &self.settings, id, key);
         }
-        let Some(slot) = cx.conns().session(id) else {
+        let Some(slot) = cx.conns_mut().session_mut(id) else {
             return;
         };
         let Some(i) = slot.timers.iter().position(|&t| t == key) else {
@@ -178,7 +178,7 @@ impl Service for Runtime {
 /// it gone.
 fn leave(cx: &mut EngineCx<'_>, id: ConnId) {
     let (local, conns) = cx.split();
-    let Some(slot) = conns.session(id) else {
+    let Some(slot) = conns.session_mut(id) else {
         return;
     };
     for topic in slot.topics.drain(..) {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ringsock_actors::{
-    Accept, BackendKind, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError, Limits,
-    Message, Server, ServerHandle,
+    Accept, BackendKind, CloseCode, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError,
+    Limits, Message, Server, ServerHandle,
 };
 use ringsock_testkit::on_both_backends;
 
@@ -47,7 +47,7 @@ impl Handler for Client {
         ));
         self.expect -= 1;
         if self.expect == 0 {
-            ctx.close(1000, "done").unwrap();
+            ctx.close(CloseCode::NORMAL, "done").unwrap();
         }
     }
     fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {

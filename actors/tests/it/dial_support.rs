@@ -14,7 +14,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use ringsock_actors::{
-    BackendKind, Closed, Ctx, DialError, Handler, Message, Server, ServerHandle,
+    BackendKind, CloseCode, Closed, Ctx, DialError, Handler, Message, Server, ServerHandle,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -59,7 +59,7 @@ impl Handler for Client {
         ));
         self.expect -= 1;
         if self.expect == 0 {
-            ctx.close(1000, "done").unwrap();
+            ctx.close(CloseCode::NORMAL, "done").unwrap();
         }
     }
     fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use crate::interop::*;
 use crate::support::*;
 use ringsock_actors::{
-    Accept, BackendKind, ClientOptions, Closed, Ctx, DataKind, DeflateOptions, DialError, Handler,
-    HandshakeError, Message, Server, ServerHandle,
+    Accept, BackendKind, ClientOptions, CloseCode, Closed, Ctx, DataKind, DeflateOptions,
+    DialError, Handler, HandshakeError, Message, Server, ServerHandle,
 };
 use ringsock_engine::server::{Echo as EngineEcho, Engine, EngineHandle};
 use ringsock_engine::ws::ServerOptions;
@@ -656,7 +656,7 @@ impl Handler for Probe {
                 wrong_echoes: std::mem::take(&mut self.wrong),
                 stats,
             });
-            let _ = ctx.close(1000, "done");
+            let _ = ctx.close(CloseCode::NORMAL, "done");
             return;
         }
         let (kind, sent) = &self.messages[self.next];

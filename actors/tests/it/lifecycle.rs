@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use ringsock_actors::{
-    Accept, BackendKind, Closed, Ctx, CtxError, Handler, HttpResponse, Message, SendStatus,
+    Accept, BackendKind, CloseCode, Closed, Ctx, CtxError, Handler, HttpResponse, Message,
+    SendStatus,
 };
 use ringsock_testkit::on_both_backends;
 use tokio::task::JoinSet;
@@ -37,11 +38,11 @@ impl Handler for Ending {
     }
     fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
         if message.as_text() == Some("close") {
-            let reserved = ctx.close(1001, "not mine to send");
-            let long = ctx.close(4000, &"x".repeat(124));
+            let reserved = ctx.close(CloseCode::GOING_AWAY, "not mine to send");
+            let long = ctx.close(CloseCode(4000), &"x".repeat(124));
             ctx.send_text(&format!("{reserved:?} {long:?}"));
-            let ok = ctx.close(4000, "bye");
-            let again = ctx.close(4001, "twice");
+            let ok = ctx.close(CloseCode(4000), "bye");
+            let again = ctx.close(CloseCode(4001), "twice");
             let after = ctx.send_text("after close");
             // Reported on the channel: no message goes out after the close.
             let _ = self

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringsock_actors::{
-    Accept, BackendKind, ClientPool, Closed, ConnectError, Ctx, DialError, DialOptions, Handler,
-    HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Server, ServerHandle,
+    Accept, BackendKind, ClientPool, CloseCode, Closed, ConnectError, Ctx, DialError, DialOptions,
+    Handler, HandshakeError, Message, PoolSlot, PreparedMessage, Reconnect, Server, ServerHandle,
 };
 use ringsock_testkit::on_both_backends;
 
@@ -524,7 +524,7 @@ fn clean_closes_are_dialled_again_when_asked(kind: BackendKind) {
         type Msg = ();
         fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
-            ctx.close(1000, "").unwrap();
+            ctx.close(CloseCode::NORMAL, "").unwrap();
         }
     }
     let server = echo_server(kind, "127.0.0.1:0".parse().unwrap());

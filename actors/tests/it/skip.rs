@@ -8,7 +8,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use ringsock_actors::{BackendKind, Closed, Ctx, Handler, Message, Server, ServerHandle};
+use ringsock_actors::{
+    BackendKind, CloseCode, Closed, Ctx, Handler, Message, Server, ServerHandle,
+};
 use ringsock_testkit::on_both_backends;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
@@ -88,7 +90,7 @@ impl Handler for Counter {
         let entry = (message.as_text().is_some(), bytes.len());
         let _ = self.report.send(entry);
         if entry == (true, LAST) {
-            ctx.close(1000, "done").unwrap();
+            ctx.close(CloseCode::NORMAL, "done").unwrap();
         }
     }
     fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {

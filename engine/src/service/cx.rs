@@ -67,8 +67,26 @@ impl<T> Conns<'_, T> {
         Some((open, conn.queued))
     }
 
-    /// The session of `id`, without marking the connection for a flush.
-    pub fn session(&mut self, id: ConnId) -> Option<&mut T> {
+    /// The open WebSocket `id` names, to read (no flush is marked: nothing can be sent
+    /// through it).
+    pub fn view(&self, id: ConnId) -> Option<&Open<T>> {
+        let conn = self.conns.get(id.0.index())?;
+        if conn.generation != id.0.generation() {
+            return None;
+        }
+        match &conn.phase {
+            Phase::Ws(open) => Some(open),
+            _ => None,
+        }
+    }
+
+    /// The session of `id`.
+    pub fn session(&self, id: ConnId) -> Option<&T> {
+        self.view(id).map(|open| &open.session)
+    }
+
+    /// The session of `id` to change, without marking the connection for a flush.
+    pub fn session_mut(&mut self, id: ConnId) -> Option<&mut T> {
         match &mut crate::conn::slot(self.conns, id.0)?.phase {
             Phase::Ws(open) => Some(&mut open.session),
             _ => None,
@@ -187,7 +205,12 @@ impl<'a, S: Service> ShardCx<'a, S> {
     }
 
     /// The shard's local state.
-    pub fn local(&mut self) -> &mut S::Local {
+    pub fn local(&self) -> &S::Local {
+        self.local
+    }
+
+    /// The shard's local state, to change.
+    pub fn local_mut(&mut self) -> &mut S::Local {
         self.local
     }
 
@@ -202,8 +225,13 @@ impl<'a, S: Service> ShardCx<'a, S> {
         (&mut *self.local, &mut self.conns)
     }
 
+    /// The connections of this shard, to read.
+    pub fn conns(&self) -> &Conns<'a, S::Session> {
+        &self.conns
+    }
+
     /// The connections of this shard.
-    pub fn conns(&mut self) -> &mut Conns<'a, S::Session> {
+    pub fn conns_mut(&mut self) -> &mut Conns<'a, S::Session> {
         &mut self.conns
     }
 

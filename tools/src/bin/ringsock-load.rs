@@ -47,8 +47,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use ringsock_actors::{
-    BackendKind, ClientOptions, ClientPool, Closed, Ctx, DataKind, DeflateOptions, DialError,
-    Handler, Message, PoolStats, PreparedMessage, Reconnect, Server, ShutdownReport, Utf8Bytes,
+    BackendKind, ClientOptions, ClientPool, CloseCode, Closed, Ctx, DataKind, DeflateOptions,
+    DialError, Handler, Message, PoolStats, PreparedMessage, Reconnect, Server, ShutdownReport,
+    Utf8Bytes,
 };
 use ringsock_engine::reactor::PoolConfig;
 use ringsock_tools::{
@@ -671,7 +672,7 @@ impl Handler for Churn {
             let ns = now.saturating_duration_since(self.dialled).as_nanos() as u64;
             record(&self.shared, now, ns);
         }
-        let _ = ctx.close(1000, "");
+        let _ = ctx.close(CloseCode::NORMAL, "");
     }
 
     fn on_close(&mut self, ctx: &mut Ctx<'_, Self>, closed: Closed) {
