@@ -113,6 +113,8 @@ fn main() -> std::io::Result<()> {
         server.local_addrs()[0],
         server.backend()
     );
-    server.wait();
+    // Ctrl-C or SIGTERM: every member hears 1001, with 5 s to finish the close handshake.
+    let report = server.shutdown_on_signal(std::time::Duration::from_secs(5))?;
+    eprintln!("chat: {} of {} closed cleanly", report.closed_cleanly, report.closing);
     Ok(())
 }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use ringsock_actors::{
@@ -175,16 +174,12 @@ fn main() -> std::io::Result<()> {
             }
         }
     }
-    // The match is spawned once the shards run; until then upgrades are refused.
-    let game: Arc<OnceLock<Addr<ToMatch>>> = Arc::new(OnceLock::new());
+    // The match starts with the server: its address exists before the first player does.
+    let mut builder = Server::builder().bind(addr);
+    let game: Addr<ToMatch> = builder.spawn(Match::default());
     let ids = AtomicU64::new(1);
-    let hook_game = game.clone();
-    let server = Server::builder()
-        .bind(addr)
+    let server = builder
         .route("/play", move |req| {
-            let Some(game) = hook_game.get() else {
-                return Err(HttpResponse::text(503, "the match is starting"));
-            };
             Ok(Accept::new(Player {
                 id: ids.fetch_add(1, Ordering::Relaxed),
                 name: clean(&req.query_param("name").unwrap_or_default()),
@@ -192,8 +187,8 @@ fn main() -> std::io::Result<()> {
             }))
         })
         .start()?;
-    let _ = game.set(server.spawn(Match::default()));
     eprintln!("game: ws://{}/play?name=you", server.local_addrs()[0]);
-    server.wait();
+    let report = server.shutdown_on_signal(Duration::from_secs(5))?;
+    eprintln!("game: {} of {} players closed cleanly", report.closed_cleanly, report.closing);
     Ok(())
 }

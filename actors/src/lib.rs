@@ -121,3 +121,9 @@ pub use ringsock_engine::ws::Utf8Bytes;
 pub use ringsock_engine::ws::{ClientOptions, DeflateOptions, DeflateStrategy, HandshakeError};
 pub use ringsock_engine::ws::{CloseCode, DataKind, Overflow, ProtocolError, ServerOptions};
 pub use ringsock_engine::{BackendKind, PoolConfig};
+
+// The README's examples, compiled (and the runnable ones run) as this crate's doctests, so the
+// guide cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
