@@ -115,6 +115,9 @@ fn main() -> std::io::Result<()> {
     );
     // Ctrl-C or SIGTERM: every member hears 1001, with 5 s to finish the close handshake.
     let report = server.shutdown_on_signal(std::time::Duration::from_secs(5))?;
-    eprintln!("chat: {} of {} closed cleanly", report.closed_cleanly, report.closing);
+    eprintln!(
+        "chat: {} of {} closed cleanly",
+        report.closed_cleanly, report.closing
+    );
     Ok(())
 }

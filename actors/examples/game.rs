@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringsock_actors::{
-    Accept, Actor, ActorCtx, Addr, CloseCode, Closed, Ctx, Handler, HttpResponse, Message, Server,
-    TimerId,
+    Accept, Actor, ActorCtx, Addr, CloseCode, Closed, Ctx, Handler, Message, Server, TimerId,
 };
 
 /// The match's state broadcasts go to this topic.
@@ -189,6 +188,9 @@ fn main() -> std::io::Result<()> {
         .start()?;
     eprintln!("game: ws://{}/play?name=you", server.local_addrs()[0]);
     let report = server.shutdown_on_signal(Duration::from_secs(5))?;
-    eprintln!("game: {} of {} players closed cleanly", report.closed_cleanly, report.closing);
+    eprintln!(
+        "game: {} of {} players closed cleanly",
+        report.closed_cleanly, report.closing
+    );
     Ok(())
 }

@@ -92,7 +92,7 @@ mod handler;
 mod keepalive;
 mod pool;
 mod publish;
-mod running;
+mod server_handle;
 mod service;
 
 pub use actor::{Actor, ActorCtx};
@@ -105,7 +105,7 @@ pub use message::{Closed, Message};
 pub use pool::{ClientPool, ClientPoolBuilder, PoolSlot, PoolStats, Reconnect};
 pub use prepared::PreparedMessage;
 pub use registry::{TopicEvent, TopicInfo};
-pub use running::{ConnectError, PublishError, ServerHandle};
+pub use server_handle::{ConnectError, PublishError, ServerHandle};
 pub use stats::Stats;
 pub use timer::TimerId;
 pub use upgrade::{Accept, UpgradeRequest};

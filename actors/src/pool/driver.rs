@@ -13,7 +13,7 @@ use super::pooled::Pooled;
 use super::shared::{bump, Event, Shared};
 use super::{ClientPoolBuilder, PoolSlot};
 use crate::handler::Handler;
-use crate::running::{ConnectError, ServerHandle};
+use crate::server_handle::{ConnectError, ServerHandle};
 
 /// The pool's thread: dials what is due as the rate and the limit on dials in flight allow,
 /// and schedules redials as handlers report failures and closes.

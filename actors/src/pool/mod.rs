@@ -19,7 +19,7 @@ use ringsock_engine::server::ShutdownReport;
 use ringsock_engine::ws::{ClientHandshake, ClientOptions};
 
 use crate::handler::Handler;
-use crate::running::{ConnectError, ServerHandle};
+use crate::server_handle::{ConnectError, ServerHandle};
 use driver::Driver;
 use shared::{Event, Shared};
 

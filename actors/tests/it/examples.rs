@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use crate::support::{next_text, run, STEP};
+use crate::support::{connect, next_text, run, STEP};
 
 /// An example's process, killed when dropped.
 struct Example(Child);

@@ -49,7 +49,8 @@ pub struct PublishError {
 /// A running server: cheap to clone and shareable with other threads (a publisher, a signal
 /// watcher), each clone a handle to the same server. Any clone can publish, spawn, connect,
 /// read the stats and topics, wait and shut down. Dropping the last clone stops the server at
-/// once, without the close handshakes: call [`ServerHandle::shutdown`] or [`ServerHandle::wait`] first.
+/// once, without the close handshakes: call [`ServerHandle::shutdown`] or
+/// [`ServerHandle::wait`] first.
 #[derive(Clone)]
 pub struct ServerHandle {
     inner: Arc<Shared>,
