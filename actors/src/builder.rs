@@ -294,8 +294,8 @@ impl ServerBuilder {
     /// last (where a bridge to a broker subscribes upstream and unsubscribes). It runs on the
     /// shard where that happened, inside the subscribe or unsubscribe (or the close that
     /// unsubscribed), under the lock that orders these events server-wide: it must be quick,
-    /// must not block, and must not subscribe or unsubscribe itself (hand the event to a
-    /// channel or an actor instead).
+    /// must not block, and must not subscribe, unsubscribe or read topic counts itself (the
+    /// lock is not reentrant; hand the event to a channel or an actor instead).
     pub fn on_topic(mut self, hook: impl Fn(TopicEvent<'_>) + Send + Sync + 'static) -> Self {
         self.on_topic = Some(Box::new(hook));
         self
