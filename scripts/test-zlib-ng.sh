@@ -40,7 +40,9 @@ mapfile -t exes < <(
 )
 linked=0
 for exe in "${exes[@]}"; do
-    if nm "$exe" 2>/dev/null | grep -q ' zng_deflate'; then
+    # grep reads all of nm's output (no -q): an early exit would kill nm with SIGPIPE, and
+    # pipefail would count a found symbol as missing.
+    if nm "$exe" 2>/dev/null | grep ' zng_deflate' >/dev/null; then
         linked=1
         break
     fi

@@ -121,7 +121,7 @@ mod backend {
     use std::ffi::{c_int, c_uint, c_void};
 
     /// A zlib-ng compressor: its C stream, boxed because zlib keeps a pointer back to it.
-    pub struct Compressor(Box<z::z_stream>);
+    pub(crate) struct Compressor(Box<z::z_stream>);
 
     // SAFETY: the stream's pointers lead only to the state zlib allocated for it (owned here,
     // freed in `Drop`); the input and output pointers are null between calls. zlib state has no
@@ -140,7 +140,7 @@ mod backend {
     }
 
     impl Compressor {
-        pub fn new(s: Settings) -> Self {
+        pub(crate) fn new(s: Settings) -> Self {
             let mut stream = Box::new(z::z_stream {
                 next_in: std::ptr::null_mut(),
                 avail_in: 0,
@@ -176,7 +176,7 @@ mod backend {
             Self(stream)
         }
 
-        pub fn compress_sync(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        pub(crate) fn compress_sync(&mut self, input: &[u8], out: &mut Vec<u8>) {
             let stream = &mut *self.0;
             sync_flush(input, out, |input, output| {
                 stream.next_in = input.as_ptr().cast_mut();
@@ -195,7 +195,7 @@ mod backend {
             });
         }
 
-        pub fn reset(&mut self) {
+        pub(crate) fn reset(&mut self) {
             // SAFETY: the stream was initialised by `new` and is not ended yet.
             unsafe { z::deflateReset(&mut *self.0) };
         }
