@@ -9,54 +9,13 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ringsock_actors::{
-    Accept, BackendKind, CloseCode, Closed, ConnectError, Ctx, DialError, Handler, HandshakeError,
-    Limits, Message, Server, ServerHandle,
+    Accept, BackendKind, ConnectError, Ctx, DialError, Handler, HandshakeError, Limits, Message,
+    Server, ServerHandle,
 };
 use ringsock_testkit::on_both_backends;
 
+use crate::dial_support::{Client, Seen};
 use crate::support::*;
-
-/// What a client handler saw.
-#[derive(Debug)]
-enum Seen {
-    Open(u16),
-    Text(String),
-    Closed(u16),
-    Failed(DialError),
-}
-
-/// Sends its messages once open, reports what comes back, closes after `expect` replies.
-struct Client {
-    send: Vec<&'static str>,
-    expect: usize,
-    report: mpsc::Sender<Seen>,
-}
-
-impl Handler for Client {
-    type Msg = ();
-    fn on_open(&mut self, ctx: &mut Ctx<'_, Self>) {
-        let status = ctx.response().map_or(0, |r| r.status());
-        let _ = self.report.send(Seen::Open(status));
-        for text in &self.send {
-            ctx.send_text(text);
-        }
-    }
-    fn on_message(&mut self, ctx: &mut Ctx<'_, Self>, message: Message) {
-        let _ = self.report.send(Seen::Text(
-            message.as_text().unwrap_or("<binary>").to_owned(),
-        ));
-        self.expect -= 1;
-        if self.expect == 0 {
-            ctx.close(CloseCode::NORMAL, "done").unwrap();
-        }
-    }
-    fn on_close(&mut self, _: &mut Ctx<'_, Self>, closed: Closed) {
-        let _ = self.report.send(Seen::Closed(closed.code.0));
-    }
-    fn on_connect_failed(&mut self, error: DialError) {
-        let _ = self.report.send(Seen::Failed(error));
-    }
-}
 
 /// Echo for the server side.
 struct Echo;
@@ -98,7 +57,7 @@ fn exchange(client: &ServerHandle, url: &str) -> Vec<Seen> {
         .connect(
             url,
             Client {
-                send: vec!["one", "two"],
+                send: vec!["one".into(), "two".into()],
                 expect: 2,
                 report: tx,
             },
